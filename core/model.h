@@ -1,0 +1,210 @@
+/* model.h: a model is a static graph of nodes over activation buffers, built once by an arch
+ * builder (core/models/*.c) and executed forward/backward by core/model.c on either backend.
+ *
+ * - Parameters: ONE generated table {name, shape, offset} (PyTorch state_dict names, formats.md)
+ *   over ONE float buffer each for params and grads; checkpoints, optimiser, EMA, weight-decay
+ *   masks and gradient all-reduce all iterate it. BN running stats live in the params buffer
+ *   (trainable = 0) so the state_dict round-trips 1:1.
+ * - Activations: per "slot" (an independent forward whose activations are kept for backward:
+ *   TRADES keeps f(x) and f(x_adv) alive together, DFA/ANCRA three), sized for max_batch at
+ *   setup. Activation gradients are shared across slots (backward runs one slot at a time).
+ * - Buffer 0 is the model input: pixels in [0,1], (N, C, H, W). Input normalisation
+ *   (mean/std) is the first node, inside the model.
+ * - Backward: dW += into model->grads (caller zeroes), input gradient = into a caller buffer.
+ *   Weight and input gradients are switched independently (attacks skip weight gradients). */
+#ifndef AL_MODEL_H
+#define AL_MODEL_H
+
+#include "core/ctx.h"
+#include "core/ops/batchnorm.h"
+#include "core/ops/conv2d.h"
+#include "core/ops/pool.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define AL_MAX_BN_BRANCHES 4
+#define AL_NAME_LEN 128
+
+typedef enum al_param_kind {
+    AL_P_WEIGHT = 0, /* conv / linear weight */
+    AL_P_BIAS,       /* conv / linear bias */
+    AL_P_BN_WEIGHT,
+    AL_P_BN_BIAS,
+    AL_P_BN_MEAN,    /* running_mean (buffer, not trainable) */
+    AL_P_BN_VAR,     /* running_var (buffer, not trainable) */
+    AL_P_OTHER,      /* project-specific buffer (not trainable unless marked) */
+} al_param_kind;
+
+typedef enum al_init_kind {
+    AL_INIT_ZERO = 0,
+    AL_INIT_ONE,
+    AL_INIT_TORCH_DEFAULT_W,  /* kaiming_uniform(a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)) */
+    AL_INIT_TORCH_DEFAULT_B,  /* U(-1/sqrt(fan_in), 1/sqrt(fan_in)) */
+    AL_INIT_KAIMING_NORMAL,   /* N(0, 2/fan_in)  (kaiming_normal_, fan_in, relu) */
+    AL_INIT_KAIMING_NORMAL_FANOUT, /* N(0, 2/fan_out), fan_out = O*kh*kw (RobustBench WRN) */
+    AL_INIT_ORTHOGONAL,       /* rows orthonormal (DFA frozen classifier) */
+} al_init_kind;
+
+typedef struct al_param {
+    char name[AL_NAME_LEN];   /* PyTorch state_dict name, e.g. "layer1.0.bn1.weight" */
+    int ndim;
+    int shape[4];
+    size_t offset;            /* in floats, into params/grads/momentum/ema buffers */
+    size_t n_elems;
+    al_param_kind kind;
+    al_init_kind init;
+    int fan_in, fan_out;
+    int trainable;            /* receives gradients and optimiser updates */
+    int decay;                /* weight decay applies (PyTorch SGD: every trainable param) */
+} al_param;
+
+typedef enum al_node_kind {
+    AL_NODE_NORMALIZE = 0, /* (x - mean) / std, constants from the model */
+    AL_NODE_CONV,
+    AL_NODE_BN,
+    AL_NODE_RELU,
+    AL_NODE_MAXPOOL,
+    AL_NODE_AVGPOOL,
+    AL_NODE_LINEAR,        /* input buffer viewed as (N, C*H*W) (flatten is free in NCHW) */
+    AL_NODE_ADD,
+    AL_NODE_DROPOUT,
+    AL_NODE_N_KINDS
+} al_node_kind;
+
+typedef struct al_buf {
+    int c, h, w;
+    size_t per_sample;        /* c*h*w floats */
+    size_t offset;            /* floats per sample before this buffer (x max_batch at setup) */
+} al_buf;
+
+typedef struct al_node {
+    al_node_kind kind;
+    char name[AL_NAME_LEN];   /* module name ("layer1.0.conv1"); "" for parameter-free nodes */
+    int in0, in1, out;        /* buffer ids (in1 = -1 unless ADD) */
+    int k, stride, pad;       /* conv / pool */
+    float p;                  /* dropout probability */
+    float eps, momentum;      /* BN */
+    int param[AL_MAX_BN_BRANCHES][4]; /* conv/linear: [0][0]=w [0][1]=b; BN: w, b, mean, var */
+    int64_t bn_tracked[AL_MAX_BN_BRANCHES]; /* num_batches_tracked per branch */
+    size_t save_per_sample;   /* saved floats per sample in a slot (argmax / dropout mask) */
+    size_t save_fixed;        /* saved floats independent of batch (BN mean/invstd: 2C) */
+    size_t save_offset;       /* filled at setup (floats into a slot's save area) */
+    int dx_accum[2];          /* backward write mode into in0/in1: 0 '=', 1 '+=' */
+} al_node;
+
+typedef struct al_slot {
+    const float *x;           /* model input of the last forward (caller-owned) */
+    float *act;               /* all buffers but 0 */
+    float *save;              /* per-node saved state */
+    int n;                    /* batch of the last forward */
+    int train;                /* mode of the last forward */
+    int branch;
+} al_slot;
+
+typedef struct al_model {
+    char arch[64];
+    int num_classes, in_c, in_h, in_w;
+    float mean[4], std[4];    /* input normalisation (C <= 4); 0/1 when absent */
+    int n_branches;           /* BN branches (1 = plain) */
+
+    al_node *nodes;
+    int n_nodes, cap_nodes;
+    al_buf *bufs;
+    int n_bufs, cap_bufs;
+    al_param *params;
+    int n_params, cap_params;
+    size_t n_param_floats;
+    int out_buf, feat_buf;    /* logits (N, K) and penultimate feature (N, D) */
+
+    /* --- after al_model_setup --- */
+    int max_batch, n_slots;
+    size_t act_floats_per_sample;
+    float *data;              /* (n_param_floats) parameters + BN buffers, on ctx device */
+    float *grads;             /* (n_param_floats) */
+    float *d_mean, *d_std;    /* normalisation constants on the device */
+    al_slot *slots;
+    float *gbuf;              /* activation gradients, shared across slots */
+    size_t scratch_bytes;     /* max per-op scratch, reserved in ctx */
+    int setup_done;
+} al_model;
+
+typedef struct al_fwd_opts {
+    int slot;                 /* activation slot (0 .. n_slots-1) */
+    int train;                /* BN batch stats and dropout on */
+    int update_bn;            /* update BN running stats (train only) */
+    int bn_branch;            /* BN parameter branch (0 = main) */
+    uint64_t step;            /* dropout stream (global step) */
+} al_fwd_opts;
+
+enum { AL_BWD_WEIGHTS = 1, AL_BWD_INPUT = 2 };
+
+/* ---- construction (host only; shape errors are programming errors: AL_ASSERT) ---- */
+al_model *al_model_new(const char *arch, int num_classes, int in_c, int in_h, int in_w);
+/* Buffer id of the normalised input (the first node's output): builders start here. */
+int al_model_input(const al_model *m);
+void al_model_set_normalization(al_model *m, const float *mean, const float *std);
+void al_model_set_branches(al_model *m, int n_branches); /* before adding BN nodes */
+int al_model_conv(al_model *m, const char *name, int in, int c_out, int k, int stride, int pad,
+                  int bias);
+int al_model_bn(al_model *m, const char *name, int in);
+int al_model_relu(al_model *m, int in);
+int al_model_maxpool(al_model *m, int in, int k, int stride);
+int al_model_avgpool(al_model *m, int in, int k, int stride);
+int al_model_linear(al_model *m, const char *name, int in, int out_features, int bias);
+int al_model_add(al_model *m, int a, int b);
+int al_model_dropout(al_model *m, int in, float p);
+void al_model_set_output(al_model *m, int logits_buf, int feature_buf);
+/* Override the init rule of the most recently added parameter named `name`. */
+void al_model_param_init(al_model *m, const char *name, al_init_kind init);
+int al_model_find_param(const al_model *m, const char *name);
+
+/* Build a model by arch name (registry in core/models/registry.c): "smallcnn",
+ * "preact_resnet18", "resnet18", "wrn-D-W". Unknown arch -> AL_ERR_VALUE naming it. */
+al_status al_model_create(const char *arch, int num_classes, int in_c, int image_size,
+                          al_model **out);
+/* Comma-separated list of known archs, for help text. */
+const char *al_model_arch_list(void);
+
+/* ---- execution ---- */
+/* Allocate params/grads/activations on ctx's device for up to max_batch x n_slots and reserve
+ * op scratch. Parameters are zero until al_model_init_params or a checkpoint load. */
+al_status al_model_setup(al_ctx *ctx, al_model *m, int max_batch, int n_slots);
+void al_model_destroy(al_ctx *ctx, al_model *m);
+/* Initialise parameters per their init rule from Philox(seed, AL_STREAM_INIT, param index). */
+al_status al_model_init_params(al_ctx *ctx, al_model *m, uint64_t seed);
+al_status al_model_zero_grad(al_ctx *ctx, al_model *m);
+
+/* Forward n <= max_batch images x (N,C,H,W) in [0,1] (device memory, kept referenced until
+ * the slot's backward). Logits via al_model_logits. */
+al_status al_model_forward(al_ctx *ctx, al_model *m, const float *x, int n, const al_fwd_opts *o);
+float *al_model_logits(al_model *m, int slot);   /* (N, K) */
+float *al_model_features(al_model *m, int slot); /* (N, D) */
+int al_model_feature_dim(const al_model *m);
+
+/* Backward of the slot's last forward. dlogits (N,K) required; dfeat (N,D) optional (added to
+ * the feature gradient). flags: AL_BWD_WEIGHTS adds dW into m->grads; AL_BWD_INPUT writes dx
+ * (N,C,H,W) (= mode). */
+al_status al_model_backward(al_ctx *ctx, al_model *m, int slot, const float *dlogits,
+                            const float *dfeat, int flags, float *dx);
+
+/* Convenience for attacks (attacks see a model only through these two). Eval/train mode per
+ * opts; returns logits pointer in *logits. */
+static inline al_status al_model_forward_eval(al_ctx *ctx, al_model *m, const float *x, int n,
+                                              int slot) {
+    al_fwd_opts o = {slot, 0, 0, 0, 0};
+    return al_model_forward(ctx, m, x, n, &o);
+}
+
+/* Parameter views. */
+static inline float *al_param_data(al_model *m, int i) { return m->data + m->params[i].offset; }
+static inline float *al_param_grad(al_model *m, int i) { return m->grads + m->params[i].offset; }
+size_t al_model_n_trainable(const al_model *m);  /* count of trainable floats */
+/* Print the parameter table (name, shape, trainable) for --help / docs. */
+void al_model_print(const al_model *m, void *file /* FILE* */);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

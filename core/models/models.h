@@ -1,0 +1,11 @@
+/* models.h: arch builders (one file each). Each builds the graph of its reference PyTorch
+ * definition with identical state_dict names/shapes and init rules (formats.md §2). */
+#ifndef AL_MODELS_H
+#define AL_MODELS_H
+#include "core/model.h"
+
+al_model *al_build_smallcnn(int num_classes, int in_c, int image_size);
+al_model *al_build_preact_resnet18(int num_classes, int in_c, int image_size);
+al_model *al_build_resnet18(int num_classes, int in_c, int image_size);
+al_model *al_build_wrn(int depth, int width, int num_classes, int in_c, int image_size);
+#endif

@@ -1,0 +1,45 @@
+/* registry.c: arch name -> builder. Shape constraints of each reference definition are
+ * checked here so a bad request is an error naming the arch, never an assertion. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/models/models.h"
+
+const char *al_model_arch_list(void) { return "smallcnn, preact_resnet18, resnet18, wrn-D-W (e.g. wrn-28-10, wrn-34-10, wrn-16-2)"; }
+
+al_status al_model_create(const char *arch, int num_classes, int in_c, int image_size,
+                          al_model **out) {
+    *out = NULL;
+    if (num_classes < 2 || num_classes > 100000)
+        return AL_FAIL(AL_ERR_VALUE, "arch %s: num_classes %d outside [2, 100000]", arch, num_classes);
+    if (in_c < 1 || in_c > 4)
+        return AL_FAIL(AL_ERR_VALUE, "arch %s: in_channels %d outside [1, 4]", arch, in_c);
+    if (strcmp(arch, "smallcnn") == 0) {
+        if (image_size != 28)
+            return AL_FAIL(AL_ERR_VALUE, "arch smallcnn: image_size %d, the TRADES SmallCNN needs 28",
+                           image_size);
+        *out = al_build_smallcnn(num_classes, in_c, image_size);
+    } else if (strcmp(arch, "preact_resnet18") == 0 || strcmp(arch, "resnet18") == 0) {
+        /* avg_pool2d(out, 4) after three stride-2 stages: image_size must be 32 */
+        if (image_size != 32)
+            return AL_FAIL(AL_ERR_VALUE, "arch %s: image_size %d, the reference definition needs 32",
+                           arch, image_size);
+        *out = arch[0] == 'p' ? al_build_preact_resnet18(num_classes, in_c, image_size)
+                              : al_build_resnet18(num_classes, in_c, image_size);
+    } else if (strncmp(arch, "wrn-", 4) == 0) {
+        int depth = 0, width = 0;
+        char tail = 0;
+        if (sscanf(arch, "wrn-%d-%d%c", &depth, &width, &tail) != 2)
+            return AL_FAIL(AL_ERR_VALUE, "arch %s: expected wrn-DEPTH-WIDTH, e.g. wrn-28-10", arch);
+        if (depth < 10 || (depth - 4) % 6 != 0 || width < 1 || width > 20)
+            return AL_FAIL(AL_ERR_VALUE, "arch %s: depth must be 6n+4 >= 10 and width in [1, 20]", arch);
+        if (image_size != 32)
+            return AL_FAIL(AL_ERR_VALUE, "arch %s: image_size %d, the reference definition needs 32",
+                           arch, image_size);
+        *out = al_build_wrn(depth, width, num_classes, in_c, image_size);
+    } else {
+        return AL_FAIL(AL_ERR_VALUE, "unknown arch '%s' (known: %s)", arch, al_model_arch_list());
+    }
+    return AL_OK;
+}
