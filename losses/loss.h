@@ -1,7 +1,12 @@
 /* loss.h: losses as pure functions of their inputs: value (mean over the batch unless stated)
  * and gradient w.r.t. logits (and features where the loss uses them). Write mode: every
  * gradient output is '=' (callers combine). CPU reference here; CUDA twins in cuda/loss_*.cu.
- * Gradients are of the RETURNED value (so they include the 1/N of a mean). */
+ * Gradients are of the RETURNED value (so they include the 1/N of a mean).
+ * Memory: logits, labels and every per-example output (per_sample, dlogits*, correct) live on
+ * ctx's device; scalar outputs (loss, parts, n_correct) are host. Every output pointer except
+ * `loss` / `n_correct` may be NULL to skip it. The CPU reference evaluates each row in double
+ * with max-subtracted log-sum-exp (stable for any finite logits) and rounds once to float.
+ * Labels outside [0, k) return AL_ERR_VALUE naming the index. */
 #ifndef AL_LOSS_H
 #define AL_LOSS_H
 
@@ -13,13 +18,83 @@ extern "C" {
 
 /* Softmax cross-entropy, mean over n: loss = -1/n sum_i log softmax(z_i)[y_i].
  * per_sample (n) optional; dlogits (n,k) optional, = d loss / d z. Labels must be in [0,k).
- * `weight` scales the returned value and gradient. */
+ * `weight` scales the returned value and gradient (per_sample is the unweighted CE_i). */
 al_status al_xent(al_ctx *ctx, int n, int k, const float *logits, const int32_t *labels,
                   float weight, double *loss, float *per_sample, float *dlogits);
 
-/* Number of correct argmax predictions (ties: lowest index wins, like torch.argmax). */
+/* Number of correct argmax predictions (ties: lowest index wins, like torch.argmax; a NaN
+ * logit counts as the maximum, as in torch). correct (n) optional, 1/0 per example. */
 al_status al_count_correct(al_ctx *ctx, int n, int k, const float *logits, const int32_t *labels,
                            int *n_correct, uint8_t *correct /* (n) or NULL */);
+
+/* TRADES training loss (yaodongyu/TRADES trades.py @6e8e11b):
+ *   loss = CE(z_nat, y) + beta * (1/n) * sum_i KL(softmax(z_kl_i) || softmax(z_adv_i))
+ * (PyTorch KLDivLoss(log_softmax(z_adv), softmax(z_kl), sum) / n). The official code runs f(x)
+ * twice in train mode (once for CE, once as the KL target) and the gradient flows through
+ * both: pass the second clean forward as logits_nat_kl (n,k), or NULL to use logits_nat for
+ * both, in which case dlogits_nat receives both terms and dlogits_nat_kl must be NULL.
+ * Gradients: dlogits_nat = dloss/dz_nat, dlogits_nat_kl = dloss/dz_kl, dlogits_adv = dloss/dz_adv.
+ * parts (2) optional, host: [0] = mean CE, [1] = (1/n) sum KL (before beta). */
+al_status al_trades_loss(al_ctx *ctx, int n, int k, const float *logits_nat,
+                         const float *logits_nat_kl, const float *logits_adv,
+                         const int32_t *labels, float beta, double *loss, double *parts,
+                         float *dlogits_nat, float *dlogits_nat_kl, float *dlogits_adv);
+
+/* TRADES attack objective: loss = sum_i KL(softmax(z_nat_i) || softmax(z_adv_i)), SUM over
+ * the batch (no 1/n: the official attack step sign()s the gradient). p_nat is detached:
+ * dlogits_adv = softmax(z_adv) - softmax(z_nat). per_sample (n) = KL_i. */
+al_status al_trades_kl(al_ctx *ctx, int n, int k, const float *logits_nat,
+                       const float *logits_adv, double *loss, float *per_sample,
+                       float *dlogits_adv);
+
+/* MART loss (YisenWang/MART mart.py @2d83e17), p = softmax(z_nat), q = softmax(z_adv):
+ *   y2_i  = argmax_{j != y_i} q_ij                    (the official argsort top-2 trick)
+ *   BCE   = (1/n) sum_i [ -log q_i[y_i] - log(1.0001 - q_i[y2_i] + 1e-12) ]
+ *   KLw   = (1/n) sum_i sum_j p_ij (log p_ij - log(q_ij + 1e-12)) * (1.0000001 - p_i[y_i])
+ *   loss  = BCE + beta * KLw
+ * As in the official code NOTHING is detached: the gradient w.r.t. z_nat flows through the KL
+ * target p AND through the weight (1.0000001 - p[y]); y2 is a constant (argsort). Ties in y2
+ * take the lowest index (torch.argsort leaves them unspecified). The constants are applied in
+ * double (PyTorch float32 rounds them to 1.0001f / 1.0000001f: a 2e-9 difference).
+ * parts (2) optional, host: [0] = BCE, [1] = KLw (before beta). */
+al_status al_mart_loss(al_ctx *ctx, int n, int k, const float *logits_nat,
+                       const float *logits_adv, const int32_t *labels, float beta,
+                       double *loss, double *parts, float *dlogits_nat, float *dlogits_adv);
+
+/* Carlini-Wagner margin, in the form an attack ASCENDS (positive <=> the attack succeeded):
+ *   untargeted (labels = true classes):    m_i = max_{j != y_i} z_ij - z_i[y_i]
+ *   targeted   (labels = target classes):  m_i = z_i[t_i] - max_{j != t_i} z_ij
+ * loss = (1/n) sum_i m_i; per_sample (n) = m_i; dlogits = dloss/dz (+-1/n at two entries; the
+ * max takes the lowest index on ties, as a subgradient). Needs k >= 2. */
+al_status al_cw_margin(al_ctx *ctx, int n, int k, const float *logits, const int32_t *labels,
+                       int targeted, double *loss, float *per_sample, float *dlogits);
+
+/* CPU references (the dispatchers above call these for AL_DEV_CPU). */
+al_status al_xent_cpu(al_ctx *ctx, int n, int k, const float *logits, const int32_t *labels,
+                      float weight, double *loss, float *per_sample, float *dlogits);
+al_status al_count_correct_cpu(al_ctx *ctx, int n, int k, const float *logits,
+                               const int32_t *labels, int *n_correct, uint8_t *correct);
+al_status al_trades_loss_cpu(al_ctx *ctx, int n, int k, const float *logits_nat,
+                             const float *logits_nat_kl, const float *logits_adv,
+                             const int32_t *labels, float beta, double *loss, double *parts,
+                             float *dlogits_nat, float *dlogits_nat_kl, float *dlogits_adv);
+al_status al_trades_kl_cpu(al_ctx *ctx, int n, int k, const float *logits_nat,
+                           const float *logits_adv, double *loss, float *per_sample,
+                           float *dlogits_adv);
+al_status al_mart_loss_cpu(al_ctx *ctx, int n, int k, const float *logits_nat,
+                           const float *logits_adv, const int32_t *labels, float beta,
+                           double *loss, double *parts, float *dlogits_nat, float *dlogits_adv);
+al_status al_cw_margin_cpu(al_ctx *ctx, int n, int k, const float *logits, const int32_t *labels,
+                           int targeted, double *loss, float *per_sample, float *dlogits);
+
+#ifdef AL_HAVE_CUDA
+/* CUDA twins (cuda/loss_xent.cu). TRADES, MART and CW have none yet: their dispatchers return
+ * AL_ERR_UNSUPPORTED on AL_DEV_CUDA. */
+al_status al_xent_cuda(al_ctx *ctx, int n, int k, const float *logits, const int32_t *labels,
+                       float weight, double *loss, float *per_sample, float *dlogits);
+al_status al_count_correct_cuda(al_ctx *ctx, int n, int k, const float *logits,
+                                const int32_t *labels, int *n_correct, uint8_t *correct);
+#endif
 
 #ifdef __cplusplus
 }
