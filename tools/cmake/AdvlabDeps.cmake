@@ -16,6 +16,10 @@ pkg_check_modules(AL_INIH REQUIRED IMPORTED_TARGET inih)
 add_library(al::inih ALIAS PkgConfig::AL_INIH)
 message(STATUS "advlab: inih ${AL_INIH_VERSION}")
 
+# zlib: gzip'd IDX files (Fashion-MNIST/MNIST converter).
+find_package(ZLIB REQUIRED)
+message(STATUS "advlab: zlib ${ZLIB_VERSION_STRING}")
+
 # OpenMP: CPU op parallelism (static schedules: deterministic for a fixed thread count).
 find_package(OpenMP REQUIRED COMPONENTS C)
 message(STATUS "advlab: OpenMP ${OpenMP_C_VERSION}")
