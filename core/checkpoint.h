@@ -65,9 +65,57 @@ typedef struct al_train_state_in {
     int has_momentum, has_ema;
     uint8_t *rng_state;
     size_t rng_state_bytes;
+    /* per-epoch metric history (/metrics/<name>, float64 [len]); all malloc'd */
+    int n_metrics;
+    char **metric_names;
+    double **metric_values;
+    int64_t *metric_lens;
 } al_train_state_in;
 al_status al_checkpoint_load_train(const char *path, const al_model *m, al_train_state_in *ts);
 void al_train_state_in_free(al_train_state_in *ts);
+
+/* ---- HDF5 helpers shared with datasets/ and tools/ (ids are hid_t; all in checkpoint.c) ----
+ * Every failure records ONE line naming the file and the object ("f.h5:/model: ...") and
+ * returns AL_ERR_IO (missing/unreadable/unwritable) or AL_ERR_FORMAT (violates formats.md).
+ * `obj` is the HDF5 path of `loc` used in messages ("/", "/model", "/train/images"). */
+void al_h5_quiet(void); /* silence HDF5's own error-stack printing (idempotent) */
+/* Open read-only: missing file, non-HDF5 file and truncated/corrupt file are told apart. */
+al_status al_h5_open_read(const char *path, int64_t *file);
+/* Root attrs format == `format` and format_version == 1. */
+al_status al_h5_check_format(int64_t file, const char *path, const char *format);
+int al_h5_has(int64_t loc, const char *name);      /* link `name` exists below loc (1/0) */
+int al_h5_has_attr(int64_t loc, const char *attr); /* attribute exists (1/0) */
+/* Strict attribute readers: missing, wrong class or wrong count is an error. */
+al_status al_h5_attr_string(int64_t loc, const char *path, const char *obj, const char *attr,
+                            char **out /* malloc'd */);
+al_status al_h5_attr_strings(int64_t loc, const char *path, const char *obj, const char *attr,
+                             int n, char ***out /* n malloc'd strings + array */);
+al_status al_h5_attr_int64(int64_t loc, const char *path, const char *obj, const char *attr,
+                           int64_t lo, int64_t hi, int64_t *out);
+al_status al_h5_attr_floats(int64_t loc, const char *path, const char *obj, const char *attr,
+                            float *out, int n);
+/* Attribute writers: strings are variable-length UTF-8; ints int32, int64s int64. */
+al_status al_h5_write_attr_string(int64_t loc, const char *path, const char *obj,
+                                  const char *attr, const char *s);
+al_status al_h5_write_attr_strings(int64_t loc, const char *path, const char *obj,
+                                   const char *attr, int n, const char *const *s);
+al_status al_h5_write_attr_int(int64_t loc, const char *path, const char *obj, const char *attr,
+                               int v);
+al_status al_h5_write_attr_int64(int64_t loc, const char *path, const char *obj,
+                                 const char *attr, int64_t v);
+al_status al_h5_write_attr_floats(int64_t loc, const char *path, const char *obj,
+                                  const char *attr, const float *v, int n);
+/* Atomic write: create <path>.tmp (into tmp) ... al_h5_commit flushes, closes, fsyncs and
+ * renames it over path (then fsyncs the directory); on any failure, or al_h5_discard, the
+ * temp file is removed and `path` is untouched. */
+al_status al_h5_create_tmp(const char *path, char *tmp, size_t tmp_len, int64_t *file);
+al_status al_h5_commit(int64_t file, const char *tmp, const char *path);
+void al_h5_discard(int64_t file, const char *tmp);
+/* "integer (1 byte, unsigned)", "float (8 bytes)", "string", ... for messages. */
+const char *al_h5_type_str(int64_t type, char *buf, size_t len);
+/* "[60000, 1, 28, 28]" */
+const char *al_h5_shape_str(int rank, const unsigned long long *dims /* hsize_t */, char *buf,
+                            size_t len);
 
 #ifdef __cplusplus
 }
