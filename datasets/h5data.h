@@ -42,6 +42,9 @@ al_status al_dataset_read_rows(al_dataset *ds, const int64_t *rows, int64_t coun
 typedef struct al_dataset_writer {
     char path[512], tmp[528];
     int64_t file;
+    int num_classes;
+    int has_unlabelled;        /* some split holds label -1 ... */
+    int has_train_or_val;      /* ... which formats.md allows only in test-only (OOD) files */
 } al_dataset_writer;
 al_status al_dataset_writer_open(al_dataset_writer *w, const char *path, const char *name,
                                  int num_classes, const char *const *class_names);
@@ -51,7 +54,23 @@ al_status al_dataset_writer_add_split(al_dataset_writer *w, const char *split, i
 al_status al_dataset_writer_close(al_dataset_writer *w);
 void al_dataset_writer_abort(al_dataset_writer *w);
 
-/* Converters (datasets/convert_idx.c, convert_cifar.c). */
+/* Whole-file summary for `advlab info`: attributes and every split's shape (validated like
+ * al_dataset_open; labels are not scanned). */
+#define AL_MAX_SPLITS 8
+typedef struct al_dataset_summary {
+    char name[64];
+    int num_classes;
+    char **class_names;        /* num_classes malloc'd strings, or NULL when absent */
+    int n_splits;
+    char split[AL_MAX_SPLITS][32];
+    int64_t n[AL_MAX_SPLITS];
+    int c[AL_MAX_SPLITS], h[AL_MAX_SPLITS], w[AL_MAX_SPLITS];
+} al_dataset_summary;
+al_status al_dataset_summary_read(const char *path, al_dataset_summary *s);
+void al_dataset_summary_free(al_dataset_summary *s);
+
+/* Converters (datasets/convert_idx.c, convert_cifar.c). name: "fashion-mnist" | "mnist".
+ * All input is read and validated before the output is opened; the write is atomic. */
 al_status al_convert_idx(const char *dir, const char *name, const char *out_path);
 al_status al_convert_cifar(const char *dir, int n_classes /* 10 or 100 */, const char *out_path);
 
