@@ -369,6 +369,43 @@ static int case_overwrite(void) {
     return 0;
 }
 
+/* Device copies: a model living on the GPU saves the same file a CPU model loads, and back.
+ * Skipped (77) without a usable GPU. */
+static int case_roundtrip_cuda(void) {
+    if (al_test_no_gpu()) return AL_SKIP_CODE;
+    al_ctx cpu, gpu;
+    AL_EXPECT(al_ctx_init(&cpu, AL_DEV_CPU, 0, 1, 0) == AL_OK, "%s", al_errmsg());
+    AL_EXPECT(al_ctx_init(&gpu, AL_DEV_CUDA, 0, 1, 0) == AL_OK, "%s", al_errmsg());
+    const arch_spec *a = &k_archs[2]; /* resnet18: BN counters and normalisation too */
+    al_model *mg = NULL, *mc = NULL, *mg2 = NULL;
+    AL_EXPECT(make_model(&gpu, a, 11, &mg) == AL_OK, "%s", al_errmsg());
+    char p1[1100], p2[1100];
+    tpath(p1, sizeof p1, "from_gpu.h5");
+    tpath(p2, sizeof p2, "from_cpu.h5");
+    AL_EXPECT(al_checkpoint_save(&gpu, mg, NULL, p1) == AL_OK, "%s", al_errmsg());
+    AL_EXPECT(al_checkpoint_create_model(p1, &mc) == AL_OK && al_model_setup(&cpu, mc, 1, 1) == AL_OK, "%s", al_errmsg());
+    AL_EXPECT(al_checkpoint_load(&cpu, mc, p1) == AL_OK, "%s", al_errmsg());
+    AL_EXPECT(al_checkpoint_save(&cpu, mc, NULL, p2) == AL_OK, "%s", al_errmsg());
+    AL_EXPECT(al_checkpoint_create_model(p2, &mg2) == AL_OK && al_model_setup(&gpu, mg2, 1, 1) == AL_OK, "%s", al_errmsg());
+    AL_EXPECT(al_checkpoint_load(&gpu, mg2, p2) == AL_OK, "%s", al_errmsg());
+    float *h1 = host_params(&gpu, mg), *h2 = host_params(&cpu, mc), *h3 = host_params(&gpu, mg2);
+    AL_EXPECT(h1 && h2 && h3, "copies");
+    for (int i = 0; i < mg->n_params; i++) {
+        const al_param *p = &mg->params[i];
+        AL_EXPECT(memcmp(h1 + p->offset, h2 + p->offset, p->n_elems * 4) == 0, "gpu->cpu %s", p->name);
+        AL_EXPECT(memcmp(h1 + p->offset, h3 + p->offset, p->n_elems * 4) == 0, "cpu->gpu %s", p->name);
+    }
+    free(h1);
+    free(h2);
+    free(h3);
+    al_model_destroy(&gpu, mg);
+    al_model_destroy(&gpu, mg2);
+    al_model_destroy(&cpu, mc);
+    al_ctx_fini(&gpu);
+    al_ctx_fini(&cpu);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     snprintf(g_dir, sizeof g_dir, "%s/io_checkpoint", al_test_tmpdir());
     mkdir(g_dir, 0755);
@@ -377,6 +414,7 @@ int main(int argc, char **argv) {
         {"train_state", case_train_state},
         {"h5py_interop", case_h5py_interop},
         {"overwrite", case_overwrite},
+        {"roundtrip_cuda", case_roundtrip_cuda},
     };
     return al_run_cases(cases, (int)AL_ARRAY_LEN(cases), argc, argv);
 }
