@@ -1,5 +1,5 @@
 /* model.h: a model is a static graph of nodes over activation buffers, built once by an arch
- * builder (core/models/*.c) and executed forward/backward by core/model.c on either backend.
+ * builder (core/models/) and executed forward/backward by core/model.c on either backend.
  *
  * - Parameters: ONE generated table {name, shape, offset} (PyTorch state_dict names, formats.md)
  *   over ONE float buffer each for params and grads; checkpoints, optimiser, EMA, weight-decay

@@ -1,0 +1,544 @@
+/* train.c: the host scheduler (see train.h). One process = one rank; the data path is
+ * dataset (RAM, uint8) -> sampler rows -> float [0,1] (+ crop/flip) -> device -> attack ->
+ * forward(s) -> loss -> backward (weights) -> SGD/EMA -> metrics -> checkpoint. */
+#include "core/train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "attacks/attack.h"
+#include "core/checkpoint.h"
+#include "core/cuda_api.h"
+#include "core/evaluate.h"
+#include "core/log.h"
+#include "core/optim.h"
+#include "datasets/h5data.h"
+#include "datasets/sampler.h"
+#include "losses/loss.h"
+
+static volatile sig_atomic_t g_stop;
+static void on_signal(int sig) { g_stop = sig; }
+
+void al_train_install_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+}
+void al_train_request_stop(void) { g_stop = SIGTERM; }
+
+enum { H_LOSS, H_ACC, H_LR, H_TEST_CLEAN, H_TEST_ROBUST, H_N };
+static const char *const hist_names[H_N] = {"train_loss", "train_acc", "lr", "test_clean_acc",
+                                            "test_robust_acc"};
+
+typedef struct trainer {
+    const al_config *cfg;
+    al_ctx ctx;
+    al_model *m;
+    al_optim opt;
+    al_attack_ws ws;
+    al_attack_spec spec;
+    int no_attack;
+    int n_slots;
+    /* data (host, uint8) */
+    uint8_t *tr_x, *te_x;
+    int32_t *tr_y, *te_y;
+    int64_t n_tr, n_te;
+    int c, h, w, k;
+    size_t d;
+    int local_batch;
+    int64_t spe; /* steps per epoch */
+    int64_t *perm, *rows;
+    uint8_t *bx;
+    int32_t *by;
+    float *h_x;
+    /* device */
+    float *d_x, *d_xadv, *d_dl[3];
+    int32_t *d_y;
+    /* checkpoint state (host copies) */
+    float *h_mom, *h_ema;
+    char *config_text;
+    double *hist[H_N];
+    int n_hist, cap_hist;
+    al_jsonl *log;
+    char dir[1024], ckpt[1100], jsonl[1100];
+} trainer;
+
+static al_status load_split(const char *path, const char *split, int64_t limit, int64_t *n,
+                            uint8_t **x, int32_t **y, int *c, int *h, int *w, int *k) {
+    al_dataset ds;
+    AL_TRY(al_dataset_open(&ds, path, split));
+    al_status st = AL_OK;
+    *n = limit > 0 && limit < ds.n ? limit : ds.n;
+    *c = ds.c;
+    *h = ds.h;
+    *w = ds.w;
+    *k = ds.num_classes;
+    size_t d = (size_t)ds.c * ds.h * ds.w;
+    *x = al_malloc((size_t)*n * d, "dataset images");
+    *y = al_malloc((size_t)*n * sizeof(int32_t), "dataset labels");
+    if (!*x || !*y) {
+        st = AL_ERR_OOM;
+        goto done;
+    }
+    if (*n == 0) {
+        st = AL_FAIL(AL_ERR_FORMAT, "%s:/%s: split is empty", path, split);
+        goto done;
+    }
+    AL_CHECK(al_dataset_read(&ds, 0, *n, *x, *y));
+done:
+    al_dataset_close(&ds);
+    return st;
+}
+
+static int method_slots(al_method m) {
+    return m == AL_METHOD_TRADES ? 3 : m == AL_METHOD_MART ? 2 : 1;
+}
+
+static al_status hist_push(trainer *t, const double *row) {
+    if (t->n_hist == t->cap_hist) {
+        int cap = t->cap_hist ? 2 * t->cap_hist : 64;
+        for (int i = 0; i < H_N; i++) {
+            double *p = realloc(t->hist[i], (size_t)cap * sizeof(double));
+            if (!p) return AL_FAIL(AL_ERR_OOM, "out of memory for metric history");
+            t->hist[i] = p;
+        }
+        t->cap_hist = cap;
+    }
+    for (int i = 0; i < H_N; i++) t->hist[i][t->n_hist] = row[i];
+    t->n_hist++;
+    return AL_OK;
+}
+
+static al_status save_checkpoint(trainer *t, int epochs_done, int64_t step) {
+    al_nvtx_push("checkpoint");
+    AL_TRY(al_optim_get_state(&t->ctx, &t->opt, t->h_mom, t->h_ema));
+    const double *vals[H_N];
+    for (int i = 0; i < H_N; i++) vals[i] = t->hist[i];
+    al_train_state ts;
+    memset(&ts, 0, sizeof ts);
+    ts.epoch = epochs_done;
+    ts.step = step;
+    ts.seed = t->cfg->run.seed;
+    ts.config = t->config_text;
+    ts.momentum = t->opt.momentum ? t->h_mom : NULL;
+    ts.ema = t->opt.ema ? t->h_ema : NULL;
+    ts.n_metrics = t->n_hist ? H_N : 0;
+    ts.n_epochs = t->n_hist;
+    ts.metric_names = hist_names;
+    ts.metric_values = vals;
+    al_status st = al_checkpoint_save(&t->ctx, t->m, &ts, t->ckpt);
+    al_nvtx_pop();
+    return st;
+}
+
+/* One optimiser step of the configured method on the batch in d_x/d_y (nb rows). */
+static al_status method_step(trainer *t, int nb, int64_t step, double *loss, int *n_correct) {
+    al_ctx *ctx = &t->ctx;
+    al_model *m = t->m;
+    const al_config *cfg = t->cfg;
+    const int k = t->k;
+    al_fwd_opts tr = {0, 1, 1, 0, (uint64_t)step * 4};
+    const float *x_train = t->d_x;
+    if (!t->no_attack) {
+        al_nvtx_push("attack");
+        al_attack_spec sp = t->spec;
+        sp.fwd.step = (uint64_t)step * 4 + 3;
+        AL_TRY(al_attack_run(ctx, m, &sp, &t->ws, t->d_x, t->d_y, nb, cfg->run.seed,
+                             al_stream(AL_STREAM_ATTACK, (uint64_t)step), t->d_xadv, NULL, NULL));
+        al_nvtx_pop();
+        x_train = t->d_xadv;
+    }
+    al_nvtx_push("forward");
+    switch (cfg->train.method) {
+    case AL_METHOD_STANDARD:
+    case AL_METHOD_PGD_AT:
+    case AL_METHOD_FAST_AT:
+        AL_TRY(al_model_forward(ctx, m, x_train, nb, &tr));
+        AL_TRY(al_xent(ctx, nb, k, al_model_logits(m, 0), t->d_y, 1.0f, loss, NULL, t->d_dl[0]));
+        AL_TRY(al_count_correct(ctx, nb, k, al_model_logits(m, 0), t->d_y, n_correct, NULL));
+        break;
+    case AL_METHOD_TRADES: {
+        /* official order: f(x_nat) for CE, f(x_adv), f(x_nat) again as the KL target; all in
+         * train mode (3 BN updates), gradient through all three (methods.md §6.2) */
+        al_fwd_opts o1 = tr, o2 = tr;
+        o1.slot = 1;
+        o1.step += 1;
+        o2.slot = 2;
+        o2.step += 2;
+        AL_TRY(al_model_forward(ctx, m, t->d_x, nb, &tr));
+        AL_TRY(al_model_forward(ctx, m, t->d_xadv, nb, &o1));
+        AL_TRY(al_model_forward(ctx, m, t->d_x, nb, &o2));
+        AL_TRY(al_trades_loss(ctx, nb, k, al_model_logits(m, 0), al_model_logits(m, 2),
+                              al_model_logits(m, 1), t->d_y, (float)cfg->train.beta, loss, NULL,
+                              t->d_dl[0], t->d_dl[2], t->d_dl[1]));
+        AL_TRY(al_count_correct(ctx, nb, k, al_model_logits(m, 1), t->d_y, n_correct, NULL));
+        break;
+    }
+    case AL_METHOD_MART: {
+        al_fwd_opts o1 = tr;
+        o1.slot = 1;
+        o1.step += 1;
+        AL_TRY(al_model_forward(ctx, m, t->d_x, nb, &tr));
+        AL_TRY(al_model_forward(ctx, m, t->d_xadv, nb, &o1));
+        AL_TRY(al_mart_loss(ctx, nb, k, al_model_logits(m, 0), al_model_logits(m, 1), t->d_y,
+                            (float)cfg->train.beta, loss, NULL, t->d_dl[0], t->d_dl[1]));
+        AL_TRY(al_count_correct(ctx, nb, k, al_model_logits(m, 1), t->d_y, n_correct, NULL));
+        break;
+    }
+    }
+    al_nvtx_pop();
+    if (!isfinite(*loss)) return AL_OK; /* caller reports */
+    al_nvtx_push("backward");
+    AL_TRY(al_model_zero_grad(ctx, m));
+    for (int s = t->n_slots - 1; s >= 0; s--)
+        AL_TRY(al_model_backward(ctx, m, s, t->d_dl[s], NULL, AL_BWD_WEIGHTS, NULL));
+    al_nvtx_pop();
+    return AL_OK;
+}
+
+static al_status evaluate_now(trainer *t, int epoch, double *clean_acc, double *robust_acc) {
+    const al_config *cfg = t->cfg;
+    int use_ema = t->opt.ema != NULL;
+    if (use_ema) AL_TRY(al_optim_swap_ema(&t->opt, t->m));
+    al_eval_counts cc, rc;
+    al_status st = AL_OK;
+    AL_CHECK(al_evaluate(&t->ctx, t->m, t->te_x, t->te_y, t->n_te, cfg->data.eval_batch_size, NULL,
+                         0, "eval clean", NULL, NULL, NULL, &cc));
+    *clean_acc = (double)cc.clean_correct / (double)cc.n;
+    *robust_acc = NAN;
+    if (!t->no_attack || cfg->eval.attack != AL_EVAL_NONE) {
+        al_attack_spec es;
+        int none = 0;
+        AL_CHECK(al_eval_spec_from_config(cfg, &es, &none));
+        if (!none) {
+            int64_t np = cfg->eval.n_points > 0 && cfg->eval.n_points < t->n_te ? cfg->eval.n_points
+                                                                                 : t->n_te;
+            AL_CHECK(al_evaluate(&t->ctx, t->m, t->te_x, t->te_y, np, cfg->data.eval_batch_size, &es,
+                                 cfg->run.seed ^ 0x5eedull, "eval attack", NULL, NULL, NULL, &rc));
+            *robust_acc = (double)rc.robust_correct / (double)rc.n;
+            al_jsonl_write(t->log, "eval",
+                           "\"epoch\":%d,\"weights\":\"%s\",\"n_clean\":%lld,\"clean_acc\":%.6f,"
+                           "\"n_robust\":%lld,\"robust_acc\":%.6f,\"seconds\":%.3f",
+                           epoch, use_ema ? "ema" : "model", (long long)cc.n, *clean_acc,
+                           (long long)rc.n, *robust_acc, cc.seconds + rc.seconds);
+        }
+    }
+    if (isnan(*robust_acc))
+        al_jsonl_write(t->log, "eval", "\"epoch\":%d,\"weights\":\"%s\",\"n_clean\":%lld,\"clean_acc\":%.6f",
+                       epoch, use_ema ? "ema" : "model", (long long)cc.n, *clean_acc);
+done:
+    if (use_ema) {
+        al_status s2 = al_optim_swap_ema(&t->opt, t->m);
+        if (st == AL_OK) st = s2;
+    }
+    return st;
+}
+
+/* Keys a resumed run may change: cadence, length and evaluation, not the training math. */
+static void copy_resumable(al_config *dst, const al_config *src) {
+    dst->run.threads = src->run.threads;
+    dst->run.log_every = src->run.log_every;
+    dst->run.checkpoint_every = src->run.checkpoint_every;
+    dst->run.eval_every = src->run.eval_every;
+    dst->train.max_steps = src->train.max_steps;
+    dst->data.eval_batch_size = src->data.eval_batch_size;
+    dst->data.n_test = src->data.n_test;
+    memcpy(&dst->eval, &src->eval, sizeof dst->eval);
+    memcpy(dst->run.out_dir, src->run.out_dir, sizeof dst->run.out_dir);
+    memcpy(dst->run.name, src->run.name, sizeof dst->run.name);
+    memcpy(dst->data.dataset, src->data.dataset, sizeof dst->data.dataset);
+}
+
+static al_status setup(trainer *t, const char *resume, int64_t *step) {
+    const al_config *cfg = t->cfg;
+    al_status st;
+    AL_TRY(al_ctx_init(&t->ctx, cfg->run.device, 0, cfg->run.threads, (uint64_t)cfg->run.seed));
+    t->ctx.deterministic = cfg->run.deterministic;
+    t->ctx.precision = cfg->run.precision;
+    if (!cfg->data.dataset[0])
+        return AL_FAIL(AL_ERR_CONFIG, "config: data.dataset is required (path to a dataset .h5)");
+    int c2, h2, w2, k2;
+    AL_TRY(load_split(cfg->data.dataset, cfg->data.train_split, cfg->data.n_train, &t->n_tr, &t->tr_x,
+                      &t->tr_y, &t->c, &t->h, &t->w, &t->k));
+    AL_TRY(load_split(cfg->data.dataset, cfg->data.test_split, cfg->data.n_test, &t->n_te, &t->te_x,
+                      &t->te_y, &c2, &h2, &w2, &k2));
+    if (c2 != t->c || h2 != t->h || w2 != t->w)
+        return AL_FAIL(AL_ERR_FORMAT, "%s: splits %s and %s have different image shapes",
+                       cfg->data.dataset, cfg->data.train_split, cfg->data.test_split);
+    if (t->h != t->w)
+        return AL_FAIL(AL_ERR_FORMAT, "%s: images are %dx%d; advlab models take square images",
+                       cfg->data.dataset, t->h, t->w);
+    if (cfg->model.num_classes > 0) {
+        if (cfg->model.num_classes < t->k)
+            return AL_FAIL(AL_ERR_VALUE, "config: model.num_classes = %d but %s has %d classes",
+                           cfg->model.num_classes, cfg->data.dataset, t->k);
+        t->k = cfg->model.num_classes;
+    }
+    t->d = (size_t)t->c * t->h * t->w;
+    if (cfg->model.bn_branches != 1)
+        return AL_FAIL(AL_ERR_UNSUPPORTED,
+                       "config: model.bn_branches = %d: multi-BN training methods are not built yet "
+                       "(AdvProp/MultiBN, issue #7)", cfg->model.bn_branches);
+    AL_TRY(al_model_create(cfg->model.arch, t->k, t->c, t->h, &t->m));
+    if (cfg->model.mean.n || cfg->model.std.n) {
+        if (cfg->model.mean.n != t->c || cfg->model.std.n != t->c)
+            return AL_FAIL(AL_ERR_VALUE,
+                           "config: model.mean / model.std have %d / %d values, the dataset has %d "
+                           "channels",
+                           cfg->model.mean.n, cfg->model.std.n, t->c);
+        al_model_set_normalization(t->m, cfg->model.mean.v, cfg->model.std.v);
+    }
+    t->n_slots = method_slots(cfg->train.method);
+    t->local_batch = AL_CEIL_DIV(cfg->data.batch_size, t->ctx.world);
+    int max_batch = AL_MAX(t->local_batch, cfg->data.eval_batch_size);
+    AL_TRY(al_model_setup(&t->ctx, t->m, max_batch, t->n_slots));
+    AL_TRY(al_model_init_params(&t->ctx, t->m, (uint64_t)cfg->run.seed));
+    al_sgd_opts so = al_sgd_opts_from_config(cfg);
+    AL_TRY(al_optim_init(&t->ctx, &t->opt, t->m, &so));
+    AL_TRY(al_train_spec_from_config(cfg, &t->spec, &t->no_attack));
+    if (!t->no_attack) AL_TRY(al_attack_ws_init(&t->ctx, &t->ws, t->m, t->local_batch));
+
+    t->spe = al_sampler_n_batches(t->n_tr, cfg->data.batch_size, cfg->data.drop_last);
+    if (t->spe < 1)
+        return AL_FAIL(AL_ERR_VALUE, "config: data.batch_size = %d with drop_last leaves no batch of "
+                                     "the %lld training rows",
+                       cfg->data.batch_size, (long long)t->n_tr);
+    t->perm = al_malloc((size_t)t->n_tr * sizeof(int64_t), "permutation");
+    t->rows = al_malloc((size_t)t->local_batch * sizeof(int64_t), "batch rows");
+    t->bx = al_malloc((size_t)t->local_batch * t->d, "batch images");
+    t->by = al_malloc((size_t)t->local_batch * sizeof(int32_t), "batch labels");
+    t->h_x = al_malloc((size_t)t->local_batch * t->d * sizeof(float), "batch staging");
+    t->h_mom = al_malloc(t->m->n_param_floats * sizeof(float), "momentum host copy");
+    t->h_ema = al_malloc(t->m->n_param_floats * sizeof(float), "EMA host copy");
+    if (!t->perm || !t->rows || !t->bx || !t->by || !t->h_x || !t->h_mom || !t->h_ema) return AL_ERR_OOM;
+    size_t xb = (size_t)t->local_batch * t->d * sizeof(float);
+    AL_TRY(al_dev_alloc(&t->ctx, (void **)&t->d_x, xb, "batch inputs"));
+    AL_TRY(al_dev_alloc(&t->ctx, (void **)&t->d_xadv, xb, "adversarial batch"));
+    AL_TRY(al_dev_alloc(&t->ctx, (void **)&t->d_y, (size_t)t->local_batch * sizeof(int32_t), "labels"));
+    for (int s = 0; s < t->n_slots; s++)
+        AL_TRY(al_dev_alloc(&t->ctx, (void **)&t->d_dl[s],
+                            (size_t)t->local_batch * t->k * sizeof(float), "logit gradients"));
+    AL_TRY(al_config_to_ini(cfg, &t->config_text));
+
+    /* run directory */
+    snprintf(t->dir, sizeof t->dir, "%s/%s", cfg->run.out_dir, cfg->run.name);
+    mkdir(cfg->run.out_dir, 0755);
+    if (mkdir(t->dir, 0755) != 0 && errno != EEXIST)
+        return AL_FAIL(AL_ERR_IO, "%s: cannot create run directory: %s", t->dir, strerror(errno));
+    snprintf(t->ckpt, sizeof t->ckpt, "%.1000s/checkpoint.h5", t->dir);
+    snprintf(t->jsonl, sizeof t->jsonl, "%.1000s/metrics.jsonl", t->dir);
+
+    *step = 0;
+    if (resume) {
+        al_ckpt_info info;
+        AL_TRY(al_checkpoint_info(resume, &info));
+        if (strcmp(info.arch, t->m->arch) != 0)
+            return AL_FAIL(AL_ERR_VALUE, "%s: checkpoint arch %s, config model.arch %s", resume,
+                           info.arch, t->m->arch);
+        AL_TRY(al_checkpoint_load(&t->ctx, t->m, resume));
+        al_train_state_in tsi;
+        memset(&tsi, 0, sizeof tsi);
+        tsi.momentum = t->h_mom;
+        tsi.ema = t->h_ema;
+        AL_TRY(al_checkpoint_load_train(resume, t->m, &tsi));
+        st = AL_OK;
+        if (!tsi.config) {
+            st = AL_FAIL(AL_ERR_FORMAT, "%s:/train: no config stored; cannot resume", resume);
+        } else {
+            al_config stored;
+            al_config_defaults(&stored);
+            st = al_config_load_string(&stored, tsi.config, resume);
+            if (st == AL_OK) st = al_config_validate(&stored);
+            if (st == AL_OK) {
+                copy_resumable(&stored, cfg);
+                char diff[512];
+                if (!al_config_equal(&stored, cfg, diff, sizeof diff))
+                    st = AL_FAIL(AL_ERR_CONFIG,
+                                 "--resume %s: config differs from the checkpoint's at %s (only "
+                                 "cadence, length and [eval] keys may change)",
+                                 resume, diff);
+            }
+        }
+        if (st == AL_OK)
+            st = al_optim_set_state(&t->ctx, &t->opt, t->m, tsi.step, tsi.has_momentum ? t->h_mom : NULL,
+                                    tsi.has_ema ? t->h_ema : NULL);
+        /* metric history continues */
+        for (int e = 0; st == AL_OK && tsi.n_metrics > 0 && e < (int)tsi.metric_lens[0]; e++) {
+            double row[H_N];
+            for (int i = 0; i < H_N; i++) {
+                row[i] = NAN;
+                for (int j = 0; j < tsi.n_metrics; j++)
+                    if (!strcmp(tsi.metric_names[j], hist_names[i]) && e < tsi.metric_lens[j])
+                        row[i] = tsi.metric_values[j][e];
+            }
+            st = hist_push(t, row);
+        }
+        *step = tsi.step;
+        al_train_state_in_free(&tsi);
+        AL_TRY(st);
+        al_log_info("resumed from %s at step %lld (epoch %lld of %d)", resume, (long long)*step,
+                    (long long)(*step / t->spe), cfg->train.epochs);
+    }
+    AL_TRY(al_jsonl_open(&t->log, t->jsonl, cfg, resume != NULL));
+    return AL_OK;
+}
+
+static void teardown(trainer *t) {
+    al_ctx *ctx = &t->ctx;
+    if (t->log) al_jsonl_close(t->log);
+    al_attack_ws_fini(ctx, &t->ws);
+    al_optim_fini(ctx, &t->opt);
+    al_dev_free(ctx, t->d_x);
+    al_dev_free(ctx, t->d_xadv);
+    al_dev_free(ctx, t->d_y);
+    for (int s = 0; s < 3; s++) al_dev_free(ctx, t->d_dl[s]);
+    al_model_destroy(ctx, t->m);
+    al_ctx_fini(ctx);
+    al_free(t->tr_x);
+    al_free(t->tr_y);
+    al_free(t->te_x);
+    al_free(t->te_y);
+    al_free(t->perm);
+    al_free(t->rows);
+    al_free(t->bx);
+    al_free(t->by);
+    al_free(t->h_x);
+    al_free(t->h_mom);
+    al_free(t->h_ema);
+    al_free(t->config_text);
+    for (int i = 0; i < H_N; i++) free(t->hist[i]);
+}
+
+al_status al_train(const al_config *cfg, const char *resume, al_train_result *res) {
+    trainer T;
+    memset(&T, 0, sizeof T);
+    trainer *t = &T;
+    t->cfg = cfg;
+    memset(res, 0, sizeof *res);
+    res->test_clean_acc = res->test_robust_acc = NAN;
+    g_stop = 0;
+    int64_t step = 0;
+    al_status st = setup(t, resume, &step);
+    if (st != AL_OK) goto done;
+    snprintf(res->checkpoint, sizeof res->checkpoint, "%.1000s", t->ckpt);
+
+    const int epochs = cfg->train.epochs;
+    const int pad = cfg->data.augment == AL_AUG_CROP_FLIP ? cfg->data.crop_pad : 0;
+    const int on_dev = t->ctx.device != AL_DEV_CPU;
+    al_log_info("train %s: %s on %s (%lld train / %lld test rows, %d classes), %s, %d epochs x %lld "
+                "steps, batch %d, device %s, %d threads",
+                cfg->run.name, t->m->arch, cfg->data.dataset, (long long)t->n_tr, (long long)t->n_te,
+                t->k, al_config_enum_name("train.method", cfg->train.method), epochs,
+                (long long)t->spe, cfg->data.batch_size, al_config_enum_name("run.device", cfg->run.device),
+                t->ctx.n_threads);
+    al_jsonl_write(t->log, "start",
+                   "\"arch\":\"%s\",\"n_train\":%lld,\"n_test\":%lld,\"steps_per_epoch\":%lld,"
+                   "\"start_step\":%lld,\"threads\":%d",
+                   t->m->arch, (long long)t->n_tr, (long long)t->n_te, (long long)t->spe,
+                   (long long)step, t->ctx.n_threads);
+
+    for (int epoch = (int)(step / t->spe); epoch < epochs; epoch++) {
+        al_sampler_perm((uint64_t)cfg->run.seed, epoch, t->n_tr, cfg->data.shuffle, t->perm);
+        char label[64];
+        snprintf(label, sizeof label, "epoch %d/%d", epoch + 1, epochs);
+        al_progress prog;
+        int64_t first_b = step - (int64_t)epoch * t->spe;
+        al_progress_begin(&prog, label, t->n_tr);
+        double ep_loss = 0, ep_seen = 0, ep_correct = 0, t_ep = al_now();
+        for (int64_t b = first_b; b < t->spe; b++) {
+            int nb = al_sampler_batch(t->perm, t->n_tr, b, cfg->data.batch_size, cfg->data.drop_last,
+                                      t->ctx.rank, t->ctx.world, t->rows);
+            if (nb == 0) continue;
+            for (int i = 0; i < nb; i++) {
+                memcpy(t->bx + (size_t)i * t->d, t->tr_x + (size_t)t->rows[i] * t->d, t->d);
+                t->by[i] = t->tr_y[t->rows[i]];
+            }
+            al_batch_to_float(t->bx, nb, t->c, t->h, t->w, pad, (uint64_t)cfg->run.seed,
+                              (uint64_t)step, on_dev ? t->h_x : t->d_x);
+            if (on_dev) AL_CHECK(al_copy_to_dev(&t->ctx, t->d_x, t->h_x, (size_t)nb * t->d * sizeof(float)));
+            AL_CHECK(al_copy_to_dev(&t->ctx, t->d_y, t->by, (size_t)nb * sizeof(int32_t)));
+
+            double loss = 0;
+            int n_correct = 0;
+            AL_CHECK(method_step(t, nb, step, &loss, &n_correct));
+            if (!isfinite(loss)) {
+                st = AL_FAIL(AL_ERR_NAN,
+                             "train: loss is %s at epoch %d step %lld; stopped without saving (last "
+                             "good checkpoint: %s)",
+                             isnan(loss) ? "NaN" : "Inf", epoch + 1, (long long)step,
+                             res->epochs_done > 0 || resume ? t->ckpt : "none");
+                al_jsonl_write(t->log, "error", "\"step\":%lld,\"loss\":null", (long long)step);
+                goto done;
+            }
+            double coef = 1.0, gnorm = 0.0;
+            if (cfg->train.grad_clip > 0)
+                AL_CHECK(al_optim_clip_coef(&t->ctx, &t->opt, t->m, cfg->train.grad_clip, &gnorm, &coef));
+            double lr = al_lr_at(&cfg->train, step, t->spe);
+            al_nvtx_push("optimizer");
+            AL_CHECK(al_optim_step_sched(&t->ctx, &t->opt, t->m, &cfg->train, t->spe, coef));
+            al_nvtx_pop();
+            step++;
+            ep_loss += loss * nb;
+            ep_correct += n_correct;
+            ep_seen += nb;
+            res->last_loss = loss;
+            al_progress_update(&prog, (int64_t)ep_seen + first_b * cfg->data.batch_size,
+                               ep_loss / ep_seen, ep_correct / ep_seen);
+            if (step % cfg->run.log_every == 0)
+                al_jsonl_write(t->log, "step",
+                               "\"step\":%lld,\"epoch\":%d,\"lr\":%.8g,\"loss\":%.6g,\"acc\":%.6f,"
+                               "\"img_per_s\":%.1f",
+                               (long long)step, epoch + 1, lr, loss, (double)n_correct / nb,
+                               ep_seen / (al_now() - t_ep));
+            if (g_stop || (cfg->train.max_steps > 0 && step >= cfg->train.max_steps)) {
+                al_progress_end(&prog);
+                AL_CHECK(save_checkpoint(t, epoch, step));
+                res->steps = step;
+                res->epochs_done = epoch;
+                al_jsonl_write(t->log, "stop", "\"step\":%lld,\"reason\":\"%s\",\"checkpoint\":\"%s\"",
+                               (long long)step, g_stop ? "signal" : "max_steps", t->ckpt);
+                if (g_stop) {
+                    res->interrupted = 1;
+                    st = AL_FAIL(AL_ERR_INTERRUPTED, "train: stopped by signal %d at step %lld; "
+                                                     "checkpoint saved to %s (continue with --resume)",
+                                 (int)g_stop, (long long)step, t->ckpt);
+                }
+                goto done;
+            }
+        }
+        al_progress_end(&prog);
+        double sec = al_now() - t_ep;
+        double row[H_N] = {ep_loss / ep_seen, ep_correct / ep_seen, al_lr_at(&cfg->train, step - 1, t->spe),
+                           NAN, NAN};
+        al_log_info("epoch %d/%d: loss %.4f, train %s acc %.2f%%, %.1f img/s", epoch + 1, epochs,
+                    row[H_LOSS], t->no_attack ? "clean" : "adv", 100 * row[H_ACC], ep_seen / sec);
+        int last = epoch + 1 == epochs;
+        if (last || (cfg->run.eval_every > 0 && (epoch + 1) % cfg->run.eval_every == 0)) {
+            AL_CHECK(evaluate_now(t, epoch + 1, &row[H_TEST_CLEAN], &row[H_TEST_ROBUST]));
+            res->test_clean_acc = row[H_TEST_CLEAN];
+            res->test_robust_acc = row[H_TEST_ROBUST];
+            al_log_info("epoch %d/%d: test clean %.2f%%, robust %.2f%%", epoch + 1, epochs,
+                        100 * row[H_TEST_CLEAN], 100 * row[H_TEST_ROBUST]);
+        }
+        AL_CHECK(hist_push(t, row));
+        al_jsonl_write(t->log, "epoch",
+                       "\"epoch\":%d,\"step\":%lld,\"loss\":%.6g,\"acc\":%.6f,\"lr\":%.8g,"
+                       "\"img_per_s\":%.1f,\"seconds\":%.3f",
+                       epoch + 1, (long long)step, row[H_LOSS], row[H_ACC], row[H_LR], ep_seen / sec, sec);
+        res->epochs_done = epoch + 1;
+        res->steps = step;
+        if (last || (cfg->run.checkpoint_every > 0 && (epoch + 1) % cfg->run.checkpoint_every == 0))
+            AL_CHECK(save_checkpoint(t, epoch + 1, step));
+    }
+done:
+    teardown(t);
+    return st;
+}
