@@ -341,8 +341,16 @@ al_status al_dataset_summary_read(const char *path, al_dataset_summary *s) {
     split_list(f, list, sizeof list);
     if (strcmp(list, "no splits") == 0)
         AL_CHECK(AL_FAIL(AL_ERR_FORMAT, "%s:/: no splits (expected /train, /test, ...)", path));
-    for (char *tok = strtok(list, ", "); tok; tok = strtok(NULL, ", ")) {
-        if (s->n_splits == AL_MAX_SPLITS) break;
+    /* train, val, test first (in that order), then any other split in name order */
+    char *names[AL_MAX_SPLITS + 3];
+    int n_names = 0;
+    static const char *const k_known[3] = {"train", "val", "test"};
+    for (int k = 0; k < 3; k++)
+        if (al_h5_has(f, k_known[k])) names[n_names++] = (char *)k_known[k];
+    for (char *tok = strtok(list, ", "); tok && n_names < AL_MAX_SPLITS; tok = strtok(NULL, ", "))
+        if (strcmp(tok, "train") && strcmp(tok, "val") && strcmp(tok, "test")) names[n_names++] = tok;
+    for (int k = 0; k < n_names && k < AL_MAX_SPLITS; k++) {
+        const char *tok = names[k];
         int i = s->n_splits;
         hid_t im, lb;
         AL_CHECK(open_split(f, path, tok, &im, &lb, &s->n[i], &s->c[i], &s->h[i], &s->w[i]));
