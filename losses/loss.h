@@ -36,16 +36,15 @@ al_status al_count_correct(al_ctx *ctx, int n, int k, const float *logits, const
  * Gradients: dlogits_nat = dloss/dz_nat, dlogits_nat_kl = dloss/dz_kl, dlogits_adv = dloss/dz_adv.
  * parts (2) optional, host: [0] = mean CE, [1] = (1/n) sum KL (before beta). */
 al_status al_trades_loss(al_ctx *ctx, int n, int k, const float *logits_nat,
-                         const float *logits_nat_kl, const float *logits_adv,
-                         const int32_t *labels, float beta, double *loss, double *parts,
-                         float *dlogits_nat, float *dlogits_nat_kl, float *dlogits_adv);
+                         const float *logits_nat_kl, const float *logits_adv, const int32_t *labels,
+                         float beta, double *loss, double *parts, float *dlogits_nat,
+                         float *dlogits_nat_kl, float *dlogits_adv);
 
 /* TRADES attack objective: loss = sum_i KL(softmax(z_nat_i) || softmax(z_adv_i)), SUM over
  * the batch (no 1/n: the official attack step sign()s the gradient). p_nat is detached:
  * dlogits_adv = softmax(z_adv) - softmax(z_nat). per_sample (n) = KL_i. */
-al_status al_trades_kl(al_ctx *ctx, int n, int k, const float *logits_nat,
-                       const float *logits_adv, double *loss, float *per_sample,
-                       float *dlogits_adv);
+al_status al_trades_kl(al_ctx *ctx, int n, int k, const float *logits_nat, const float *logits_adv,
+                       double *loss, float *per_sample, float *dlogits_adv);
 
 /* MART loss (YisenWang/MART mart.py @2d83e17), p = softmax(z_nat), q = softmax(z_adv):
  *   y2_i  = argmax_{j != y_i} q_ij                    (the official argsort top-2 trick)
@@ -57,9 +56,9 @@ al_status al_trades_kl(al_ctx *ctx, int n, int k, const float *logits_nat,
  * take the lowest index (torch.argsort leaves them unspecified). The constants are applied in
  * double (PyTorch float32 rounds them to 1.0001f / 1.0000001f: a 2e-9 difference).
  * parts (2) optional, host: [0] = BCE, [1] = KLw (before beta). */
-al_status al_mart_loss(al_ctx *ctx, int n, int k, const float *logits_nat,
-                       const float *logits_adv, const int32_t *labels, float beta,
-                       double *loss, double *parts, float *dlogits_nat, float *dlogits_adv);
+al_status al_mart_loss(al_ctx *ctx, int n, int k, const float *logits_nat, const float *logits_adv,
+                       const int32_t *labels, float beta, double *loss, double *parts,
+                       float *dlogits_nat, float *dlogits_adv);
 
 /* Carlini-Wagner margin, in the form an attack ASCENDS (positive <=> the attack succeeded):
  *   untargeted (labels = true classes):    m_i = max_{j != y_i} z_ij - z_i[y_i]
@@ -82,8 +81,8 @@ al_status al_trades_kl_cpu(al_ctx *ctx, int n, int k, const float *logits_nat,
                            const float *logits_adv, double *loss, float *per_sample,
                            float *dlogits_adv);
 al_status al_mart_loss_cpu(al_ctx *ctx, int n, int k, const float *logits_nat,
-                           const float *logits_adv, const int32_t *labels, float beta,
-                           double *loss, double *parts, float *dlogits_nat, float *dlogits_adv);
+                           const float *logits_adv, const int32_t *labels, float beta, double *loss,
+                           double *parts, float *dlogits_nat, float *dlogits_adv);
 al_status al_cw_margin_cpu(al_ctx *ctx, int n, int k, const float *logits, const int32_t *labels,
                            int targeted, double *loss, float *per_sample, float *dlogits);
 

@@ -25,8 +25,8 @@ static const double MART_W_C = 1.0000001; /* weight (1.0000001 - p_y) */
 static const double MART_LOG_EPS = 1e-12; /* log(q + 1e-12) in both terms */
 
 al_status al_mart_loss_cpu(al_ctx *ctx, int n, int k, const float *logits_nat,
-                           const float *logits_adv, const int32_t *labels, float beta,
-                           double *loss, double *parts, float *dlogits_nat, float *dlogits_adv) {
+                           const float *logits_adv, const int32_t *labels, float beta, double *loss,
+                           double *parts, float *dlogits_nat, float *dlogits_adv) {
     (void)ctx;
     int bad = first_bad_label(labels, n, k);
     if (bad >= 0)
@@ -79,9 +79,9 @@ al_status al_mart_loss_cpu(al_ctx *ctx, int n, int k, const float *logits_nat,
     return AL_OK;
 }
 
-al_status al_mart_loss(al_ctx *ctx, int n, int k, const float *logits_nat,
-                       const float *logits_adv, const int32_t *labels, float beta,
-                       double *loss, double *parts, float *dlogits_nat, float *dlogits_adv) {
+al_status al_mart_loss(al_ctx *ctx, int n, int k, const float *logits_nat, const float *logits_adv,
+                       const int32_t *labels, float beta, double *loss, double *parts,
+                       float *dlogits_nat, float *dlogits_adv) {
     if (n < 1 || k < 2)
         return AL_FAIL(AL_ERR_VALUE, "al_mart_loss: n=%d k=%d (need n >= 1, k >= 2)", n, k);
     switch (ctx->device) {

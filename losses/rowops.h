@@ -31,7 +31,7 @@ static inline int row_argmax_excl(const float *z, int k, int excl) {
             continue;
         }
         float b = z[best], v = z[j];
-        if (b != b) break;                 /* first NaN already holds */
+        if (b != b) break; /* first NaN already holds */
         if (v != v || v > b) best = j;
     }
     return best;

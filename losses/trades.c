@@ -94,9 +94,9 @@ al_status al_trades_kl_cpu(al_ctx *ctx, int n, int k, const float *logits_nat,
 /* ---------------------------------------------------------------- dispatchers */
 
 al_status al_trades_loss(al_ctx *ctx, int n, int k, const float *logits_nat,
-                         const float *logits_nat_kl, const float *logits_adv,
-                         const int32_t *labels, float beta, double *loss, double *parts,
-                         float *dlogits_nat, float *dlogits_nat_kl, float *dlogits_adv) {
+                         const float *logits_nat_kl, const float *logits_adv, const int32_t *labels,
+                         float beta, double *loss, double *parts, float *dlogits_nat,
+                         float *dlogits_nat_kl, float *dlogits_adv) {
     if (n < 1 || k < 1)
         return AL_FAIL(AL_ERR_VALUE, "al_trades_loss: n=%d k=%d (need n >= 1, k >= 1)", n, k);
     if (!logits_nat_kl && dlogits_nat_kl)
@@ -112,9 +112,8 @@ al_status al_trades_loss(al_ctx *ctx, int n, int k, const float *logits_nat,
     return AL_FAIL(AL_ERR_VALUE, "al_trades_loss: unknown device %d", (int)ctx->device);
 }
 
-al_status al_trades_kl(al_ctx *ctx, int n, int k, const float *logits_nat,
-                       const float *logits_adv, double *loss, float *per_sample,
-                       float *dlogits_adv) {
+al_status al_trades_kl(al_ctx *ctx, int n, int k, const float *logits_nat, const float *logits_adv,
+                       double *loss, float *per_sample, float *dlogits_adv) {
     if (n < 1 || k < 1)
         return AL_FAIL(AL_ERR_VALUE, "al_trades_kl: n=%d k=%d (need n >= 1, k >= 1)", n, k);
     switch (ctx->device) {

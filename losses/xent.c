@@ -68,7 +68,8 @@ al_status al_xent(al_ctx *ctx, int n, int k, const float *logits, const int32_t 
 #ifdef AL_HAVE_CUDA
         return al_xent_cuda(ctx, n, k, logits, labels, weight, loss, per_sample, dlogits);
 #else
-        return AL_FAIL(AL_ERR_NO_GPU, "al_xent: CUDA device requested but advlab was built without CUDA");
+        return AL_FAIL(AL_ERR_NO_GPU,
+                       "al_xent: CUDA device requested but advlab was built without CUDA");
 #endif
     }
     return AL_FAIL(AL_ERR_VALUE, "al_xent: unknown device %d", (int)ctx->device);
@@ -78,8 +79,7 @@ al_status al_count_correct(al_ctx *ctx, int n, int k, const float *logits, const
                            int *n_correct, uint8_t *correct) {
     AL_TRY(check_shape("al_count_correct", n, k, 1));
     switch (ctx->device) {
-    case AL_DEV_CPU:
-        return al_count_correct_cpu(ctx, n, k, logits, labels, n_correct, correct);
+    case AL_DEV_CPU: return al_count_correct_cpu(ctx, n, k, logits, labels, n_correct, correct);
     case AL_DEV_CUDA:
 #ifdef AL_HAVE_CUDA
         return al_count_correct_cuda(ctx, n, k, logits, labels, n_correct, correct);

@@ -22,7 +22,8 @@ static void softmax_d(const double *z, int k, double *p) {
     for (int j = 0; j < k; j++) s += (p[j] = exp(z[j] - m));
     for (int j = 0; j < k; j++) p[j] /= s;
 }
-/* KL(p || q) as PyTorch's KLDivLoss(input = log q, target = p): sum p (log p - log q), 0 log 0 = 0 */
+/* KL(p || q) as PyTorch's KLDivLoss(input = log q, target = p): sum p (log p - log q), 0 log 0 = 0
+ */
 static double kl_d(const double *p, const double *logq, int k) {
     double s = 0;
     for (int j = 0; j < k; j++) s += p[j] > 0 ? p[j] * (log(p[j]) - logq[j]) : 0.0;
@@ -187,7 +188,8 @@ static int fd_check_one(al_ctx *ctx, int n, int k, uint64_t id, float scale, flo
     /* TRADES with two clean forwards: gradient w.r.t. all three logit sets */
     c.which = L_TRADES2;
     AL_EXPECT(al_trades_loss(ctx, n, k, in.zn, in.zk, in.za, in.y, beta, &loss, NULL, d1, d2, d3) ==
-                  AL_OK, "%s", al_errmsg());
+                  AL_OK,
+              "%s", al_errmsg());
     to_d(in.zn, nk, x);
     to_d(in.zk, nk, x + nk);
     to_d(in.za, nk, x + 2 * nk);
@@ -203,8 +205,9 @@ static int fd_check_one(al_ctx *ctx, int n, int k, uint64_t id, float scale, flo
 
     /* TRADES with one clean forward (KL gradient joins dlogits_nat) */
     c.which = L_TRADES1;
-    AL_EXPECT(al_trades_loss(ctx, n, k, in.zn, NULL, in.za, in.y, beta, &loss, NULL, d1, NULL, d3) ==
-                  AL_OK, "%s", al_errmsg());
+    AL_EXPECT(al_trades_loss(ctx, n, k, in.zn, NULL, in.za, in.y, beta, &loss, NULL, d1, NULL,
+                             d3) == AL_OK,
+              "%s", al_errmsg());
     to_d(in.zn, nk, x);
     to_d(in.za, nk, x + nk);
     ref = loss_ref(x, &c);
@@ -268,7 +271,7 @@ static int case_fd(void) {
     al_ctx ctx;
     AL_EXPECT(al_ctx_init(&ctx, AL_DEV_CPU, 0, 1, 1) == AL_OK, "%s", al_errmsg());
     int bad = 0;
-    bad |= fd_check_one(&ctx, 1, 10, 100, 4.0f, 6.0f);  /* batch 1 */
+    bad |= fd_check_one(&ctx, 1, 10, 100, 4.0f, 6.0f); /* batch 1 */
     bad |= fd_check_one(&ctx, 5, 10, 110, 4.0f, 6.0f);
     bad |= fd_check_one(&ctx, 3, 7, 120, 4.0f, 1.0f);   /* K not a power of two */
     bad |= fd_check_one(&ctx, 4, 10, 130, 80.0f, 6.0f); /* extreme logits: p underflows in f32 */
@@ -318,20 +321,20 @@ static int torch_check_one(al_ctx *ctx, int n, int k, uint64_t id, float scale, 
     uint8_t *corr = malloc((size_t)n);
     double loss, parts[2];
     int bad = 0, ncorr;
-    const double vt = al_tol_f32((double)nk);             /* a value sums n*k terms */
+    const double vt = al_tol_f32((double)nk);               /* a value sums n*k terms */
     const double gt = al_tol_f32(k), gs = (1.0 + beta) / n; /* gradient entry: K terms */
     const double *p = r;
-#define CMP_D(name, val, cnt, scl)                                                     \
-    do {                                                                               \
-        snprintf(what, sizeof what, "%s n=%d k=%d s=%g", name, n, k, scale);           \
-        bad |= al_check_close_d(what, val, p, cnt, vt * (scl), vt);                    \
-        p += cnt;                                                                      \
+#define CMP_D(name, val, cnt, scl)                                                                 \
+    do {                                                                                           \
+        snprintf(what, sizeof what, "%s n=%d k=%d s=%g", name, n, k, scale);                       \
+        bad |= al_check_close_d(what, val, p, cnt, vt * (scl), vt);                                \
+        p += cnt;                                                                                  \
     } while (0)
-#define CMP_F(name, val, cnt, atol)                                                    \
-    do {                                                                               \
-        snprintf(what, sizeof what, "%s n=%d k=%d s=%g", name, n, k, scale);           \
-        bad |= al_check_close_fd(what, val, p, cnt, atol, gt);                         \
-        p += cnt;                                                                      \
+#define CMP_F(name, val, cnt, atol)                                                                \
+    do {                                                                                           \
+        snprintf(what, sizeof what, "%s n=%d k=%d s=%g", name, n, k, scale);                       \
+        bad |= al_check_close_fd(what, val, p, cnt, atol, gt);                                     \
+        p += cnt;                                                                                  \
     } while (0)
 
     AL_EXPECT(al_xent(ctx, n, k, in.zn, in.y, weight, &loss, ps, d1) == AL_OK, "%s", al_errmsg());
@@ -344,8 +347,9 @@ static int torch_check_one(al_ctx *ctx, int n, int k, uint64_t id, float scale, 
     for (int i = 0; i < n; i++) AL_EXPECT(corr[i] == (uint8_t)p[1 + i], "correct[%d]", i);
     p += 1 + n;
 
-    AL_EXPECT(al_trades_loss(ctx, n, k, in.zn, in.zk, in.za, in.y, beta, &loss, parts, d1, d2, d3) ==
-                  AL_OK, "%s", al_errmsg());
+    AL_EXPECT(al_trades_loss(ctx, n, k, in.zn, in.zk, in.za, in.y, beta, &loss, parts, d1, d2,
+                             d3) == AL_OK,
+              "%s", al_errmsg());
     CMP_D("torch trades loss", &loss, 1, 1 + fabs(loss));
     CMP_D("torch trades CE part", &parts[0], 1, 1 + fabs(parts[0]));
     CMP_D("torch trades KL part", &parts[1], 1, 1 + fabs(parts[1]));
@@ -353,8 +357,9 @@ static int torch_check_one(al_ctx *ctx, int n, int k, uint64_t id, float scale, 
     CMP_F("torch trades dnat2", d2, nk, gt * gs);
     CMP_F("torch trades dadv", d3, nk, gt * gs);
 
-    AL_EXPECT(al_trades_loss(ctx, n, k, in.zn, NULL, in.za, in.y, beta, &loss, NULL, d1, NULL, d3) ==
-                  AL_OK, "%s", al_errmsg());
+    AL_EXPECT(al_trades_loss(ctx, n, k, in.zn, NULL, in.za, in.y, beta, &loss, NULL, d1, NULL,
+                             d3) == AL_OK,
+              "%s", al_errmsg());
     CMP_D("torch trades(shared) loss", &loss, 1, 1 + fabs(loss));
     CMP_F("torch trades(shared) dnat", d1, nk, gt * gs);
     CMP_F("torch trades(shared) dadv", d3, nk, gt * gs);
@@ -364,8 +369,8 @@ static int torch_check_one(al_ctx *ctx, int n, int k, uint64_t id, float scale, 
     CMP_F("torch trades_kl per_sample", ps, (size_t)n, gt * (1 + 2 * scale));
     CMP_F("torch trades_kl dadv", d3, nk, gt);
 
-    AL_EXPECT(al_mart_loss(ctx, n, k, in.zn, in.za, in.y, beta, &loss, parts, d1, d3) == AL_OK, "%s",
-              al_errmsg());
+    AL_EXPECT(al_mart_loss(ctx, n, k, in.zn, in.za, in.y, beta, &loss, parts, d1, d3) == AL_OK,
+              "%s", al_errmsg());
     CMP_D("torch mart loss", &loss, 1, 1 + fabs(loss));
     CMP_D("torch mart BCE part", &parts[0], 1, 1 + fabs(parts[0]));
     CMP_D("torch mart KLw part", &parts[1], 1, 1 + fabs(parts[1]));
@@ -375,7 +380,8 @@ static int torch_check_one(al_ctx *ctx, int n, int k, uint64_t id, float scale, 
 
     for (int targeted = 0; targeted <= 1; targeted++) {
         AL_EXPECT(al_cw_margin(ctx, n, k, in.zn, targeted ? in.t : in.y, targeted, &loss, ps, d1) ==
-                      AL_OK, "%s", al_errmsg());
+                      AL_OK,
+                  "%s", al_errmsg());
         CMP_D(targeted ? "torch cw(t) loss" : "torch cw loss", &loss, 1, 1 + fabs(loss));
         CMP_F(targeted ? "torch cw(t) per_sample" : "torch cw per_sample", ps, (size_t)n,
               gt * (1 + 2 * scale));
@@ -393,8 +399,12 @@ static int case_torch(void) {
     al_ctx ctx;
     AL_EXPECT(al_ctx_init(&ctx, AL_DEV_CPU, 0, 1, 1) == AL_OK, "%s", al_errmsg());
     int rc = 0, r;
-    const struct { int n, k; uint64_t id; float scale, beta; } sets[] = {
-        {1, 10, 200, 4.0f, 6.0f},  {8, 10, 210, 4.0f, 6.0f}, {5, 7, 220, 2.0f, 1.0f},
+    const struct {
+        int n, k;
+        uint64_t id;
+        float scale, beta;
+    } sets[] = {
+        {1, 10, 200, 4.0f, 6.0f},  {8, 10, 210, 4.0f, 6.0f},   {5, 7, 220, 2.0f, 1.0f},
         {6, 10, 230, 80.0f, 6.0f}, {3, 100, 240, 10.0f, 5.0f}, {4, 2, 250, 4.0f, 6.0f},
     };
     for (size_t s = 0; s < AL_ARRAY_LEN(sets); s++) {
@@ -433,7 +443,8 @@ static int case_huge_logits(void) {
               ps[1]);
     AL_EXPECT(d1[0] == 0.5f && d1[1] == -0.5f && d1[2] == 0.0f, "CE grad row 0: %g %g %g", d1[0],
               d1[1], d1[2]);
-    AL_EXPECT(al_trades_loss(&ctx, n, k, zn, NULL, za, y, 6.0f, &loss, parts, d1, NULL, d2) == AL_OK,
+    AL_EXPECT(al_trades_loss(&ctx, n, k, zn, NULL, za, y, 6.0f, &loss, parts, d1, NULL, d2) ==
+                  AL_OK,
               "%s", al_errmsg());
     AL_EXPECT(isfinite(loss) && all_finite(d1, 6) && all_finite(d2, 6), "TRADES not finite");
     AL_EXPECT(al_trades_kl(&ctx, n, k, zn, za, &loss, ps, d2) == AL_OK, "%s", al_errmsg());
@@ -465,25 +476,28 @@ static int case_ties_and_labels(void) {
     const int32_t y0[1] = {0};
     AL_EXPECT(al_cw_margin(&ctx, 1, 4, z, y0, 0, &loss, ps, d) == AL_OK, "%s", al_errmsg());
     AL_EXPECT(ps[0] == 2.0f && d[1] == 1.0f && d[2] == 0.0f && d[0] == -1.0f, "CW tie subgradient");
-    AL_EXPECT(al_xent(&ctx, 2, 4, z, ybad, 1.0f, &loss, NULL, NULL) == AL_ERR_VALUE, "label 4 of 4");
+    AL_EXPECT(al_xent(&ctx, 2, 4, z, ybad, 1.0f, &loss, NULL, NULL) == AL_ERR_VALUE,
+              "label 4 of 4");
     AL_EXPECT(strstr(al_errmsg(), "index 1") != NULL, "message names the index: %s", al_errmsg());
     AL_EXPECT(al_xent(&ctx, 2, 4, z, yneg, 1.0f, &loss, NULL, NULL) == AL_ERR_VALUE, "label -1");
     AL_EXPECT(al_mart_loss(&ctx, 2, 4, z, z, ybad, 1.0f, &loss, NULL, NULL, NULL) == AL_ERR_VALUE,
               "mart bad label");
     AL_EXPECT(al_cw_margin(&ctx, 1, 1, z, y0, 0, &loss, NULL, NULL) == AL_ERR_VALUE, "CW k=1");
-    AL_EXPECT(al_trades_loss(&ctx, 1, 4, z, NULL, z, y0, 1.0f, &loss, NULL, d, d, d) == AL_ERR_VALUE,
+    AL_EXPECT(al_trades_loss(&ctx, 1, 4, z, NULL, z, y0, 1.0f, &loss, NULL, d, d, d) ==
+                  AL_ERR_VALUE,
               "dlogits_nat_kl without logits_nat_kl");
     /* identical nat/adv logits: KL = 0 and the TRADES KL gradients vanish */
     float dn[4], dk[4], da[4];
     double parts[2];
-    AL_EXPECT(al_trades_loss(&ctx, 1, 4, z, z, z, y0, 6.0f, &loss, parts, dn, dk, da) == AL_OK, "%s",
-              al_errmsg());
+    AL_EXPECT(al_trades_loss(&ctx, 1, 4, z, z, z, y0, 6.0f, &loss, parts, dn, dk, da) == AL_OK,
+              "%s", al_errmsg());
     AL_EXPECT(fabs(parts[1]) < 1e-15, "KL(p||p) = %g", parts[1]);
     for (int j = 0; j < 4; j++) AL_EXPECT(fabsf(dk[j]) < 1e-7f && fabsf(da[j]) < 1e-7f, "j=%d", j);
 #ifndef AL_HAVE_CUDA
     al_ctx cuda = ctx;
     cuda.device = AL_DEV_CUDA;
-    AL_EXPECT(al_xent(&cuda, 1, 4, z, y0, 1.0f, &loss, NULL, NULL) == AL_ERR_NO_GPU, "no-GPU build");
+    AL_EXPECT(al_xent(&cuda, 1, 4, z, y0, 1.0f, &loss, NULL, NULL) == AL_ERR_NO_GPU,
+              "no-GPU build");
 #endif
     al_ctx_fini(&ctx);
     return 0;

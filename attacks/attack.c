@@ -1,0 +1,315 @@
+/* attack.c: FGSM / PGD driver behind attacks/attack.h, device-agnostic.
+ * Twin: none needed for the driver itself: every per-step operation is a dispatcher (model
+ * forward / backward-to-input, losses/, al_pgd_step -> cuda/attack_pgd_step.cu). Per-point
+ * bookkeeping (restart selection, success) touches N values on the host; the random start is
+ * drawn on the host from the AL_HOSTDEV element functions of attack.h (on CUDA: staged through
+ * ws->h_x; TODO(#attack-start-kernel): a kernel using the same functions removes the copies).
+ * Shapes: x, x_adv, ws->x_cur, ws->grad (N, d) with d = C*H*W; logits (N, K).
+ *
+ * Per restart r: x_cur = start(x, r); repeat `steps`: forward, objective gradient, backward to
+ * the input only, al_pgd_step (project onto the ball around x, clamp to [0,1]). Then, when
+ * anything needs it, one forward at the final iterate gives each point's success and
+ * objective: the first successful restart is kept, else the max-objective one (training) or
+ * finally the clean input (evaluation). A last forward on x_adv re-verifies `success`. */
+#include "attacks/attack.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "losses/loss.h"
+
+al_attack_spec al_attack_spec_make(al_attack_type type, al_norm norm, float eps, float alpha,
+                                   int steps) {
+    al_attack_spec s;
+    memset(&s, 0, sizeof s);
+    s.type = type;
+    s.norm = norm;
+    s.eps = eps;
+    s.alpha = alpha;
+    s.steps = type == AL_ATTACK_FGSM ? 1 : steps;
+    s.restarts = 1;
+    s.init = type == AL_ATTACK_PGD ? AL_ATTACK_INIT_UNIFORM : AL_ATTACK_INIT_NONE;
+    s.init_std = 0.001f; /* TRADES / MART */
+    s.loss = AL_ATTACK_LOSS_CE;
+    s.keep_clean_if_failed = 1;
+    return s; /* fwd zeroed: slot 0, eval mode, no BN update, branch 0, step 0 */
+}
+
+/* ---------------------------------------------------------------- workspace */
+
+void al_attack_ws_fini(al_ctx *ctx, al_attack_ws *ws) {
+    if (!ws) return;
+    al_dev_free(ctx, ws->x_cur);
+    al_dev_free(ctx, ws->grad);
+    al_dev_free(ctx, ws->dlogits);
+    al_dev_free(ctx, ws->logits_ref);
+    al_dev_free(ctx, ws->per_sample);
+    al_dev_free(ctx, ws->flag);
+    al_free(ws->h_x);
+    al_free(ws->h_loss);
+    al_free(ws->h_best);
+    al_free(ws->h_flag);
+    al_free(ws->h_done);
+    memset(ws, 0, sizeof *ws);
+}
+
+al_status al_attack_ws_init(al_ctx *ctx, al_attack_ws *ws, const al_model *m, int max_batch) {
+    memset(ws, 0, sizeof *ws);
+    if (max_batch < 1)
+        return AL_FAIL(AL_ERR_VALUE, "al_attack_ws_init: max_batch %d < 1", max_batch);
+    ws->max_batch = max_batch;
+    ws->k = m->num_classes;
+    ws->d = (size_t)m->in_c * m->in_h * m->in_w;
+    const size_t b = (size_t)max_batch, xd = b * ws->d * sizeof(float);
+    const size_t kd = b * (size_t)ws->k * sizeof(float);
+    al_status st = AL_OK;
+    AL_CHECK(al_dev_alloc(ctx, (void **)&ws->x_cur, xd, "attack iterate"));
+    AL_CHECK(al_dev_alloc(ctx, (void **)&ws->grad, xd, "attack input gradient"));
+    AL_CHECK(al_dev_alloc(ctx, (void **)&ws->dlogits, kd, "attack logit gradient"));
+    AL_CHECK(al_dev_alloc(ctx, (void **)&ws->logits_ref, kd, "attack reference logits"));
+    AL_CHECK(al_dev_alloc(ctx, (void **)&ws->per_sample, b * sizeof(float), "attack objective"));
+    AL_CHECK(al_dev_alloc(ctx, (void **)&ws->flag, b, "attack flags"));
+    if (ctx->device != AL_DEV_CPU) {
+        ws->h_x = al_malloc(xd, "attack host staging");
+        if (!ws->h_x) {
+            st = AL_ERR_OOM;
+            goto done;
+        }
+    }
+    ws->h_loss = al_malloc(b * sizeof(float), "attack host objective");
+    ws->h_best = al_malloc(b * sizeof(double), "attack host best objective");
+    ws->h_flag = al_malloc(b, "attack host flags");
+    ws->h_done = al_malloc(b, "attack host done flags");
+    if (!ws->h_loss || !ws->h_best || !ws->h_flag || !ws->h_done) st = AL_ERR_OOM;
+done:
+    if (st != AL_OK) al_attack_ws_fini(ctx, ws);
+    return st;
+}
+
+/* ---------------------------------------------------------------- pieces */
+
+static al_status validate(const al_model *m, const al_attack_spec *s, const al_attack_ws *ws,
+                          const float *x, const float *x_adv, const int32_t *y, int n) {
+    const char *fn = "al_attack_run";
+    if (!m->setup_done) return AL_FAIL(AL_ERR_VALUE, "%s: model %s is not set up", fn, m->arch);
+    if (n < 1 || n > m->max_batch)
+        return AL_FAIL(AL_ERR_VALUE, "%s: n=%d outside [1, %d] (model max_batch)", fn, n,
+                       m->max_batch);
+    if (ws && (n > ws->max_batch || ws->k != m->num_classes ||
+               ws->d != (size_t)m->in_c * m->in_h * m->in_w))
+        return AL_FAIL(AL_ERR_VALUE,
+                       "%s: workspace (batch %d, k %d, d %zu) does not fit n=%d of "
+                       "model %s",
+                       fn, ws->max_batch, ws->k, ws->d, n, m->arch);
+    if (!x || !x_adv || !y) return AL_FAIL(AL_ERR_VALUE, "%s: x, y and x_adv are required", fn);
+    if (x == x_adv) return AL_FAIL(AL_ERR_VALUE, "%s: x_adv must not alias x", fn);
+    if (s->type != AL_ATTACK_FGSM && s->type != AL_ATTACK_PGD)
+        return AL_FAIL(AL_ERR_VALUE, "%s: spec.type %d is not fgsm|pgd", fn, (int)s->type);
+    if (s->norm != AL_LINF && s->norm != AL_L2)
+        return AL_FAIL(AL_ERR_VALUE, "%s: spec.norm %d is not linf|l2", fn, (int)s->norm);
+    if (!(s->eps >= 0.0f) || !isfinite(s->eps))
+        return AL_FAIL(AL_ERR_VALUE, "%s: spec.eps %g must be finite and >= 0", fn, (double)s->eps);
+    if (!isfinite(s->alpha) || (s->type == AL_ATTACK_PGD && s->alpha < 0.0f))
+        return AL_FAIL(AL_ERR_VALUE, "%s: spec.alpha %g must be finite and >= 0", fn,
+                       (double)s->alpha);
+    if (s->type == AL_ATTACK_PGD && s->steps < 0)
+        return AL_FAIL(AL_ERR_VALUE, "%s: spec.steps %d < 0", fn, s->steps);
+    if (s->restarts < 1) return AL_FAIL(AL_ERR_VALUE, "%s: spec.restarts %d < 1", fn, s->restarts);
+    if (s->init != AL_ATTACK_INIT_NONE && s->init != AL_ATTACK_INIT_UNIFORM &&
+        s->init != AL_ATTACK_INIT_NORMAL)
+        return AL_FAIL(AL_ERR_VALUE, "%s: spec.init %d is not none|uniform|normal", fn,
+                       (int)s->init);
+    if (s->init == AL_ATTACK_INIT_NORMAL && (!(s->init_std >= 0.0f) || !isfinite(s->init_std)))
+        return AL_FAIL(AL_ERR_VALUE, "%s: spec.init_std %g must be finite and >= 0", fn,
+                       (double)s->init_std);
+    if (s->loss != AL_ATTACK_LOSS_CE && s->loss != AL_ATTACK_LOSS_CW &&
+        s->loss != AL_ATTACK_LOSS_KL_TRADES)
+        return AL_FAIL(AL_ERR_VALUE, "%s: spec.loss %d is not ce|cw|kl_trades", fn, (int)s->loss);
+    if (s->targeted && !s->targets)
+        return AL_FAIL(AL_ERR_VALUE, "%s: spec.targeted needs spec.targets", fn);
+    if (s->targeted && s->loss == AL_ATTACK_LOSS_KL_TRADES)
+        return AL_FAIL(AL_ERR_VALUE, "%s: the kl_trades loss has no targeted form", fn);
+    if (s->fwd.slot < 0 || s->fwd.slot >= m->n_slots)
+        return AL_FAIL(AL_ERR_VALUE, "%s: spec.fwd.slot %d outside [0, %d)", fn, s->fwd.slot,
+                       m->n_slots);
+    return AL_OK;
+}
+
+/* Per-example objective (ascended) into ws->per_sample and, if dlogits, its gradient. */
+static al_status objective(al_ctx *ctx, const al_attack_spec *s, al_attack_ws *ws, int n, int k,
+                           const float *logits, const int32_t *y, float *dlogits) {
+    double loss;
+    const int32_t *lab = s->targeted ? s->targets : y;
+    switch (s->loss) {
+    case AL_ATTACK_LOSS_CE: /* targeted: weight -1 turns descent on CE(z, t) into ascent */
+        return al_xent(ctx, n, k, logits, lab, s->targeted ? -1.0f : 1.0f, &loss, ws->per_sample,
+                       dlogits);
+    case AL_ATTACK_LOSS_CW:
+        return al_cw_margin(ctx, n, k, logits, lab, s->targeted, &loss, ws->per_sample, dlogits);
+    case AL_ATTACK_LOSS_KL_TRADES:
+        return al_trades_kl(ctx, n, k, ws->logits_ref, logits, &loss, ws->per_sample, dlogits);
+    }
+    return AL_FAIL(AL_ERR_VALUE, "al_attack_run: spec.loss %d", (int)s->loss);
+}
+
+/* ws->h_flag[i] = 1 where logits make point i a success (untargeted: argmax != y; targeted:
+ * argmax == target). Returns the count in *n_succ. */
+static al_status success_flags(al_ctx *ctx, const al_attack_spec *s, al_attack_ws *ws, int n, int k,
+                               const float *logits, const int32_t *y, int *n_succ) {
+    int n_correct;
+    AL_TRY(al_count_correct(ctx, n, k, logits, s->targeted ? s->targets : y, &n_correct, ws->flag));
+    AL_TRY(al_copy_to_host(ctx, ws->h_flag, ws->flag, (size_t)n));
+    if (!s->targeted)
+        for (int i = 0; i < n; i++) ws->h_flag[i] = (uint8_t)!ws->h_flag[i];
+    *n_succ = s->targeted ? n_correct : n - n_correct;
+    return AL_OK;
+}
+
+/* x_cur = the start point of restart r (see al_attack_init in attack.h). */
+static al_status start_point(al_ctx *ctx, const al_attack_spec *s, al_attack_ws *ws, const float *x,
+                             int n, int r, uint64_t seed, uint64_t stream) {
+    const size_t d = ws->d, nd = (size_t)n * d;
+    AL_TRY(al_copy_dev(ctx, ws->x_cur, x, nd * sizeof(float)));
+    if (s->init == AL_ATTACK_INIT_NONE) return AL_OK;
+    /* Drawn on the host: in place on CPU, staged through ws->h_x on CUDA. */
+    float *h = ctx->device == AL_DEV_CPU ? ws->x_cur : ws->h_x;
+    if (h != ws->x_cur) AL_TRY(al_copy_to_host(ctx, h, x, nd * sizeof(float)));
+    if (s->init == AL_ATTACK_INIT_NORMAL) {
+        for (int i = 0; i < n; i++)
+            for (size_t j = 0; j < d; j++) {
+                float *v = &h[(size_t)i * d + j];
+                *v = al_attack_start_normal_elem(*v, s->init_std, seed, stream,
+                                                 al_attack_rng_index(r, n, i, d, j));
+            }
+    } else if (s->norm == AL_LINF) {
+        for (int i = 0; i < n; i++)
+            for (size_t j = 0; j < d; j++) {
+                float *v = &h[(size_t)i * d + j];
+                *v = al_attack_start_uniform_elem(*v, s->eps, seed, stream,
+                                                  al_attack_rng_index(r, n, i, d, j));
+            }
+    } else {
+        /* L2: Gaussian direction, normalised per example, radius eps * U(0,1) */
+        for (int i = 0; i < n; i++) {
+            double sq = 0.0;
+            for (size_t j = 0; j < d; j++) {
+                double g = al_rng_normal(seed, stream, al_attack_rng_index(r, n, i, d, j));
+                sq += g * g;
+            }
+            const uint64_t rw = AL_ATTACK_RADIUS_WORD + (uint64_t)r * n + (uint64_t)i;
+            const double radius = (double)s->eps * al_rng_uniform(seed, stream, rw);
+            const float scale = sq > 0.0 ? (float)(radius / sqrt(sq)) : 0.0f;
+            for (size_t j = 0; j < d; j++) {
+                float *v = &h[(size_t)i * d + j];
+                float g = al_rng_normal(seed, stream, al_attack_rng_index(r, n, i, d, j));
+                *v = al_clampf(*v + scale * g, 0.0f, 1.0f);
+            }
+        }
+    }
+    if (h != ws->x_cur) AL_TRY(al_copy_to_dev(ctx, ws->x_cur, h, nd * sizeof(float)));
+    return AL_OK;
+}
+
+static al_status copy_row(al_ctx *ctx, float *dst, const float *src, int i, size_t d) {
+    return al_copy_dev(ctx, dst + (size_t)i * d, src + (size_t)i * d, d * sizeof(float));
+}
+
+/* ---------------------------------------------------------------- driver */
+
+al_status al_attack_run(al_ctx *ctx, al_model *m, const al_attack_spec *spec, al_attack_ws *ws,
+                        const float *x, const int32_t *y, int n, uint64_t seed, uint64_t stream,
+                        float *x_adv, uint8_t *success, int *n_success) {
+    AL_TRY(validate(m, spec, ws, x, x_adv, y, n));
+    al_attack_ws local;
+    memset(&local, 0, sizeof local);
+    if (!ws) {
+        AL_TRY(al_attack_ws_init(ctx, &local, m, n));
+        ws = &local;
+    }
+    al_status st = AL_OK;
+    const int k = m->num_classes, slot = spec->fwd.slot;
+    const size_t d = ws->d;
+    const int steps = spec->type == AL_ATTACK_FGSM ? 1 : spec->steps;
+    const float alpha =
+        spec->type == AL_ATTACK_FGSM && spec->alpha <= 0.0f ? spec->eps : spec->alpha;
+    al_fwd_opts fwd = spec->fwd, fwd_quiet = spec->fwd;
+    fwd_quiet.update_bn = 0; /* bookkeeping forwards leave BN running stats alone */
+    const int want_success = success != NULL || n_success != NULL;
+    const int per_point = spec->restarts > 1 || spec->keep_clean_if_failed || want_success;
+    int n_succ = 0;
+
+    if (spec->loss == AL_ATTACK_LOSS_KL_TRADES) {
+        /* TRADES: p(x) from one clean forward; the official code recomputes it every step in
+         * eval mode, which gives the same logits. */
+        AL_CHECK(al_model_forward(ctx, m, x, n, &fwd_quiet));
+        AL_CHECK(al_copy_dev(ctx, ws->logits_ref, al_model_logits(m, slot),
+                             (size_t)n * k * sizeof(float)));
+    }
+    memset(ws->h_done, 0, (size_t)n);
+    for (int i = 0; i < n; i++) ws->h_best[i] = -INFINITY;
+
+    for (int r = 0; r < spec->restarts; r++) {
+        AL_CHECK(start_point(ctx, spec, ws, x, n, r, seed, stream));
+        for (int t = 0; t < steps; t++) {
+            AL_CHECK(al_model_forward(ctx, m, ws->x_cur, n, &fwd));
+            const float *logits = al_model_logits(m, slot);
+            AL_CHECK(objective(ctx, spec, ws, n, k, logits, y, ws->dlogits));
+            if (spec->early_stop) AL_CHECK(success_flags(ctx, spec, ws, n, k, logits, y, &n_succ));
+            AL_CHECK(al_model_backward(ctx, m, slot, ws->dlogits, NULL, AL_BWD_INPUT, ws->grad));
+            if (spec->early_stop)
+                /* zero the INPUT gradient (exact in any BN mode): those points do not move */
+                for (int i = 0; i < n; i++)
+                    if (ws->h_flag[i])
+                        AL_CHECK(
+                            al_memset_dev(ctx, ws->grad + (size_t)i * d, 0, d * sizeof(float)));
+            AL_CHECK(al_pgd_step(ctx, spec->norm, n, d, ws->x_cur, x, ws->grad, alpha, spec->eps));
+        }
+        if (steps == 0) {
+            /* a zero-gradient step is exactly the projection onto the ball and [0,1] */
+            AL_CHECK(al_memset_dev(ctx, ws->grad, 0, (size_t)n * d * sizeof(float)));
+            AL_CHECK(al_pgd_step(ctx, spec->norm, n, d, ws->x_cur, x, ws->grad, 0.0f, spec->eps));
+        }
+        if (!per_point) { /* training, one restart, no success wanted: the last iterate */
+            AL_CHECK(al_copy_dev(ctx, x_adv, ws->x_cur, (size_t)n * d * sizeof(float)));
+            break;
+        }
+        AL_CHECK(al_model_forward(ctx, m, ws->x_cur, n, &fwd_quiet));
+        const float *logits = al_model_logits(m, slot);
+        AL_CHECK(objective(ctx, spec, ws, n, k, logits, y, NULL));
+        AL_CHECK(success_flags(ctx, spec, ws, n, k, logits, y, &n_succ));
+        AL_CHECK(al_copy_to_host(ctx, ws->h_loss, ws->per_sample, (size_t)n * sizeof(float)));
+        int all_done = 1;
+        for (int i = 0; i < n; i++) {
+            if (ws->h_done[i]) continue;
+            /* objective to maximise: targeted CE reports CE(z, t), which is descended */
+            double obj = ws->h_loss[i];
+            if (spec->targeted && spec->loss == AL_ATTACK_LOSS_CE) obj = -obj;
+            if (ws->h_flag[i]) {
+                AL_CHECK(copy_row(ctx, x_adv, ws->x_cur, i, d));
+                ws->h_done[i] = 1;
+                continue;
+            }
+            all_done = 0;
+            /* r == 0 always writes the row, so a NaN objective never leaves it unset */
+            if (!spec->keep_clean_if_failed && (r == 0 || obj > ws->h_best[i])) {
+                AL_CHECK(copy_row(ctx, x_adv, ws->x_cur, i, d));
+                ws->h_best[i] = obj;
+            }
+        }
+        if (all_done) break; /* every point has its first successful restart */
+    }
+    if (spec->keep_clean_if_failed)
+        for (int i = 0; i < n; i++)
+            if (!ws->h_done[i]) AL_CHECK(copy_row(ctx, x_adv, x, i, d));
+
+    if (want_success) {
+        /* re-verify on exactly the returned points */
+        AL_CHECK(al_model_forward(ctx, m, x_adv, n, &fwd_quiet));
+        AL_CHECK(success_flags(ctx, spec, ws, n, k, al_model_logits(m, slot), y, &n_succ));
+        if (success) AL_CHECK(al_copy_to_dev(ctx, success, ws->h_flag, (size_t)n));
+        if (n_success) *n_success = n_succ;
+    }
+done:
+    if (ws == &local) al_attack_ws_fini(ctx, &local);
+    return st;
+}
