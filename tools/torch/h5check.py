@@ -131,7 +131,7 @@ def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     strict = "--strict-writer" in sys.argv
     if len(args) != 1:
-        print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
+        print("usage: python3 tools/torch/h5check.py FILE.h5 [--strict-writer]", file=sys.stderr)
         return 2
     path = args[0]
     try:
