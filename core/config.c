@@ -833,7 +833,9 @@ al_status al_config_to_ini(const al_config *cfg, char **out) {
             sec = k->section;
         }
         sb_printf(&b, "%s = ", k->key);
+        size_t at = b.len;
         fmt_value(&b, k, field_cptr(cfg, k), 0);
+        if (!b.oom && b.len == at) b.p[--b.len] = 0; /* empty value: "key =" */
         sb_printf(&b, "\n");
     }
     return sb_finish(&b, out, "config INI text");

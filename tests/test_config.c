@@ -385,7 +385,7 @@ static int case_roundtrip(void) {
     /* Every key appears once as "key = ". */
     for (int i = 0; i < n; i++) {
         char pat[128];
-        snprintf(pat, sizeof pat, "\n%s = ", k[i].key);
+        snprintf(pat, sizeof pat, "\n%s =", k[i].key);
         AL_EXPECT(strstr(ini, pat), "to_ini lacks %s", k[i].key);
     }
     /* The defaults round-trip as well (empty lists and strings). */
@@ -397,6 +397,7 @@ static int case_roundtrip(void) {
     AL_EXPECT(al_config_load_string(&b, ini, "defaults.ini") == AL_OK, "%s", al_errmsg());
     al_config_validate(&b);
     AL_EXPECT(al_config_equal(&a, &b, diff, sizeof diff), "defaults round trip: %s", diff);
+    AL_EXPECT(strstr(ini, "\ndataset =\n") && !strstr(ini, " \n"), "trailing blanks in:\n%s", ini);
     AL_EXPECT(!al_config_equal(&a, &d, diff, sizeof diff) &&
                   !strcmp(diff, "train.bn_mode_attack: train vs auto"),
               "equal() diff text: %s", diff);
