@@ -1,0 +1,8 @@
+# CUDA twins vs their CPU references (tests/test_cuda.c). Registered only in CUDA builds; on a
+# machine without a usable GPU the test prints "skipped: no GPU" and exits 77 (SKIP).
+# ADVLAB_SYNC_CHECK=1: every launch syncs, so an asynchronous fault names its launch site.
+if(AL_HAVE_CUDA)
+  al_add_test(NAME test_cuda SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_cuda.c LABELS cuda
+              TIMEOUT 600)
+  set_tests_properties(test_cuda PROPERTIES ENVIRONMENT "ADVLAB_SYNC_CHECK=1")
+endif()
