@@ -20,6 +20,12 @@ cd "$root"
 # At most 8 files come back from $OUT: run.log (machine facts, summary), build.log
 # (configure + build), ctest_cuda.log, test_cuda.log, sanitizer.log, bench/ (logs, JSONL).
 : >"$OUT/run.log"
+# nvcc off the PATH is common in containers: CMake's check_language(CUDA) needs it
+if ! command -v nvcc >/dev/null; then
+    for d in /usr/local/cuda/bin /usr/local/cuda-*/bin; do
+        [ -x "$d/nvcc" ] && { export PATH=$PATH:$d; break; }
+    done
+fi
 # ---- machine facts first: what a failed run needs to be read
 { nvidia-smi || true; nvcc --version || true; cmake --version | head -1; ninja --version
   python3 -c 'import torch; print("torch", torch.__version__, torch.version.cuda)' || true
