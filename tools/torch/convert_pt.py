@@ -257,7 +257,8 @@ def to_advlab(args):
         mean, std = mean or mu, std or sigma
     dead = []
     if models.parse_wrn(arch):
-        # RobustBench WideResNet(sub_block1=True) keeps an unused block: forward never calls it
+        # TRADES' WideResNet (and RobustBench's with sub_block1=True) builds an extra block
+        # that forward never calls: its tensors carry no information, drop them
         dead = [k for k in sd if k.startswith("sub_block1.")]
         for k in dead:
             del sd[k]
@@ -272,8 +273,8 @@ def to_advlab(args):
         raise ConvertError("--mean and --std go together")
     write_advlab(args.output, full, arch, num_classes, in_c, image_size, mean, std)
     if models.parse_wrn(arch) and dead:
-        print("convert_pt.py: note: dropped %d unused sub_block1.* tensors (RobustBench "
-              "WideResNet(sub_block1=True) never calls them)" % len(dead), file=sys.stderr)
+        print("convert_pt.py: note: dropped %d sub_block1.* tensors (TRADES / RobustBench "
+              "WideResNet: built but never called in forward)" % len(dead), file=sys.stderr)
     print("%s -> %s: arch %s, %d classes, %d tensors, %d floats"
           % (args.input, args.output, arch, num_classes, len(full),
              sum(v.numel() for k, v in full.items() if not k.endswith(NBT))))
