@@ -3,12 +3,14 @@
  *   conv1 3x3 (C->64, no bias)
  *   layer1..4: 2 PreActBlocks each, planes 64/128/256/512, first block of layer2..4 stride 2
  *     block: a = relu(bn1(x)); out = conv2(relu(bn2(conv1(a)))) + shortcut
- *            shortcut = shortcut.0(a) (1x1 conv, stride s) when stride != 1 or in != out,
+ *            shortcut = shortcut.0(x) (1x1 conv, stride s) when stride != 1 or in != out,
  *                       else x (identity)
  *   bn (512) + relu, avg_pool2d(4) -> 512-d feature, linear (512->K, bias)
- * The projection shortcut reads relu(bn1(x)) (robust_overfitting / kuangliu form, the one
- * this project specifies); fast_adversarial's and RobustBench's PreActBlock feed it the raw x.
- * The state_dict is identical either way; tools/torch/models.py has both.
+ * The projection shortcut reads the raw block input x, as fast_adversarial's and RobustBench's
+ * PreActBlock do (formats.md names them as the reference; checked against RobustBench
+ * model_zoo/architectures/resnet.py). robust_overfitting / kuangliu feed it relu(bn1(x))
+ * (RobustBench's PreActBlockV2): same state_dict, different function, so a checkpoint of that
+ * variant would evaluate wrongly here; tools/torch/models.py keeps both for reference.
  * Every conv is bias-free; init is PyTorch's default (kaiming_uniform a=sqrt(5), BN 1/0,
  * Linear default), which the builder API applies unless told otherwise.
  * Twin: tools/torch/models.py PreActResNet18 (names, shapes and forward must match it). */
@@ -32,7 +34,7 @@ static int preact_block(al_model *m, const char *name, int x, int in_planes, int
     int shortcut = x;
     if (stride != 1 || in_planes != planes) {
         snprintf(n, sizeof n, "%s.shortcut.0", name);
-        shortcut = al_model_conv(m, n, a, planes, 1, stride, 0, 0);
+        shortcut = al_model_conv(m, n, x, planes, 1, stride, 0, 0);
     }
     return al_model_add(m, out, shortcut);
 }

@@ -75,10 +75,10 @@ class SmallCNN(nn.Module):
 
 class PreActBlock(nn.Module):
     """Pre-activation basic block. shortcut_from_input selects what the 1x1 projection reads:
-    False: relu(bn1(x)) (robust_overfitting / kuangliu; advlab's preact_resnet18),
-    True:  x itself (fast_adversarial / RobustBench PreActBlock)."""
+    True:  x itself (fast_adversarial / RobustBench PreActBlock; advlab's preact_resnet18),
+    False: relu(bn1(x)) (robust_overfitting / kuangliu; RobustBench PreActBlockV2)."""
 
-    def __init__(self, in_planes, planes, stride=1, shortcut_from_input=False):
+    def __init__(self, in_planes, planes, stride=1, shortcut_from_input=True):
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_planes)
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
@@ -99,7 +99,7 @@ class PreActBlock(nn.Module):
 
 
 class PreActResNet18(nn.Module):
-    def __init__(self, num_classes=10, in_channels=3, shortcut_from_input=False):
+    def __init__(self, num_classes=10, in_channels=3, shortcut_from_input=True):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
         in_planes = 64
