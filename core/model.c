@@ -265,6 +265,24 @@ size_t al_model_n_trainable(const al_model *m) {
     return n;
 }
 
+al_flops al_model_flops(const al_model *m, int n) {
+    al_flops f = {0, 0, 0};
+    for (int i = 0; i < m->n_nodes; i++) {
+        const al_node *nd = &m->nodes[i];
+        const al_buf ib = m->bufs[nd->in0], ob = m->bufs[nd->out];
+        double macs = 0;
+        if (nd->kind == AL_NODE_CONV)
+            macs = (double)n * ob.c * ob.h * ob.w * (double)ib.c * nd->k * nd->k;
+        else if (nd->kind == AL_NODE_LINEAR)
+            macs = (double)n * (double)ib.per_sample * (double)ob.per_sample;
+        f.fwd += 2 * macs;
+        f.bwd_weights += 2 * macs;
+        /* the first layer's input gradient is only needed for the model input (attacks) */
+        f.bwd_input += 2 * macs;
+    }
+    return f;
+}
+
 void al_model_print(const al_model *m, void *file) {
     FILE *f = file;
     fprintf(f, "arch %s: %d classes, input %dx%dx%d, %d params (%zu trainable floats)\n", m->arch,

@@ -201,6 +201,13 @@ static inline al_status al_model_forward_eval(al_ctx *ctx, al_model *m, const fl
 static inline float *al_param_data(al_model *m, int i) { return m->data + m->params[i].offset; }
 static inline float *al_param_grad(al_model *m, int i) { return m->grads + m->params[i].offset; }
 size_t al_model_n_trainable(const al_model *m);  /* count of trainable floats */
+/* Multiply-add FLOPs (2 per MAC) of conv and linear nodes for a batch of n: forward, the
+ * input-gradient pass (dx of every node but the first conv's input) and the weight-gradient
+ * pass. Elementwise/BN/pool work is not counted (it is memory-bound and small). */
+typedef struct al_flops {
+    double fwd, bwd_input, bwd_weights;
+} al_flops;
+al_flops al_model_flops(const al_model *m, int n);
 /* Print the parameter table (name, shape, trainable) for --help / docs. */
 void al_model_print(const al_model *m, void *file /* FILE* */);
 
