@@ -62,6 +62,9 @@ static int check_f(const char *what, const float *got, const double *ref, size_t
     return al_check_close_fd(what, got, ref, n, tol * (scale > 0 ? scale : 1e-30), tol);
 }
 
+/* Stale scratch must never leak into results: poison it with NaN before an op. */
+static void poison_scratch(al_ctx *ctx) { fill_nan(ctx->scratch, ctx->scratch_bytes / sizeof(float)); }
+
 static void ctx_init_threads(al_ctx *ctx, int threads) {
     al_status st = al_ctx_init(ctx, AL_DEV_CPU, 0, threads, 1);
     AL_ASSERT(st == AL_OK, "ctx init: %s", al_errmsg());
@@ -482,9 +485,17 @@ static const conv_cfg conv_cfgs[] = {
     {4, 8, 5, 5, 16, 1, 2, 0, 1},   /* 1x1 stride 2: not direct */
     {5, 6, 4, 4, 10, 3, 1, 1, 1},   /* 4x4 plane: several images per GEMM */
     {7, 16, 8, 8, 20, 1, 1, 0, 1},  /* grouped direct 1x1 (last group of one image) */
-    {3, 2, 12, 12, 4, 3, 1, 0, 1},  /* pad 0 (SmallCNN style) */
     {2, 4, 10, 10, 6, 5, 3, 2, 1},  /* k 5, stride 3, pad 2 */
     {3, 3, 9, 9, 5, 4, 2, 1, 0},    /* even kernel */
+    /* stride 1 with (k-1)*4 <= Wo: the "wide" column layout of conv2d.c */
+    {3, 2, 12, 12, 4, 3, 1, 0, 1},  /* wide, pad 0 */
+    {2, 3, 10, 9, 6, 3, 1, 1, 1},   /* wide, pad 1, H != W */
+    {4, 5, 8, 8, 7, 3, 1, 1, 0},    /* wide, several images per GEMM */
+    {1, 2, 20, 22, 3, 5, 1, 2, 1},  /* wide, k 5, pad 2, batch 1 */
+    /* wide with C_in >= 8: shifted GEMMs per tap, no column matrix */
+    {3, 8, 10, 10, 12, 3, 1, 1, 1}, /* taps, pad 1 */
+    {2, 9, 12, 11, 5, 3, 1, 0, 0},  /* taps, pad 0, H != W */
+    {1, 16, 9, 18, 33, 5, 1, 2, 1}, /* taps, k 5, pad 2, batch 1 */
 };
 
 static int conv_vs_ref(const conv_cfg *cf, int threads) {
@@ -529,6 +540,7 @@ static int conv_vs_ref(const conv_cfg *cf, int threads) {
     uint64_t allocs0 = al_alloc_count();
 
     fill_nan(y, ny);
+    poison_scratch(&ctx);
     AL_EXPECT(al_conv2d_forward(&ctx, &d, x, w, bias, y) == AL_OK, "%s", al_errmsg());
     EXPECT_CLEAN(&ctx, allocs0);
     snprintf(what, sizeof what, "conv y  n%d c%d->%d %dx%d k%d s%d p%d t%d", cf->n, cf->ci, cf->co,
@@ -539,6 +551,7 @@ static int conv_vs_ref(const conv_cfg *cf, int threads) {
     fill_nan(dx, nx);
     memcpy(dw, pre_w, nw * sizeof *dw);
     memcpy(db, pre_b, nb * sizeof *db);
+    poison_scratch(&ctx);
     AL_EXPECT(al_conv2d_backward(&ctx, &d, x, w, dy, dx, 0, dw, db) == AL_OK, "%s", al_errmsg());
     EXPECT_CLEAN(&ctx, allocs0);
     snprintf(what, sizeof what, "conv dx (=) t%d", threads);
@@ -552,6 +565,7 @@ static int conv_vs_ref(const conv_cfg *cf, int threads) {
 
     /* dx_accum: dx += onto random values; dw and db skipped */
     memcpy(dx, pre_x, nx * sizeof *dx);
+    poison_scratch(&ctx);
     AL_EXPECT(al_conv2d_backward(&ctx, &d, x, w, dy, dx, 1, NULL, NULL) == AL_OK, "%s",
               al_errmsg());
     for (size_t i = 0; i < nx; i++) exp_[i] = pre_x[i] + dxd[i];
@@ -560,12 +574,14 @@ static int conv_vs_ref(const conv_cfg *cf, int threads) {
 
     /* weights only (dx NULL), from zero */
     memset(dw, 0, nw * sizeof *dw);
+    poison_scratch(&ctx);
     AL_EXPECT(al_conv2d_backward(&ctx, &d, x, w, dy, NULL, 0, dw, NULL) == AL_OK, "%s",
               al_errmsg());
     snprintf(what, sizeof what, "conv dw (dx/db NULL) t%d", threads);
     rc |= check_f(what, dw, dwd, nw, k_dw);
     /* bias only */
     memset(db, 0, nb * sizeof *db);
+    poison_scratch(&ctx);
     AL_EXPECT(al_conv2d_backward(&ctx, &d, x, w, dy, NULL, 0, NULL, db) == AL_OK, "%s",
               al_errmsg());
     snprintf(what, sizeof what, "conv db (dx/dw NULL) t%d", threads);
@@ -900,7 +916,7 @@ static int maxpool_ties_nan(void) {
     al_ctx ctx;
     ctx_init_threads(&ctx, 1);
     al_pool_desc d;
-    al_pool_desc_init(&d, 1, 1, 4, 4, 2, 2);
+    al_pool_desc_init(&d, 1, 1, 4, 4, 2, 2); /* the unrolled 2x2/2 path */
     float x[16], y[4];
     int32_t am[4];
     for (int i = 0; i < 16; i++) x[i] = 0.5f;
@@ -919,6 +935,20 @@ static int maxpool_ties_nan(void) {
     AL_EXPECT(al_maxpool_forward(&ctx, &d, x, y, am) == AL_OK, "%s", al_errmsg());
     AL_EXPECT(am[0] == 0 && am[1] == 2 && am[2] == 8 && am[3] == 10, "equal windows: %d %d %d %d",
               am[0], am[1], am[2], am[3]);
+    /* the generic path (3x3 windows, stride 1): ties, NaN and -inf alike */
+    al_pool_desc d3;
+    al_pool_desc_init(&d3, 1, 1, 4, 4, 3, 1);
+    for (int i = 0; i < 16; i++) x[i] = -INFINITY;
+    x[6] = 2.0f; x[9] = 2.0f;  /* window (0,0) holds both: 6 comes first */
+    x[11] = NAN;               /* windows (0,1), (1,1) */
+    AL_EXPECT(al_maxpool_forward(&ctx, &d3, x, y, am) == AL_OK, "%s", al_errmsg());
+    AL_EXPECT(am[0] == 6 && y[0] == 2.0f, "3x3 tie: argmax %d", am[0]);
+    AL_EXPECT(am[1] == 11 && isnan(y[1]) && am[3] == 11, "3x3 NaN: argmax %d %d", am[1], am[3]);
+    AL_EXPECT(am[2] == 6, "3x3 window (1,0): argmax %d", am[2]);
+    for (int i = 0; i < 16; i++) x[i] = -INFINITY;
+    AL_EXPECT(al_maxpool_forward(&ctx, &d3, x, y, am) == AL_OK, "%s", al_errmsg());
+    AL_EXPECT(am[0] == 0 && am[1] == 1 && am[2] == 4 && am[3] == 5 && isinf(y[0]),
+              "3x3 all -inf: %d %d %d %d", am[0], am[1], am[2], am[3]);
     al_ctx_fini(&ctx);
     return 0;
 }

@@ -46,6 +46,26 @@ al_status al_maxpool_forward_cpu(al_ctx *ctx, const al_pool_desc *d, const float
         const float *xp = x + (size_t)pl * H * W;
         float *yp = y + (size_t)pl * Ho * Wo;
         int32_t *ap = argmax + (size_t)pl * Ho * Wo;
+        if (k == 2 && s == 2) {
+            /* the common 2x2/2 window, unrolled: same comparisons in the same order (the
+             * first element wins against -inf unless it is -inf, where it is kept anyway) */
+            for (int oh = 0; oh < Ho; oh++)
+                for (int ow = 0; ow < Wo; ow++) {
+                    const int i0 = 2 * oh * W + 2 * ow, idx[4] = {i0, i0 + 1, i0 + W, i0 + W + 1};
+                    float best = xp[i0];
+                    int32_t bi = i0;
+                    for (int q = 1; q < 4; q++) {
+                        const float v = xp[idx[q]];
+                        if (v > best || isnan(v)) {
+                            best = v;
+                            bi = idx[q];
+                        }
+                    }
+                    yp[oh * Wo + ow] = best;
+                    ap[oh * Wo + ow] = bi;
+                }
+            continue;
+        }
         for (int oh = 0; oh < Ho; oh++)
             for (int ow = 0; ow < Wo; ow++) {
                 const int h0 = oh * s, w0 = ow * s;
