@@ -496,6 +496,7 @@ static const conv_cfg conv_cfgs[] = {
     {3, 8, 10, 10, 12, 3, 1, 1, 1}, /* taps, pad 1 */
     {2, 9, 12, 11, 5, 3, 1, 0, 0},  /* taps, pad 0, H != W */
     {1, 16, 9, 18, 33, 5, 1, 2, 1}, /* taps, k 5, pad 2, batch 1 */
+    {2, 128, 8, 8, 128, 3, 1, 1, 0},/* short runs of a big GEMM: back to the standard path */
 };
 
 static int conv_vs_ref(const conv_cfg *cf, int threads) {

@@ -67,8 +67,14 @@ void al_conv2d_desc_init(al_conv2d_desc *d, int n, int c_in, int h_in, int w_in,
  * Hp*Wp, starting at ki*Wp + kj), so the convolution is k*k accumulating GEMMs with K = Ci
  * ("shifted GEMMs") on weights repacked tap-major (k*k, Co, Ci). OpenBLAS runs K = 32..512
  * GEMMs as fast as the single K = 9*Ci one (measured), and im2col/col2im disappear. With
- * few input channels the per-tap GEMMs are too thin (K = 1 for grayscale input). */
+ * few input channels the per-tap GEMMs are too thin (K = 1 for grayscale input). One image
+ * per GEMM: when its run of columns is short AND the GEMM is past OpenBLAS's unpacked
+ * small-matrix regime (~1M multiply-adds), re-packing the (Co, Ci) tap weights for every
+ * image dominates (8x8 planes, 256 channels: 85 vs 110 GFLOP/s single-thread for the
+ * standard im2col path with 4 images per GEMM), so those shapes keep the standard path. */
 #define TAPS_MIN_CIN 8
+#define TAPS_MIN_RUN 128
+#define TAPS_SMALL_GEMM (1 << 20)
 
 typedef struct plan {
     int k;            /* rows of the column matrix: Ci*kh*kw */
@@ -98,8 +104,13 @@ static plan make_plan(const al_conv2d_desc *d, int n_threads) {
     p.direct = d->kh == 1 && d->kw == 1 && d->stride == 1 && d->pad == 0;
     p.hp = d->h_in + 2 * d->pad;
     p.wp = d->w_in + 2 * d->pad;
-    p.wide = d->stride == 1 && d->kw > 1 && (d->kw - 1) * WIDE_MAX_EXTRA <= d->w_out;
-    p.taps = p.wide && d->c_in >= TAPS_MIN_CIN;
+    const int wide_ok = d->stride == 1 && d->kw > 1 && (d->kw - 1) * WIDE_MAX_EXTRA <= d->w_out;
+    /* wide: taps for C_in >= TAPS_MIN_CIN where they pay, wide im2col below that; a wide-able
+     * shape that fails the taps test takes the standard path (no extra columns) */
+    const double run = (double)(d->h_out - 1) * p.wp + d->w_out;
+    p.taps = wide_ok && d->c_in >= TAPS_MIN_CIN &&
+             (run >= TAPS_MIN_RUN || (double)d->c_out * d->c_in * run <= TAPS_SMALL_GEMM);
+    p.wide = p.taps || (wide_ok && d->c_in < TAPS_MIN_CIN);
     p.cpi = p.wide ? d->h_out * p.wp : p.hw_out;
     p.n_threads = n_threads < 1 ? 1 : n_threads;
     int g = AL_CEIL_DIV(CONV_TARGET_COLS, p.cpi);
