@@ -48,6 +48,16 @@ al_status al_fab_run(al_ctx *ctx, al_model *m, const al_fab_spec *s, const float
                      const int32_t *y, int n, uint64_t seed, uint64_t stream, float *x_adv,
                      uint8_t *success /* device (n) */);
 
+/* The FAB projection (the problem fab_projections.py solves, here solved exactly on the host in
+ * double): the minimal-norm step d (norm Linf or L2) with t + d in [0,1]^D onto the hyperplane
+ * {z : <w, z> = b}, given c = <w, t> - b. When the box makes the hyperplane unreachable, every
+ * active element moves to the box face that brings <w, z> closest to b. Inactive elements
+ * (Linf: w_j == 0; L2: |w_j| <= 1e-8, as the reference) get d_j = 0; c == 0 gives d = 0.
+ * t (D) host floats, w (D) host floats, d (D) host doubles out ('='), scratch: 4*D doubles.
+ * Returns ||d|| in the norm. Host-only, thread-safe. */
+double al_fab_project(al_norm norm, size_t n_elems, const float *t, const float *w, double c,
+                      double *d, void *scratch);
+
 #ifdef __cplusplus
 }
 #endif
