@@ -16,6 +16,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/cuda_api.h"
 #include "losses/loss.h"
 
 al_attack_spec al_attack_spec_make(al_attack_type type, al_norm norm, float eps, float alpha,
@@ -169,6 +170,17 @@ static al_status success_flags(al_ctx *ctx, const al_attack_spec *s, al_attack_w
 static al_status start_point(al_ctx *ctx, const al_attack_spec *s, al_attack_ws *ws, const float *x,
                              int n, int r, uint64_t seed, uint64_t stream) {
     const size_t d = ws->d, nd = (size_t)n * d;
+#ifdef AL_HAVE_CUDA
+    /* CUDA: the same element functions in cuda/attack_start.cu, x -> x_cur with no staging */
+    if (ctx->device == AL_DEV_CUDA && s->init != AL_ATTACK_INIT_NONE) {
+        if (s->init == AL_ATTACK_INIT_NORMAL)
+            return al_attack_start_normal_cuda(ctx, n, d, x, ws->x_cur, s->init_std, r, seed,
+                                               stream);
+        if (s->norm == AL_LINF)
+            return al_attack_start_uniform_cuda(ctx, n, d, x, ws->x_cur, s->eps, r, seed, stream);
+        return al_attack_start_l2_cuda(ctx, n, d, x, ws->x_cur, s->eps, r, seed, stream);
+    }
+#endif
     AL_TRY(al_copy_dev(ctx, ws->x_cur, x, nd * sizeof(float)));
     if (s->init == AL_ATTACK_INIT_NONE) return AL_OK;
     /* Drawn on the host: in place on CPU, staged through ws->h_x on CUDA. */
@@ -256,6 +268,13 @@ al_status al_attack_run(al_ctx *ctx, al_model *m, const al_attack_spec *spec, al
             AL_CHECK(objective(ctx, spec, ws, n, k, logits, y, ws->dlogits));
             if (spec->early_stop) AL_CHECK(success_flags(ctx, spec, ws, n, k, logits, y, &n_succ));
             AL_CHECK(al_model_backward(ctx, m, slot, ws->dlogits, NULL, AL_BWD_INPUT, ws->grad));
+#ifdef AL_HAVE_CUDA
+            /* CUDA: one launch on the device flags (success = correct for targeted attacks,
+             * not correct for untargeted ones, as success_flags) instead of a memset per row */
+            if (spec->early_stop && ctx->device == AL_DEV_CUDA)
+                AL_CHECK(al_attack_zero_rows_cuda(ctx, n, d, ws->grad, ws->flag, spec->targeted));
+            else
+#endif
             if (spec->early_stop)
                 /* zero the INPUT gradient (exact in any BN mode): those points do not move */
                 for (int i = 0; i < n; i++)

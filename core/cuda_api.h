@@ -33,6 +33,47 @@ al_status al_sgd_step_cuda(al_ctx *ctx, size_t n, const uint8_t *mask /* (n) */,
                            float *momentum /* (n) or NULL */, float *ema /* (n) or NULL */,
                            const struct al_sgd_hparams *hp);
 
+/* Masked sum of squares (cuda/reduce_sumsq.cu), the twin of the CPU loop in
+ * al_optim_clip_coef: *h_sum = sum over i with (mask[i] & bits) of (double)x[i]^2 (mask NULL:
+ * every element). x (n), mask (n) device; h_sum host. Double accumulation in a fixed order
+ * (a fixed chunk count, then one block): bit-reproducible on any GPU. One D2H copy + sync. */
+al_status al_masked_sumsq_cuda(al_ctx *ctx, size_t n, const float *x /* (n) */,
+                               const uint8_t *mask /* (n) or NULL */, unsigned bits,
+                               double *h_sum);
+
+/* Attack random start (cuda/attack_start.cu), twins of start_point() in attacks/attack.c, with
+ * the AL_HOSTDEV element functions of attacks/attack.h at index al_attack_rng_index(r, n, i,
+ * d, j): x_out (n, d) = start of restart r from x (n, d); out of place, no sync.
+ *   uniform (Linf): clamp(x + eps U(-1,1), 0, 1), bitwise the CPU's;
+ *   normal:         x + init_std N(0,1), equal up to the normals' few-ulp libm difference;
+ *   l2:             clamp(x + eps U(0,1) v/||v||, 0, 1), v ~ N(0, I) per example. */
+al_status al_attack_start_uniform_cuda(al_ctx *ctx, int n, size_t d, const float *x,
+                                       float *x_out, float eps, int r, uint64_t seed,
+                                       uint64_t stream);
+al_status al_attack_start_normal_cuda(al_ctx *ctx, int n, size_t d, const float *x,
+                                      float *x_out, float init_std, int r, uint64_t seed,
+                                      uint64_t stream);
+al_status al_attack_start_l2_cuda(al_ctx *ctx, int n, size_t d, const float *x, float *x_out,
+                                  float eps, int r, uint64_t seed, uint64_t stream);
+/* Early stop: g (n, d) row i = 0 where (flag[i] != 0) == success_value (flag (n) device: the
+ * al_count_correct flags; success_value = 1 targeted, 0 untargeted). */
+al_status al_attack_zero_rows_cuda(al_ctx *ctx, int n, size_t d, float *g /* (n, d) */,
+                                   const uint8_t *flag /* (n) */, int success_value);
+
+/* Device-resident dataset batches (cuda/data_augment.cu), the twin of al_batch_to_float
+ * (datasets/sampler.c) applied to the rows train.c gathers: d_out (n, c, h, w) float =
+ * d_images_all[d_rows[i]] (uint8 (N_all, c, h, w), device) / 255, with the crop/flip draw
+ * al_aug_sample(seed, step, i, pad) of batch position i (pad <= 0: none). Bitwise equal to the
+ * CPU path. d_rows (n) int64 device, each in [0, N_all) (unchecked), or NULL for rows 0..n-1. */
+al_status al_batch_to_float_cuda(al_ctx *ctx, const uint8_t *d_images_all,
+                                 const int64_t *d_rows /* (n) or NULL */, int n, int c, int h,
+                                 int w, int pad, uint64_t seed, uint64_t step,
+                                 float *d_out /* (n, c, h, w) */);
+/* d_out[i] = d_labels_all[d_rows[i]] (device; d_rows NULL: rows 0..n-1). */
+al_status al_gather_labels_cuda(al_ctx *ctx, const int32_t *d_labels_all,
+                                const int64_t *d_rows /* (n) or NULL */, int n,
+                                int32_t *d_out /* (n) */);
+
 /* NVTX ranges for Nsight Systems (nested, per host thread). No-ops without CUDA. */
 void al_nvtx_push(const char *name);
 void al_nvtx_pop(void);

@@ -134,9 +134,24 @@ al_status al_optim_clip_coef(al_ctx *ctx, const al_optim *o, const al_model *m, 
     *coef = 1.0;
     if (norm) *norm = 0;
     if (!(max_norm > 0)) return AL_OK;
-    if (ctx->device == AL_DEV_CUDA)
-        return AL_FAIL(AL_ERR_UNSUPPORTED, "optimiser: train.grad_clip is not available on cuda "
-                                           "yet (needs a masked sum-of-squares reduction)");
+    if (ctx->device == AL_DEV_CUDA) {
+#ifdef AL_HAVE_CUDA
+        /* the CPU tail below, on the deterministic masked sum of cuda/reduce_sumsq.cu */
+        double sq = 0;
+        AL_TRY(al_masked_sumsq_cuda(ctx, o->n_floats, m->grads, o->mask, AL_OPT_TRAIN, &sq));
+        const double gn = sqrt(sq);
+        if (norm) *norm = gn;
+        if (!isfinite(gn))
+            return AL_FAIL(AL_ERR_NAN, "optimiser step %lld: gradient norm is %g",
+                           (long long)o->step, gn);
+        const double cc = max_norm / (gn + 1e-6);
+        *coef = cc < 1.0 ? cc : 1.0;
+        return AL_OK;
+#else
+        return AL_FAIL(AL_ERR_NO_GPU,
+                       "optimiser: CUDA device requested but advlab was built without CUDA");
+#endif
+    }
     /* Fixed chunking (not per thread) so the sum is the same for every thread count. */
     enum { N_CHUNKS = 64 };
     double part[N_CHUNKS];

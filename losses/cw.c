@@ -43,7 +43,12 @@ al_status al_cw_margin(al_ctx *ctx, int n, int k, const float *logits, const int
     case AL_DEV_CPU:
         return al_cw_margin_cpu(ctx, n, k, logits, labels, targeted, loss, per_sample, dlogits);
     case AL_DEV_CUDA:
-        return AL_FAIL(AL_ERR_UNSUPPORTED, "al_cw_margin: no CUDA implementation yet (CPU only)");
+#ifdef AL_HAVE_CUDA
+        return al_cw_margin_cuda(ctx, n, k, logits, labels, targeted, loss, per_sample, dlogits);
+#else
+        return AL_FAIL(AL_ERR_NO_GPU,
+                       "al_cw_margin: CUDA device requested but advlab was built without CUDA");
+#endif
     }
     return AL_FAIL(AL_ERR_VALUE, "al_cw_margin: unknown device %d", (int)ctx->device);
 }

@@ -6,3 +6,10 @@ if(AL_HAVE_CUDA)
               TIMEOUT 600)
   set_tests_properties(test_cuda PROPERTIES ENVIRONMENT "ADVLAB_SYNC_CHECK=1")
 endif()
+# Second batch of CUDA twins (tests/test_cuda2.c): TRADES/MART/CW losses, attack random start,
+# masked sum of squares (grad clipping), device-resident batch assembly with crop/flip.
+if(AL_HAVE_CUDA)
+  al_add_test(NAME test_cuda2 SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_cuda2.c LABELS cuda
+              TIMEOUT 600)
+  set_tests_properties(test_cuda2 PROPERTIES ENVIRONMENT "ADVLAB_SYNC_CHECK=1")
+endif()

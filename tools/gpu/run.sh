@@ -6,8 +6,14 @@
 # site-packages/nvidia/*; HDF5/OpenBLAS/inih come from the staged Debian packages.
 # Env: OUT (log dir, default ./gpu-out), BUILD (default /tmp/advlab-gpu-build), JOBS,
 #      AL_GPU_SANITIZE=1 (also run test_cuda under compute-sanitizer memcheck),
-#      AL_GPU_CASES="conv2d pool" (only these test_cuda cases, e.g. to iterate quickly).
-# Exit status: that of the CUDA ctest run (0 = all passed; skips count as passes).
+#      AL_GPU_CASES="conv2d pool" (only these test_cuda cases, e.g. to iterate quickly),
+#      AL_GPU_CASES2="trades batch" (only these test_cuda2 cases; with AL_GPU_CASES unset,
+#      only test_cuda2 then runs), AL_GPU_SKIP_TESTS=1 (build + benchmarks only),
+#      AL_GPU_BENCH=1 (also tools/bench/gpu_bench.sh: advlab vs PyTorch PGD-AT epoch; several
+#      minutes, so on a warm machine run it as a second call with AL_GPU_SKIP_TESTS=1, where
+#      the build is a no-op; its own env: N_TRAIN, PRECISION, ADVLAB_TIMEOUT, ...).
+# Exit status: that of the CUDA tests (0 = all passed; skips count as passes), else of
+# gpu_bench.sh when the tests were skipped.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${OUT:-$root/gpu-out}
@@ -18,7 +24,9 @@ log() { echo "run.sh: $*" | tee -a "$OUT/run.log"; }
 cd "$root"
 
 # At most 8 files come back from $OUT: run.log (machine facts, summary), build.log
-# (configure + build), ctest_cuda.log, test_cuda.log, sanitizer.log, bench/ (logs, JSONL).
+# (configure + build), ctest_cuda.log, test_cuda.log (test_cuda, then test_cuda2),
+# sanitizer.log, bench/ (bench.log, bench_gpu.jsonl; with AL_GPU_BENCH=1 gpu_bench.log and
+# gpu_bench.jsonl: 8 in all, so AL_GPU_SANITIZE=1 and AL_GPU_BENCH=1 do not go together).
 : >"$OUT/run.log"
 # nvcc off the PATH is common in containers: CMake's check_language(CUDA) needs it
 if ! command -v nvcc >/dev/null; then
@@ -70,18 +78,28 @@ log "build ok; warnings:"
 grep -E 'warning' "$OUT/build.log" | sort -u | tee -a "$OUT/run.log"
 
 # ---- CUDA tests (ADVLAB_SYNC_CHECK=1 is set by the test's CTest properties)
-if [ -n "${AL_GPU_CASES:-}" ]; then
-    rc=0
-    for c in $AL_GPU_CASES; do
+rc=0
+if [ "${AL_GPU_SKIP_TESTS:-0}" = 1 ]; then
+    log "CUDA tests skipped (AL_GPU_SKIP_TESTS=1)"
+elif [ -n "${AL_GPU_CASES:-}${AL_GPU_CASES2:-}" ]; then
+    for c in ${AL_GPU_CASES:-}; do
         ADVLAB_SYNC_CHECK=1 "$BUILD/tests/test_cuda" "$c" 2>&1 | tee -a "$OUT/test_cuda.log"
         [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
     done
+    for c in ${AL_GPU_CASES2:-}; do
+        ADVLAB_SYNC_CHECK=1 "$BUILD/tests/test_cuda2" "$c" 2>&1 | tee -a "$OUT/test_cuda.log"
+        [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+    done
+    log "CUDA tests: exit $rc"
 else
     ctest --test-dir "$BUILD" -L cuda --output-on-failure --timeout 600 2>&1 | tee "$OUT/ctest_cuda.log"
     rc=${PIPESTATUS[0]}
-    "$BUILD/tests/test_cuda" >"$OUT/test_cuda.log" 2>&1 # full per-case detail, normal launches
+    # full per-case detail, normal launches (no per-launch sync)
+    "$BUILD/tests/test_cuda" >"$OUT/test_cuda.log" 2>&1
+    echo "==== test_cuda2" >>"$OUT/test_cuda.log"
+    "$BUILD/tests/test_cuda2" >>"$OUT/test_cuda.log" 2>&1
+    log "CUDA tests: exit $rc"
 fi
-log "CUDA tests: exit $rc"
 
 if [ "${AL_GPU_SANITIZE:-0}" = 1 ] && command -v compute-sanitizer >/dev/null; then
     compute-sanitizer --tool memcheck --leak-check full --error-exitcode 9 \
@@ -100,5 +118,15 @@ for b in "$BUILD"/tools/bench/bench_*; do
         log "bench $(basename "$b") failed: $?"
 done
 ctest --test-dir "$BUILD" -L bench --output-on-failure >>"$OUT/bench/bench.log" 2>&1 || true
+
+# ---- advlab vs PyTorch: one PGD-10 adversarial-training epoch (tools/bench/gpu_bench.sh);
+# the loop above already ran bench_gpu_pgd_step
+if [ "${AL_GPU_BENCH:-0}" = 1 ]; then
+    log "gpu_bench.sh (advlab vs PyTorch PGD-AT epoch)"
+    BUILD="$BUILD" OUT="$OUT" SKIP_PGD_STEP_BENCH=1 bash tools/bench/gpu_bench.sh 2>&1 | tee -a "$OUT/run.log"
+    brc=${PIPESTATUS[0]}
+    log "gpu_bench.sh: exit $brc"
+    [ "${AL_GPU_SKIP_TESTS:-0}" = 1 ] && rc=$brc
+fi
 log "done; logs in $OUT"
 exit "$rc"

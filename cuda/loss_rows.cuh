@@ -1,0 +1,151 @@
+/* loss_rows.cuh: per-row helpers shared by the loss kernels (loss_trades.cu, loss_mart.cu,
+ * loss_cw.cu). Twin: losses/rowops.h (row_lse, row_argmax_excl, first_bad_label).
+ * A row is one example's logits z (K floats); ONE WARP handles a row (lanes stride over K), so
+ * every helper here must be called by all 32 lanes of the warp and returns the same value in
+ * every lane. Values are evaluated in double from the float inputs, exactly the twin's
+ * expressions, so the two backends differ only by the order of double sums (~K * 2^-53
+ * relative, far below the final rounding to float).
+ * The batch reduction is a second single-block kernel over per-row doubles (fixed tree, no
+ * atomics: deterministic, style rule 20) that also finds the first label outside [0, K); its
+ * result reaches the host in one D2H copy + stream sync (the scalar loss is a host output). */
+#ifndef AL_CUDA_LOSS_ROWS_CUH
+#define AL_CUDA_LOSS_ROWS_CUH
+
+#include <math.h>
+
+#include "cuda/cuda_base.cuh"
+
+#define LR_ROWS_PER_BLOCK 8 /* warps per block: 256 threads */
+#define LR_FINAL_BLOCK 1024
+
+/* Max of a warp's values, broadcast to every lane (order-free: max is exact). */
+static __device__ __forceinline__ float lr_warp_fmax(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+/* Sum over the warp (fixed butterfly of al_warp_sum), broadcast to every lane. */
+static __device__ __forceinline__ double lr_warp_sum(double v) {
+    v = al_warp_sum(v);
+    return __shfl_sync(0xffffffffu, v, 0);
+}
+
+/* The twin's row_lse: m = z_0, then m = z_j where z_j > m (a NaN is skipped unless it is z_0);
+ * lse = m when m is +-inf, else m + log(sum_j exp(z_j - m)). fmaxf skips NaN exactly as the
+ * `z[j] > m` scan does, and z_0 = NaN keeps m = NaN as there. */
+static __device__ __forceinline__ double lr_row_lse(const float *__restrict__ z, int k, int lane) {
+    float mx = -INFINITY;
+    for (int j = lane; j < k; j += 32) mx = fmaxf(mx, z[j]);
+    mx = lr_warp_fmax(mx);
+    const float z0 = z[0];
+    const double m = isnan(z0) ? (double)z0 : (double)mx;
+    if (isinf(m)) return m;
+    double s = 0.0;
+    for (int j = lane; j < k; j += 32) s += exp((double)z[j] - m);
+    return m + log(lr_warp_sum(s));
+}
+
+/* Total order of the twin's row_argmax_excl: the first NaN wins, else the largest value, the
+ * lowest index on ties; bj < 0 is "no candidate yet". Associative and commutative, so any
+ * combination tree gives the sequential scan's answer. */
+static __device__ __forceinline__ bool lr_arg_better(float v, int j, float bv, int bj) {
+    if (j < 0) return false;
+    if (bj < 0) return true;
+    const bool vn = isnan(v), bn = isnan(bv);
+    if (vn || bn) return vn && (!bn || j < bj);
+    return v > bv || (v == bv && j < bj);
+}
+
+/* Index of the largest z_j over j != excl (excl = -1: none), the twin's row_argmax_excl. */
+static __device__ __forceinline__ int lr_row_argmax_excl(const float *__restrict__ z, int k,
+                                                         int excl, int lane) {
+    float bv = 0.0f;
+    int bj = -1;
+    for (int j = lane; j < k; j += 32)
+        if (j != excl && lr_arg_better(z[j], j, bv, bj)) {
+            bv = z[j];
+            bj = j;
+        }
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+        const int oj = __shfl_xor_sync(0xffffffffu, bj, o);
+        if (lr_arg_better(ov, oj, bv, bj)) {
+            bv = ov;
+            bj = oj;
+        }
+    }
+    return bj;
+}
+
+/* Host-visible result of the final kernel. */
+struct lr_result {
+    double sum[2];  /* sum_i a[i], sum_i b[i] */
+    int bad_index;  /* first row whose label is outside [0, K), or -1 (or no labels) */
+    int bad_label;
+};
+
+/* One block: out->sum = fixed-tree double sums of a (and b, when non-NULL); first bad label
+ * when labels != NULL. Deterministic for a fixed blockDim (LR_FINAL_BLOCK). */
+static __global__ void lr_final_kernel(int n, int k, const int32_t *__restrict__ labels,
+                                       const double *__restrict__ a, const double *__restrict__ b,
+                                       lr_result *__restrict__ out) {
+    __shared__ int sh_bad[32];
+    double sa = 0.0, sb = 0.0;
+    int bad = n; /* n = none */
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        sa += a[i];
+        if (b) sb += b[i];
+        if (labels) {
+            const int y = labels[i];
+            if ((y < 0 || y >= k) && i < bad) bad = i;
+        }
+    }
+    sa = al_block_sum(sa);
+    sb = al_block_sum(sb);
+    /* block min of `bad` (integers: order-free) */
+    for (int o = 16; o > 0; o >>= 1) bad = min(bad, __shfl_xor_sync(0xffffffffu, bad, o));
+    if ((threadIdx.x & 31) == 0) sh_bad[threadIdx.x >> 5] = bad;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < (int)(blockDim.x >> 5); w++) bad = min(bad, sh_bad[w]);
+        out->sum[0] = sa;
+        out->sum[1] = sb;
+        out->bad_index = bad < n ? bad : -1;
+        out->bad_label = bad < n ? labels[bad] : 0;
+    }
+}
+
+/* Per-row temporaries of a loss call: [result (64 B)][a: n doubles][b: n doubles]. */
+typedef struct lr_tmp {
+    lr_result *d_out;
+    double *a, *b;
+    size_t mark;
+} lr_tmp;
+
+static inline al_status lr_tmp_get(al_ctx *ctx, int n, lr_tmp *t) {
+    void *p;
+    AL_TRY(al_cuda_tmp(ctx, 64 + 2 * (size_t)n * sizeof(double), &p, &t->mark));
+    t->d_out = (lr_result *)p;
+    t->a = (double *)((char *)p + 64);
+    t->b = t->a + n;
+    return AL_OK;
+}
+
+/* Launch the final kernel and bring its result to the host (pinned aux, one sync). */
+static inline al_status lr_finish(al_ctx *ctx, int n, int k, const int32_t *labels,
+                                  const double *a, const double *b, lr_result *d_out,
+                                  lr_result *h_out) {
+    al_cuda_state *s = al_cst(ctx);
+    lr_final_kernel<<<1, LR_FINAL_BLOCK, 0, s->stream>>>(n, k, labels, a, b, d_out);
+    AL_LAUNCH_CHECK(ctx);
+    lr_result *h = (lr_result *)s->h_aux;
+    AL_CUDA_TRY(cudaMemcpyAsync(h, d_out, sizeof *h, cudaMemcpyDeviceToHost, s->stream));
+    AL_CUDA_TRY(cudaStreamSynchronize(s->stream));
+    *h_out = *h;
+    return AL_OK;
+}
+
+/* Grid of the one-warp-per-row kernels. */
+static inline unsigned lr_grid(int n) { return (unsigned)AL_CEIL_DIV(n, LR_ROWS_PER_BLOCK); }
+
+#endif

@@ -1,0 +1,740 @@
+/* test_cuda2.c: the second batch of CUDA twins against their CPU references (style rule 21a):
+ * TRADES loss / KL, MART, CW margin (cuda/loss_{trades,mart,cw}.cu), the attack random start
+ * and early-stop row zeroing (cuda/attack_start.cu, also through al_attack_run), the masked
+ * sum of squares of gradient clipping (cuda/reduce_sumsq.cu, also through al_optim_clip_coef)
+ * and device-resident batch assembly with crop/flip (cuda/data_augment.cu).
+ * Without a usable GPU: "skipped: no GPU", exit 77.
+ *
+ * Conventions (as tests/test_cuda.c):
+ * - Every device output sits between sentinel guards of a NaN-payload pattern; '=' outputs
+ *   start filled with that NaN, so a kernel that skips an element or reads an output shows up.
+ * - EXACT comparisons where both sides run the same float expression (shared AL_HOSTDEV element
+ *   functions, --fmad=false): uniform start, row zeroing, CW per_sample/dlogits, augmentation.
+ * - Losses: both sides evaluate the same DOUBLE expressions per row; they differ by the order
+ *   of double sums and by libm vs CUDA exp/log (each within an ulp in double). With u = 2^-53
+ *   and logits bounded by R: a row's lse is off by <= (K + 4 + R) u; p = exp(z - lse) by that
+ *   relative; a KL-like sum of K terms p (lp - lq), |lp - lq| <= L, by <= (L + 2)(2K + 6 + R) u;
+ *   a mean over N rows by N L u more: dbl_budget() (x4: two sides, slack). That is <= ~2e-10
+ *   here, far below float rounding, so a float output differs by the one final rounding of
+ *   each side (<= 1 ulp: rtol 2 eps) plus budget * (the output's scale factor 1/N, beta/N). */
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attacks/attack.h"
+#include "core/ctx.h"
+#include "core/cuda_api.h"
+#include "core/model.h"
+#include "core/optim.h"
+#include "core/rng.h"
+#include "datasets/sampler.h"
+#include "harness/check.h"
+#include "losses/loss.h"
+
+#define GUARD_BYTES 256
+#define N_TRACK 512
+#define U_DBL 1.1102230246251565e-16 /* 2^-53: unit roundoff of double */
+
+static const uint8_t SENT[4] = {0xAD, 0xDE, 0xC0, 0x7F}; /* little-endian 0x7FC0DEAD: a NaN */
+
+static al_ctx cpu, gpu;
+
+/* ---------------------------------------------------------------- test memory */
+
+typedef struct {
+    void *base;
+    size_t n_bytes;
+} dev_rec;
+static dev_rec g_dev[N_TRACK];
+static int g_n_dev;
+static void *g_host[N_TRACK];
+static int g_n_host;
+
+static void *hnew(size_t n_bytes) {
+    AL_ASSERT(g_n_host < N_TRACK, "too many host buffers in one case");
+    void *p = calloc(1, n_bytes ? n_bytes : 1);
+    AL_ASSERT(p, "out of host memory (%zu bytes)", n_bytes);
+    g_host[g_n_host++] = p;
+    return p;
+}
+static float *hf(size_t n) { return hnew(n * sizeof(float)); }
+static float *hrand(size_t n, uint64_t id, float lo, float hi) {
+    float *p = hf(n);
+    al_test_fill(p, n, id, lo, hi);
+    return p;
+}
+static int32_t *hlabels(int n, int k, uint64_t id) {
+    int32_t *y = hnew((size_t)n * sizeof(int32_t));
+    for (int i = 0; i < n; i++)
+        y[i] = (int32_t)(al_rng_u32(9, al_stream(AL_STREAM_TEST, id), (uint64_t)i) % (uint32_t)k);
+    return y;
+}
+
+/* Device buffer of n_bytes between guards; filled from src_host, or with the NaN pattern. */
+static void *dnew(size_t n_bytes, const void *src_host) {
+    AL_ASSERT(g_n_dev < N_TRACK, "too many device buffers in one case");
+    const size_t tot = n_bytes + 2 * GUARD_BYTES;
+    uint8_t *h = malloc(tot);
+    AL_ASSERT(h, "out of host memory");
+    for (size_t i = 0; i < tot; i++) h[i] = SENT[i & 3];
+    if (src_host && n_bytes) memcpy(h + GUARD_BYTES, src_host, n_bytes);
+    void *base = NULL;
+    al_status st = al_dev_alloc(&gpu, &base, tot, "test buffer");
+    AL_ASSERT(st == AL_OK, "device alloc: %s", al_errmsg());
+    st = al_copy_to_dev(&gpu, base, h, tot);
+    AL_ASSERT(st == AL_OK, "copy to device: %s", al_errmsg());
+    st = al_sync(&gpu); /* h is pageable and freed next: make the copy complete first */
+    AL_ASSERT(st == AL_OK, "sync: %s", al_errmsg());
+    free(h);
+    g_dev[g_n_dev].base = base;
+    g_dev[g_n_dev].n_bytes = n_bytes;
+    g_n_dev++;
+    return (uint8_t *)base + GUARD_BYTES;
+}
+static float *dnewf(size_t n, const float *src) { return dnew(n * sizeof(float), src); }
+
+/* Copy a dnew buffer back (n_bytes from its start) and check both guards byte for byte. */
+static int dget(const char *what, const void *d, void *h_out, size_t n_bytes) {
+    const uint8_t *base = (const uint8_t *)d - GUARD_BYTES;
+    size_t cap = 0;
+    for (int i = 0; i < g_n_dev; i++)
+        if (g_dev[i].base == base) cap = g_dev[i].n_bytes;
+    AL_ASSERT(cap >= n_bytes, "%s: not a test buffer or too short", what);
+    const size_t tot = cap + 2 * GUARD_BYTES;
+    uint8_t *h = malloc(tot);
+    AL_ASSERT(h, "out of host memory");
+    al_status st = al_copy_to_host(&gpu, h, base, tot);
+    if (st != AL_OK) {
+        fprintf(stderr, "  %s: copy to host failed: %s\n", what, al_errmsg());
+        free(h);
+        return 1;
+    }
+    int bad = 0;
+    for (size_t i = 0; i < tot; i++) {
+        if (i == GUARD_BYTES) i += cap;
+        if (i < tot && h[i] != SENT[i & 3]) {
+            const int before = i < GUARD_BYTES;
+            fprintf(stderr, "  %s: guard byte %s%zu overwritten\n", what, before ? "-" : "+",
+                    before ? GUARD_BYTES - i : i - GUARD_BYTES - cap);
+            bad = 1;
+            break;
+        }
+    }
+    memcpy(h_out, h + GUARD_BYTES, n_bytes);
+    free(h);
+    return bad;
+}
+
+static int dcheck(const char *what, const float *d, const float *ref, size_t n, double atol,
+                  double rtol) {
+    float *h = hf(n);
+    if (dget(what, d, h, n * sizeof(float))) return 1;
+    return al_check_close(what, h, ref, n, atol, rtol);
+}
+
+/* Bytes must match exactly (integer outputs). */
+static int dcheck_bytes(const char *what, const void *d, const void *ref, size_t n_bytes) {
+    uint8_t *h = hnew(n_bytes);
+    if (dget(what, d, h, n_bytes)) return 1;
+    if (memcmp(h, ref, n_bytes) != 0) {
+        size_t i = 0;
+        while (((const uint8_t *)ref)[i] == h[i]) i++;
+        fprintf(stderr, "  %-40s FAIL: first differing byte %zu of %zu\n", what, i, n_bytes);
+        return 1;
+    }
+    fprintf(stderr, "  %-40s n=%-8zu bytes identical\n", what, n_bytes);
+    return 0;
+}
+
+static void case_cleanup(void) {
+    (void)al_sync(&gpu);
+    for (int i = 0; i < g_n_dev; i++) al_dev_free(&gpu, g_dev[i].base);
+    for (int i = 0; i < g_n_host; i++) free(g_host[i]);
+    g_n_dev = g_n_host = 0;
+    al_clear_error();
+}
+
+#define OK(call)                                                                           \
+    do {                                                                                   \
+        al_status st_ = (call);                                                            \
+        if (st_ != AL_OK) {                                                                \
+            fprintf(stderr, "  FAIL %s:%d: %s = %s: %s\n", __FILE__, __LINE__, #call,      \
+                    al_status_str(st_), al_errmsg());                                      \
+            return 1;                                                                      \
+        }                                                                                  \
+    } while (0)
+
+/* ---------------------------------------------------------------- tolerances */
+
+/* Spread of the log-probabilities of logits in [lo, hi] over K classes: |lp_j - lq_j| <=
+ * (hi - lo) + log K for softmax logs, + 28 for MART's log(q + 1e-12) >= log(1e-12) = -27.6. */
+static double log_spread(double lo, double hi, int k) { return (hi - lo) + log((double)k) + 28.0; }
+
+/* Absolute double-level disagreement of a per-row KL-like quantity or its mean over N rows,
+ * for logits bounded by R and log-probability differences bounded by L (file comment). */
+static double dbl_budget(int n, int k, double L, double R) {
+    return 4.0 * (L + 2.0) * (2.0 * k + n + 8.0 + R) * U_DBL;
+}
+
+/* Logits in [lo, hi]; quantise: multiples of 1/4 (ties in argmax / y2). */
+static float *logits(int n, int k, uint64_t id, float lo, float hi, int quantise) {
+    float *z = hrand((size_t)n * k, id, lo, hi);
+    if (quantise)
+        for (size_t i = 0; i < (size_t)n * k; i++) z[i] = roundf(z[i] * 4.0f) / 4.0f;
+    return z;
+}
+
+/* ---------------------------------------------------------------- TRADES */
+
+static int trades_one(int n, int k, float range, int quantise, int separate_kl) {
+    fprintf(stderr, "  trades n=%d k=%d range=%g quantise=%d separate_kl=%d\n", n, k,
+            (double)range, quantise, separate_kl);
+    const size_t ne = (size_t)n * k;
+    const float beta = 6.0f;
+    float *zn = logits(n, k, 101, -range, range, quantise);
+    float *zk = logits(n, k, 102, -range, range, quantise);
+    float *za = logits(n, k, 103, -range, range, quantise);
+    int32_t *y = hlabels(n, k, 104);
+    double loss_c = 0, loss_g = 0, parts_c[2], parts_g[2];
+    float *dn_c = hf(ne), *dk_c = hf(ne), *da_c = hf(ne);
+    OK(al_trades_loss_cpu(&cpu, n, k, zn, separate_kl ? zk : NULL, za, y, beta, &loss_c, parts_c,
+                          dn_c, separate_kl ? dk_c : NULL, da_c));
+    float *gzn = dnewf(ne, zn), *gzk = dnewf(ne, zk), *gza = dnewf(ne, za);
+    int32_t *gy = dnew((size_t)n * sizeof(int32_t), y);
+    float *gdn = dnewf(ne, NULL), *gdk = dnewf(ne, NULL), *gda = dnewf(ne, NULL);
+    /* through the dispatcher: the AL_DEV_CUDA branch of losses/trades.c */
+    OK(al_trades_loss(&gpu, n, k, gzn, separate_kl ? gzk : NULL, gza, gy, beta, &loss_g, parts_g,
+                      gdn, separate_kl ? gdk : NULL, gda));
+    const double D = dbl_budget(n, k, log_spread(-range, range, k), range);
+    const double inv_n = 1.0 / n, bn = (double)beta / n;
+    int bad = 0;
+    bad |= al_check_close_d("trades loss", &loss_g, &loss_c, 1, (1.0 + beta) * D, 0);
+    bad |= al_check_close_d("trades parts", parts_g, parts_c, 2, D, 0);
+    bad |= dcheck("trades dlogits_nat", gdn, dn_c, ne, (inv_n + bn) * D, 2 * AL_F32_EPS);
+    if (separate_kl) bad |= dcheck("trades dlogits_nat_kl", gdk, dk_c, ne, bn * D, 2 * AL_F32_EPS);
+    bad |= dcheck("trades dlogits_adv", gda, da_c, ne, bn * D, 2 * AL_F32_EPS);
+    /* every output optional: loss alone */
+    double loss_g2 = 0;
+    OK(al_trades_loss(&gpu, n, k, gzn, separate_kl ? gzk : NULL, gza, gy, beta, &loss_g2, NULL,
+                      NULL, NULL, NULL));
+    AL_EXPECT(loss_g2 == loss_g, "trades loss without outputs %.17g != %.17g (determinism)",
+              loss_g2, loss_g);
+    return bad;
+}
+
+static int trades_kl_one(int n, int k, float range) {
+    fprintf(stderr, "  trades_kl n=%d k=%d range=%g\n", n, k, (double)range);
+    const size_t ne = (size_t)n * k;
+    float *zn = logits(n, k, 111, -range, range, 0), *za = logits(n, k, 112, -range, range, 0);
+    double loss_c = 0, loss_g = 0;
+    float *ps_c = hf(n), *da_c = hf(ne);
+    OK(al_trades_kl_cpu(&cpu, n, k, zn, za, &loss_c, ps_c, da_c));
+    float *gzn = dnewf(ne, zn), *gza = dnewf(ne, za), *gps = dnewf(n, NULL), *gda = dnewf(ne, NULL);
+    OK(al_trades_kl(&gpu, n, k, gzn, gza, &loss_g, gps, gda));
+    const double D = dbl_budget(n, k, log_spread(-range, range, k), range);
+    int bad = 0;
+    bad |= al_check_close_d("trades_kl loss (sum)", &loss_g, &loss_c, 1, n * D, 0);
+    bad |= dcheck("trades_kl per_sample", gps, ps_c, n, D, 2 * AL_F32_EPS);
+    bad |= dcheck("trades_kl dlogits_adv", gda, da_c, ne, D, 2 * AL_F32_EPS);
+    return bad;
+}
+
+static int case_trades(void) {
+    int bad = 0;
+    bad |= trades_one(1, 10, 8, 0, 1);     /* batch 1 */
+    bad |= trades_one(7, 37, 8, 0, 0);     /* K % 32 != 0, shared KL target */
+    bad |= trades_one(7, 37, 8, 0, 1);
+    bad |= trades_one(300, 1000, 8, 0, 1); /* K > 32 lanes many times, N not a multiple of 8 */
+    bad |= trades_one(129, 10, 4, 1, 0);   /* ties */
+    bad |= trades_one(33, 37, 80, 0, 1);   /* large logits: softmax tails underflow */
+    bad |= trades_kl_one(1, 10, 8);
+    bad |= trades_kl_one(129, 37, 8);
+    bad |= trades_kl_one(300, 1000, 80);
+    return bad;
+}
+
+/* ---------------------------------------------------------------- MART */
+
+static int mart_one(int n, int k, float range, int quantise) {
+    fprintf(stderr, "  mart n=%d k=%d range=%g quantise=%d\n", n, k, (double)range, quantise);
+    const size_t ne = (size_t)n * k;
+    const float beta = 5.0f;
+    float *zn = logits(n, k, 121, -range, range, quantise);
+    float *za = logits(n, k, 122, -range, range, quantise);
+    int32_t *y = hlabels(n, k, 123);
+    double loss_c = 0, loss_g = 0, parts_c[2], parts_g[2];
+    float *dn_c = hf(ne), *da_c = hf(ne);
+    OK(al_mart_loss_cpu(&cpu, n, k, zn, za, y, beta, &loss_c, parts_c, dn_c, da_c));
+    float *gzn = dnewf(ne, zn), *gza = dnewf(ne, za), *gdn = dnewf(ne, NULL), *gda = dnewf(ne, NULL);
+    int32_t *gy = dnew((size_t)n * sizeof(int32_t), y);
+    OK(al_mart_loss(&gpu, n, k, gzn, gza, gy, beta, &loss_g, parts_g, gdn, gda));
+    /* c = 1.0001 - q_y2 + 1e-12 >= 1e-4: log(c) and q_y2 / c amplify q_y2's error by <= 1e4 */
+    const double D = dbl_budget(n, k, log_spread(-range, range, k), range) * 1e4;
+    const double inv_n = 1.0 / n, bn = (double)beta / n;
+    int bad = 0;
+    bad |= al_check_close_d("mart loss", &loss_g, &loss_c, 1, (1.0 + beta) * D, 0);
+    bad |= al_check_close_d("mart parts", parts_g, parts_c, 2, D, 0);
+    bad |= dcheck("mart dlogits_nat", gdn, dn_c, ne, bn * D, 2 * AL_F32_EPS);
+    bad |= dcheck("mart dlogits_adv", gda, da_c, ne, (inv_n + bn) * D, 2 * AL_F32_EPS);
+    return bad;
+}
+
+static int case_mart(void) {
+    int bad = 0;
+    bad |= mart_one(1, 2, 8, 0); /* smallest K */
+    bad |= mart_one(1, 10, 8, 0);
+    bad |= mart_one(7, 37, 8, 0);
+    bad |= mart_one(129, 10, 2, 1); /* ties for y2: lowest index, as the twin */
+    bad |= mart_one(300, 1000, 8, 0);
+    bad |= mart_one(33, 37, 80, 0); /* q_y2 -> 1: c -> 1e-4 */
+    return bad;
+}
+
+/* ---------------------------------------------------------------- CW margin */
+
+static int cw_one(int n, int k, int targeted, int quantise) {
+    fprintf(stderr, "  cw n=%d k=%d targeted=%d quantise=%d\n", n, k, targeted, quantise);
+    const size_t ne = (size_t)n * k;
+    float *z = logits(n, k, 131, -8, 8, quantise);
+    int32_t *y = hlabels(n, k, 132);
+    double loss_c = 0, loss_g = 0;
+    float *ps_c = hf(n), *dz_c = hf(ne);
+    OK(al_cw_margin_cpu(&cpu, n, k, z, y, targeted, &loss_c, ps_c, dz_c));
+    float *gz = dnewf(ne, z), *gps = dnewf(n, NULL), *gdz = dnewf(ne, NULL);
+    int32_t *gy = dnew((size_t)n * sizeof(int32_t), y);
+    OK(al_cw_margin(&gpu, n, k, gz, gy, targeted, &loss_g, gps, gdz));
+    int bad = 0;
+    /* the same argmax and the same float/double expressions: exact */
+    bad |= dcheck("cw per_sample", gps, ps_c, n, 0, 0);
+    bad |= dcheck("cw dlogits", gdz, dz_c, ne, 0, 0);
+    /* m_i are exact float differences (|m| <= 16); only the order of their double sum differs */
+    bad |= al_check_close_d("cw loss", &loss_g, &loss_c, 1, 4.0 * n * 16.0 * U_DBL, 0);
+    return bad;
+}
+
+static int case_cw(void) {
+    int bad = 0;
+    bad |= cw_one(1, 2, 0, 0);
+    bad |= cw_one(1, 10, 1, 0);
+    bad |= cw_one(7, 37, 0, 0);
+    bad |= cw_one(129, 10, 0, 1); /* ties: lowest index */
+    bad |= cw_one(129, 10, 1, 1);
+    bad |= cw_one(300, 1000, 0, 0);
+    return bad;
+}
+
+/* ---------------------------------------------------------------- non-finite logits, labels */
+
+static int case_loss_nonfinite(void) {
+    /* NaN, +inf and -inf entries in z_nat / z_adv: NaN and Inf land where the twin's do */
+    const int n = 4, k = 5;
+    const size_t ne = (size_t)n * k;
+    float zn[20] = {NAN, 1, 2, 3, 4, 1, NAN, 2, 3, 4, -INFINITY, 0, 1, 2, 3, INFINITY, 0, 1, 2, 3};
+    float za[20] = {0, 1, 2, 3, 4, 4, 3, INFINITY, 1, 0, 1, 1, NAN, 1, 1, -INFINITY, 0, 0, 2, 3};
+    int32_t y[4] = {1, 2, 0, 1};
+    float *gzn = dnewf(ne, zn), *gza = dnewf(ne, za);
+    int32_t *gy = dnew(sizeof y, y);
+    int bad = 0;
+    {
+        double l_c, l_g, p_c[2], p_g[2];
+        float dn_c[20], da_c[20];
+        OK(al_trades_loss_cpu(&cpu, n, k, zn, NULL, za, y, 6.0f, &l_c, p_c, dn_c, NULL, da_c));
+        float *gdn = dnewf(ne, NULL), *gda = dnewf(ne, NULL);
+        OK(al_trades_loss(&gpu, n, k, gzn, NULL, gza, gy, 6.0f, &l_g, p_g, gdn, NULL, gda));
+        bad |= al_check_close_d("trades non-finite parts", p_g, p_c, 2, 1e-12, 1e-12);
+        bad |= dcheck("trades non-finite dnat", gdn, dn_c, ne, 1e-12, 2 * AL_F32_EPS);
+        bad |= dcheck("trades non-finite dadv", gda, da_c, ne, 1e-12, 2 * AL_F32_EPS);
+    }
+    {
+        double l_c, l_g;
+        float ps_c[4], da_c[20];
+        OK(al_trades_kl_cpu(&cpu, n, k, zn, za, &l_c, ps_c, da_c));
+        float *gps = dnewf(n, NULL), *gda = dnewf(ne, NULL);
+        OK(al_trades_kl(&gpu, n, k, gzn, gza, &l_g, gps, gda));
+        bad |= al_check_close_d("trades_kl non-finite loss", &l_g, &l_c, 1, 1e-12, 1e-12);
+        bad |= dcheck("trades_kl non-finite per_sample", gps, ps_c, n, 1e-12, 2 * AL_F32_EPS);
+        bad |= dcheck("trades_kl non-finite dadv", gda, da_c, ne, 1e-12, 2 * AL_F32_EPS);
+    }
+    {
+        double l_c, l_g, p_c[2], p_g[2];
+        float dn_c[20], da_c[20];
+        OK(al_mart_loss_cpu(&cpu, n, k, zn, za, y, 5.0f, &l_c, p_c, dn_c, da_c));
+        float *gdn = dnewf(ne, NULL), *gda = dnewf(ne, NULL);
+        OK(al_mart_loss(&gpu, n, k, gzn, gza, gy, 5.0f, &l_g, p_g, gdn, gda));
+        bad |= al_check_close_d("mart non-finite parts", p_g, p_c, 2, 1e-12, 1e-12);
+        bad |= dcheck("mart non-finite dnat", gdn, dn_c, ne, 1e-12, 2 * AL_F32_EPS);
+        bad |= dcheck("mart non-finite dadv", gda, da_c, ne, 1e-12, 2 * AL_F32_EPS);
+    }
+    for (int t = 0; t <= 1; t++) {
+        double l_c, l_g;
+        float ps_c[4], dz_c[20];
+        OK(al_cw_margin_cpu(&cpu, n, k, zn, y, t, &l_c, ps_c, dz_c));
+        float *gps = dnewf(n, NULL), *gdz = dnewf(ne, NULL);
+        OK(al_cw_margin(&gpu, n, k, gzn, gy, t, &l_g, gps, gdz));
+        bad |= al_check_close_d("cw non-finite loss", &l_g, &l_c, 1, 1e-12, 1e-12);
+        bad |= dcheck("cw non-finite per_sample", gps, ps_c, n, 0, 0);
+        bad |= dcheck("cw non-finite dlogits", gdz, dz_c, ne, 0, 0);
+    }
+    /* a bad label: AL_ERR_VALUE naming the FIRST bad index, as the twins */
+    int32_t yb[3] = {0, 12, -1};
+    float *gz = dnewf(30, hrand(30, 133, -1, 1));
+    int32_t *gyb = dnew(sizeof yb, yb);
+    double l, parts[2];
+    al_status st = al_trades_loss(&gpu, 3, 10, gz, NULL, gz, gyb, 6.0f, &l, parts, NULL, NULL, NULL);
+    AL_EXPECT(st == AL_ERR_VALUE && strstr(al_errmsg(), "index 1"), "trades bad label: %s: %s",
+              al_status_str(st), al_errmsg());
+    st = al_mart_loss(&gpu, 3, 10, gz, gz, gyb, 5.0f, &l, parts, NULL, NULL);
+    AL_EXPECT(st == AL_ERR_VALUE && strstr(al_errmsg(), "index 1"), "mart bad label: %s: %s",
+              al_status_str(st), al_errmsg());
+    st = al_cw_margin(&gpu, 3, 10, gz, gyb, 0, &l, NULL, NULL);
+    AL_EXPECT(st == AL_ERR_VALUE && strstr(al_errmsg(), "index 1"), "cw bad label: %s: %s",
+              al_status_str(st), al_errmsg());
+    al_clear_error();
+    return bad;
+}
+
+/* ---------------------------------------------------------------- attack random start */
+
+/* The CPU start of attacks/attack.c start_point(), written out for a direct kernel check
+ * (the same loops and element functions; al_attack_run below checks the real driver). */
+static void start_ref(int init, al_norm norm, int n, size_t d, const float *x, float *out, float eps,
+                      float init_std, int r, uint64_t seed, uint64_t stream) {
+    memcpy(out, x, (size_t)n * d * sizeof(float));
+    for (int i = 0; i < n; i++) {
+        float *v = out + (size_t)i * d;
+        if (init == AL_ATTACK_INIT_NORMAL) {
+            for (size_t j = 0; j < d; j++)
+                v[j] = al_attack_start_normal_elem(v[j], init_std, seed, stream,
+                                                   al_attack_rng_index(r, n, i, d, j));
+        } else if (norm == AL_LINF) {
+            for (size_t j = 0; j < d; j++)
+                v[j] = al_attack_start_uniform_elem(v[j], eps, seed, stream,
+                                                    al_attack_rng_index(r, n, i, d, j));
+        } else {
+            double sq = 0.0;
+            for (size_t j = 0; j < d; j++) {
+                double g = al_rng_normal(seed, stream, al_attack_rng_index(r, n, i, d, j));
+                sq += g * g;
+            }
+            const uint64_t rw = AL_ATTACK_RADIUS_WORD + (uint64_t)r * n + (uint64_t)i;
+            const double radius = (double)eps * al_rng_uniform(seed, stream, rw);
+            const float scale = sq > 0.0 ? (float)(radius / sqrt(sq)) : 0.0f;
+            for (size_t j = 0; j < d; j++) {
+                float g = al_rng_normal(seed, stream, al_attack_rng_index(r, n, i, d, j));
+                v[j] = al_clampf(v[j] + scale * g, 0.0f, 1.0f);
+            }
+        }
+    }
+}
+
+/* Normals g = r cos(t), r = sqrtf(-2 logf(u1)) <= 5.77 (u1 >= 2^-24): CUDA computes
+ * cospif(2 u2), libm cosf(6.2831853f * u2), whose rounded argument moves cos by up to
+ * 2 pi 2^-24 + 2 ulp ~ 6e-7 ABSOLUTE (not relative: near a zero of cos); logf/sqrtf add a few
+ * ulps of r. So |dg| <= 5.77 * 6e-7 + 4 eps * 5.77 < G_ABS. A start x + s g then moves by
+ * <= s G_ABS plus one rounding of the sum (|x + s g| <= 1 + s |g|): start_tol(). */
+#define G_ABS 1e-5
+static double start_tol(double s, double gmax) {
+    return s * G_ABS + 2.0 * AL_F32_EPS * (1.0 + s * gmax);
+}
+
+static int start_one(int init, al_norm norm, int n, size_t d, int r) {
+    fprintf(stderr, "  start init=%d norm=%s n=%d d=%zu r=%d\n", init,
+            norm == AL_LINF ? "linf" : "l2", n, d, r);
+    const size_t ne = (size_t)n * d;
+    const float eps = norm == AL_LINF ? 8.0f / 255 : 0.5f, init_std = 0.001f;
+    const uint64_t seed = 2024, stream = al_stream(AL_STREAM_ATTACK, 99);
+    float *x = hrand(ne, 141, 0, 1);
+    x[0] = 0.0f; /* the clamp's edges */
+    x[ne - 1] = 1.0f;
+    float *ref = hf(ne);
+    start_ref(init, norm, n, d, x, ref, eps, init_std, r, seed, stream);
+    float *gx = dnewf(ne, x), *gout = dnewf(ne, NULL);
+    if (init == AL_ATTACK_INIT_NORMAL)
+        OK(al_attack_start_normal_cuda(&gpu, n, d, gx, gout, init_std, r, seed, stream));
+    else if (norm == AL_LINF)
+        OK(al_attack_start_uniform_cuda(&gpu, n, d, gx, gout, eps, r, seed, stream));
+    else
+        OK(al_attack_start_l2_cuda(&gpu, n, d, gx, gout, eps, r, seed, stream));
+    float *got = hf(ne);
+    int bad = dget("start x", gout, got, ne * sizeof(float));
+    double gmax = 0, gnorm_min = INFINITY; /* max |N(0,1)| drawn, min per-example ||g|| */
+    for (int e = 0; e < n; e++) {
+        double sq = 0;
+        for (size_t j = 0; j < d; j++) {
+            const double g = al_rng_normal(seed, stream, al_attack_rng_index(r, n, e, d, j));
+            sq += g * g;
+            if (fabs(g) > gmax) gmax = fabs(g);
+        }
+        if (sqrt(sq) < gnorm_min) gnorm_min = sqrt(sq);
+    }
+    if (init == AL_ATTACK_INIT_UNIFORM && norm == AL_LINF) {
+        bad |= al_check_close("start uniform (exact)", got, ref, ne, 0, 0);
+    } else if (init == AL_ATTACK_INIT_NORMAL) {
+        bad |= al_check_close("start normal", got, ref, ne, start_tol(init_std, gmax), 0);
+    } else {
+        /* g is scaled by radius / ||g|| <= eps / min ||g||; that scale itself moves only by the
+         * normals' relative error averaged over d terms plus double rounding (far smaller) */
+        bad |= al_check_close("start l2", got, ref, ne, start_tol(eps / gnorm_min, gmax), 0);
+        for (int e = 0; e < n; e++) { /* invariant: inside the ball (and [0,1]) */
+            double dsq = 0;
+            for (size_t j = 0; j < d; j++) {
+                const double dl = (double)got[(size_t)e * d + j] - x[(size_t)e * d + j];
+                dsq += dl * dl;
+            }
+            AL_EXPECT(sqrt(dsq) <= eps * (1 + 1e-5), "l2 start %d: ||delta|| %g > eps %g", e,
+                      sqrt(dsq), (double)eps);
+        }
+    }
+    if (init != AL_ATTACK_INIT_NORMAL)
+        for (size_t i = 0; i < ne; i++)
+            AL_EXPECT(got[i] >= 0.0f && got[i] <= 1.0f, "start x[%zu] = %g outside [0,1]", i,
+                      (double)got[i]);
+    return bad;
+}
+
+/* al_attack_run with steps = 0 and no per-point bookkeeping runs no forward at all: x_adv is
+ * the start projected onto the ball and [0,1] (al_pgd_step with alpha 0). This checks the
+ * CUDA branch of start_point() in attacks/attack.c end to end against its CPU path. */
+static int driver_start_one(al_attack_init init, al_norm norm) {
+    fprintf(stderr, "  al_attack_run steps=0 init=%d norm=%s\n", (int)init,
+            norm == AL_LINF ? "linf" : "l2");
+    const int B = 5;
+    al_model *mc = NULL, *mg = NULL;
+    OK(al_model_create("smallcnn", 10, 1, 28, &mc));
+    OK(al_model_create("smallcnn", 10, 1, 28, &mg));
+    OK(al_model_setup(&cpu, mc, B, 1));
+    OK(al_model_setup(&gpu, mg, B, 1));
+    const size_t d = 784, ne = (size_t)B * d;
+    al_attack_spec s = al_attack_spec_make(AL_ATTACK_PGD, norm, norm == AL_LINF ? 0.1f : 1.0f,
+                                           0.0f, 0);
+    s.init = init;
+    s.keep_clean_if_failed = 0;
+    float *x = hrand(ne, 151, 0, 1);
+    int32_t *y = hlabels(B, 10, 152);
+    float *xa_c = hf(ne);
+    OK(al_attack_run(&cpu, mc, &s, NULL, x, y, B, 77, 5, xa_c, NULL, NULL));
+    float *gx = dnewf(ne, x), *gxa = dnewf(ne, NULL);
+    int32_t *gy = dnew((size_t)B * sizeof(int32_t), y);
+    OK(al_attack_run(&gpu, mg, &s, NULL, gx, gy, B, 77, 5, gxa, NULL, NULL));
+    float *xa_g = hf(ne);
+    int bad = dget("attack x_adv", gxa, xa_g, ne * sizeof(float));
+    if (init == AL_ATTACK_INIT_UNIFORM && norm == AL_LINF)
+        bad |= al_check_close("driver start uniform (exact)", xa_g, xa_c, ne, 0, 0);
+    else if (init == AL_ATTACK_INIT_NORMAL) /* then the elementwise Linf projection: exact */
+        bad |= al_check_close("driver start normal", xa_g, xa_c, ne, start_tol(s.init_std, 6.0),
+                              0);
+    else /* scale <= eps (||g|| >= 1 for d = 784 beyond any doubt), + the L2 projection's double
+          * norms (test_cuda's pgd tolerance al_tol_f32(d)) */
+        bad |= al_check_close("driver start l2", xa_g, xa_c, ne,
+                              start_tol(s.eps, 6.0) + al_tol_f32((double)d), 0);
+    al_model_destroy(&cpu, mc);
+    al_model_destroy(&gpu, mg);
+    return bad;
+}
+
+static int case_attack_start(void) {
+    int bad = 0;
+    bad |= start_one(AL_ATTACK_INIT_UNIFORM, AL_LINF, 1, 784, 0);
+    bad |= start_one(AL_ATTACK_INIT_UNIFORM, AL_LINF, 3, 3073, 1); /* d not a block multiple */
+    bad |= start_one(AL_ATTACK_INIT_NORMAL, AL_LINF, 3, 3073, 2);
+    bad |= start_one(AL_ATTACK_INIT_UNIFORM, AL_L2, 1, 784, 0);
+    bad |= start_one(AL_ATTACK_INIT_UNIFORM, AL_L2, 5, 3073, 3);
+    bad |= start_one(AL_ATTACK_INIT_UNIFORM, AL_L2, 2, 100, 0); /* d < the block */
+    bad |= driver_start_one(AL_ATTACK_INIT_UNIFORM, AL_LINF);
+    bad |= driver_start_one(AL_ATTACK_INIT_NORMAL, AL_LINF);
+    bad |= driver_start_one(AL_ATTACK_INIT_UNIFORM, AL_L2);
+    return bad;
+}
+
+static int case_zero_rows(void) {
+    const int n = 37;
+    const size_t d = 1001;
+    const size_t ne = (size_t)n * d;
+    float *g = hrand(ne, 161, -1, 1);
+    uint8_t *flag = hnew((size_t)n);
+    for (int i = 0; i < n; i++) flag[i] = (uint8_t)(i % 3 == 0 ? 0 : i % 3); /* 0, 1 and 2 */
+    int bad = 0;
+    for (int sv = 0; sv <= 1; sv++) {
+        float *ref = hf(ne);
+        memcpy(ref, g, ne * sizeof(float));
+        for (int i = 0; i < n; i++) /* attack.c: zero where h_flag (success) */
+            if ((flag[i] != 0) == sv) memset(ref + (size_t)i * d, 0, d * sizeof(float));
+        float *gg = dnewf(ne, g);
+        uint8_t *gf = dnew((size_t)n, flag);
+        OK(al_attack_zero_rows_cuda(&gpu, n, d, gg, gf, sv));
+        bad |= dcheck(sv ? "zero rows (targeted)" : "zero rows (untargeted)", gg, ref, ne, 0, 0);
+    }
+    return bad;
+}
+
+/* ---------------------------------------------------------------- masked sum of squares */
+
+static int sumsq_one(size_t n, int use_mask, unsigned bits) {
+    fprintf(stderr, "  sumsq n=%zu mask=%d bits=%u\n", n, use_mask, bits);
+    float *x = hrand(n, 171, -2, 2);
+    uint8_t *mask = hnew(n);
+    for (size_t i = 0; i < n; i++)
+        mask[i] = (uint8_t)(al_rng_u32(3, al_stream(AL_STREAM_TEST, 172), i) & 3u);
+    if (n > 10 && use_mask) { /* a non-finite value the mask excludes must not count */
+        x[5] = NAN;
+        mask[5] = 0;
+    }
+    double ref = 0.0;
+    for (size_t i = 0; i < n; i++)
+        if (!use_mask || (mask[i] & bits)) ref += (double)x[i] * (double)x[i];
+    float *gx = dnewf(n, x);
+    uint8_t *gm = dnew(n, mask);
+    double got = -1, got2 = -2;
+    OK(al_masked_sumsq_cuda(&gpu, n, gx, use_mask ? gm : NULL, bits, &got));
+    OK(al_masked_sumsq_cuda(&gpu, n, gx, use_mask ? gm : NULL, bits, &got2));
+    AL_EXPECT(memcmp(&got, &got2, sizeof got) == 0, "sumsq not deterministic: %.17g vs %.17g",
+              got, got2);
+    /* exact products, non-negative terms: each side's sum is within n u of the exact one */
+    return al_check_close_d("sumsq", &got, &ref, 1, 0, 2.0 * (double)n * U_DBL);
+}
+
+/* al_optim_clip_coef on both backends (the CUDA branch of core/optim.c). */
+static int clip_coef_check(void) {
+    const int B = 2;
+    al_model *mc = NULL, *mg = NULL;
+    OK(al_model_create("smallcnn", 10, 1, 28, &mc));
+    OK(al_model_create("smallcnn", 10, 1, 28, &mg));
+    OK(al_model_setup(&cpu, mc, B, 1));
+    OK(al_model_setup(&gpu, mg, B, 1));
+    al_sgd_opts so = {0.9, 5e-4, 0, 0, 0.999};
+    al_optim oc, og;
+    memset(&oc, 0, sizeof oc);
+    memset(&og, 0, sizeof og);
+    OK(al_optim_init(&cpu, &oc, mc, &so));
+    OK(al_optim_init(&gpu, &og, mg, &so));
+    const size_t nf = mc->n_param_floats;
+    float *g = hrand(nf, 181, -0.01f, 0.01f);
+    memcpy(mc->grads, g, nf * sizeof(float));
+    OK(al_copy_to_dev(&gpu, mg->grads, g, nf * sizeof(float)));
+    double nc = 0, cc = 0, ng = 0, cg = 0;
+    OK(al_optim_clip_coef(&cpu, &oc, mc, 0.5, &nc, &cc));
+    OK(al_optim_clip_coef(&gpu, &og, mg, 0.5, &ng, &cg));
+    fprintf(stderr, "  clip: norm cpu %.17g cuda %.17g; coef cpu %.17g cuda %.17g\n", nc, ng, cc,
+            cg);
+    const double tol = 2.0 * (double)nf * U_DBL; /* sqrt halves the sums' relative error */
+    int bad = al_check_close_d("clip norm", &ng, &nc, 1, 0, tol);
+    bad |= al_check_close_d("clip coef", &cg, &cc, 1, 0, 2 * tol);
+    /* a NaN in a trainable gradient: refused with AL_ERR_NAN, as the CPU path */
+    int pi = 0;
+    while (pi < mc->n_params && !mc->params[pi].trainable) pi++;
+    AL_EXPECT(pi < mc->n_params, "smallcnn has no trainable parameter");
+    const float nan = NAN;
+    OK(al_copy_to_dev(&gpu, mg->grads + mc->params[pi].offset, &nan, sizeof nan));
+    al_status st = al_optim_clip_coef(&gpu, &og, mg, 0.5, &ng, &cg);
+    AL_EXPECT(st == AL_ERR_NAN, "NaN gradient: %s", al_status_str(st));
+    al_clear_error();
+    al_optim_fini(&cpu, &oc);
+    al_optim_fini(&gpu, &og);
+    al_model_destroy(&cpu, mc);
+    al_model_destroy(&gpu, mg);
+    return bad;
+}
+
+static int case_sumsq(void) {
+    int bad = 0;
+    bad |= sumsq_one(1, 0, 1);
+    bad |= sumsq_one(5, 1, 1);      /* fewer elements than chunks */
+    bad |= sumsq_one(100003, 1, AL_OPT_TRAIN);
+    bad |= sumsq_one(100003, 1, AL_OPT_DECAY);
+    bad |= sumsq_one(1000003, 0, 1);
+    bad |= clip_coef_check();
+    return bad;
+}
+
+/* ---------------------------------------------------------------- batch assembly */
+
+static int batch_one(int n_all, int n, int c, int h, int w, int pad, int use_rows) {
+    fprintf(stderr, "  batch n_all=%d n=%d c=%d %dx%d pad=%d rows=%d\n", n_all, n, c, h, w, pad,
+            use_rows);
+    const size_t img = (size_t)c * h * w;
+    uint8_t *all = hnew((size_t)n_all * img);
+    for (size_t i = 0; i < (size_t)n_all * img; i++)
+        all[i] = (uint8_t)al_rng_u32(4, al_stream(AL_STREAM_TEST, 191), i);
+    all[0] = 0;
+    all[1] = 255;
+    int32_t *lab = hlabels(n_all, 10, 192);
+    int64_t *rows = hnew((size_t)n * sizeof(int64_t));
+    for (int i = 0; i < n; i++) /* repeats allowed, as any index list */
+        rows[i] = use_rows ? (int64_t)(al_rng_u32(5, al_stream(AL_STREAM_TEST, 193), (uint64_t)i) %
+                                       (uint32_t)n_all)
+                           : i;
+    /* CPU: train.c's host gather, then al_batch_to_float */
+    uint8_t *bx = hnew((size_t)n * img);
+    int32_t *by = hnew((size_t)n * sizeof(int32_t));
+    for (int i = 0; i < n; i++) {
+        memcpy(bx + (size_t)i * img, all + (size_t)rows[i] * img, img);
+        by[i] = lab[rows[i]];
+    }
+    float *ref = hf((size_t)n * img);
+    const uint64_t seed = 11, step = 123456789;
+    al_batch_to_float(bx, n, c, h, w, pad, seed, step, ref);
+    uint8_t *gall = dnew((size_t)n_all * img, all);
+    int32_t *glab = dnew((size_t)n_all * sizeof(int32_t), lab);
+    int64_t *grows = use_rows ? dnew((size_t)n * sizeof(int64_t), rows) : NULL;
+    float *gout = dnewf((size_t)n * img, NULL);
+    int32_t *gy = dnew((size_t)n * sizeof(int32_t), NULL);
+    OK(al_batch_to_float_cuda(&gpu, gall, grows, n, c, h, w, pad, seed, step, gout));
+    OK(al_gather_labels_cuda(&gpu, glab, grows, n, gy));
+    int bad = 0;
+    bad |= dcheck("batch images (exact)", gout, ref, (size_t)n * img, 0, 0);
+    bad |= dcheck_bytes("batch labels", gy, by, (size_t)n * sizeof(int32_t));
+    return bad;
+}
+
+static int case_batch(void) {
+    int bad = 0;
+    bad |= batch_one(50, 37, 3, 32, 32, 4, 1); /* CIFAR: crop 4 + flip */
+    bad |= batch_one(50, 37, 3, 32, 32, 0, 1); /* no augmentation */
+    bad |= batch_one(20, 1, 1, 28, 28, 2, 1);  /* batch 1, Fashion-MNIST shape */
+    bad |= batch_one(9, 9, 2, 5, 7, 3, 0);     /* H != W, rows NULL (identity) */
+    bad |= batch_one(9, 7, 2, 5, 7, 9, 1);     /* pad > H, W: some images all padding */
+    return bad;
+}
+
+/* ---------------------------------------------------------------- main */
+
+#define CASE(fn)                                                                           \
+    static int run_##fn(void) {                                                            \
+        int rc = fn();                                                                     \
+        case_cleanup();                                                                    \
+        return rc;                                                                         \
+    }
+CASE(case_trades)
+CASE(case_mart)
+CASE(case_cw)
+CASE(case_loss_nonfinite)
+CASE(case_attack_start)
+CASE(case_zero_rows)
+CASE(case_sumsq)
+CASE(case_batch)
+
+int main(int argc, char **argv) {
+    if (al_test_no_gpu()) return AL_SKIP_CODE;
+    if (al_ctx_init(&cpu, AL_DEV_CPU, 0, 0, 42) != AL_OK ||
+        al_ctx_init(&gpu, AL_DEV_CUDA, 0, 0, 42) != AL_OK) {
+        fprintf(stderr, "context init failed: %s\n", al_errmsg());
+        return 1;
+    }
+    gpu.deterministic = 1;
+    static const al_case cases[] = {
+        {"trades", run_case_trades},
+        {"mart", run_case_mart},
+        {"cw", run_case_cw},
+        {"loss_nonfinite", run_case_loss_nonfinite},
+        {"attack_start", run_case_attack_start},
+        {"zero_rows", run_case_zero_rows},
+        {"sumsq", run_case_sumsq},
+        {"batch", run_case_batch},
+    };
+    int rc = al_run_cases(cases, (int)AL_ARRAY_LEN(cases), argc, argv);
+    al_ctx_fini(&gpu);
+    al_ctx_fini(&cpu);
+    return rc;
+}
