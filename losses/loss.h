@@ -87,12 +87,25 @@ al_status al_cw_margin_cpu(al_ctx *ctx, int n, int k, const float *logits, const
                            int targeted, double *loss, float *per_sample, float *dlogits);
 
 #ifdef AL_HAVE_CUDA
-/* CUDA twins (cuda/loss_xent.cu). TRADES, MART and CW have none yet: their dispatchers return
- * AL_ERR_UNSUPPORTED on AL_DEV_CUDA. */
+/* CUDA twins (cuda/loss_xent.cu, loss_trades.cu, loss_mart.cu, loss_cw.cu): same arguments
+ * and semantics as the CPU references; per-row math in double, batch sums in a fixed order
+ * (deterministic); the host scalars come back with one D2H copy + stream sync per call. */
 al_status al_xent_cuda(al_ctx *ctx, int n, int k, const float *logits, const int32_t *labels,
                        float weight, double *loss, float *per_sample, float *dlogits);
 al_status al_count_correct_cuda(al_ctx *ctx, int n, int k, const float *logits,
                                 const int32_t *labels, int *n_correct, uint8_t *correct);
+al_status al_trades_loss_cuda(al_ctx *ctx, int n, int k, const float *logits_nat,
+                              const float *logits_nat_kl, const float *logits_adv,
+                              const int32_t *labels, float beta, double *loss, double *parts,
+                              float *dlogits_nat, float *dlogits_nat_kl, float *dlogits_adv);
+al_status al_trades_kl_cuda(al_ctx *ctx, int n, int k, const float *logits_nat,
+                            const float *logits_adv, double *loss, float *per_sample,
+                            float *dlogits_adv);
+al_status al_mart_loss_cuda(al_ctx *ctx, int n, int k, const float *logits_nat,
+                            const float *logits_adv, const int32_t *labels, float beta,
+                            double *loss, double *parts, float *dlogits_nat, float *dlogits_adv);
+al_status al_cw_margin_cuda(al_ctx *ctx, int n, int k, const float *logits, const int32_t *labels,
+                            int targeted, double *loss, float *per_sample, float *dlogits);
 #endif
 
 #ifdef __cplusplus
