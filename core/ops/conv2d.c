@@ -1,16 +1,15 @@
 /* conv2d.c: 2-D convolution, CPU reference + dispatcher. Twin: cuda/op_conv2d.cu (cuDNN).
- * NCHW activations, OIHW weights, groups = 1. Per group of G images (G > 1 only when the
- * output plane is small, so every SGEMM gets enough columns):
- *   forward   Y_g (Co, G*HWo) = W (Co, K) x col_g (K, G*HWo),     K = Ci*kh*kw
- *   dweight   dW_t (Co, K)   += dY_g (Co, G*HWo) x col_g^T         (per-thread accumulator)
- *   dinput    dcol_g (K, G*HWo) = W^T x dY_g, then col2im
- * Stride-1 convolutions on wide enough planes use the "wide" column layout (see planning)
- * that turns im2col/col2im into long contiguous copies. OpenMP splits the groups statically
- * over threads; OpenBLAS is single-threaded inside (see al_ctx_init). Per-thread dW
- * accumulators are summed in thread order, so dW is deterministic for a fixed thread count;
- * db is a per-channel double sum, independent of threads.
- * Write modes: dw +=, db +=, dx = (+= when dx_accum). No allocation: buffers come from
- * ctx->scratch, sized by al_conv2d_scratch_bytes. */
+ * NCHW activations, OIHW weights, groups = 1, everything as OpenBLAS SGEMMs, in one of three
+ * layouts chosen per shape by make_plan (K = Ci*kh*kw):
+ *   standard  im2col, G images per GEMM on small planes: Y_g (Co, G*HWo) = W (Co, K) col_g,
+ *             dW += dY_g col_g^T, dcol = W^T dY_g then col2im;
+ *   wide      stride 1: the same on the padded width, so each im2col row is one long copy;
+ *   taps      stride 1, C_in >= 8: k*k shifted GEMMs straight on the padded input, no im2col.
+ * OpenMP splits images (groups) statically over threads; OpenBLAS is single-threaded inside
+ * (al_ctx_init). Per-thread dW accumulators are summed in thread order, so dW is deterministic
+ * for a fixed thread count; db is a per-channel double sum, independent of threads.
+ * Write modes: dw +=, db +=, dx = (+= when dx_accum); NULL skips a gradient. No allocation:
+ * buffers come from ctx->scratch, sized by al_conv2d_scratch_bytes. */
 #include "core/ops/conv2d.h"
 
 #include <cblas.h>
