@@ -649,6 +649,16 @@ static al_bn_attack method_bn_mode(al_method m) {
     case AL_METHOD_TRADES:
     case AL_METHOD_MART:
     case AL_METHOD_STANDARD: return AL_BN_ATTACK_EVAL;
+    /* AdvProp/MDProp attack in eval mode on their auxiliary BN branch; ANCRA's u_pgd and
+     * NoFrost's ctx_noparamgrad_and_eval are eval mode; IAT follows PGD-AT (Madry/Rice: train
+     * mode) ; DFA has no attack. */
+    case AL_METHOD_ADVPROP:
+    case AL_METHOD_MDPROP:
+    case AL_METHOD_MULTIBN:
+    case AL_METHOD_ANCRA:
+    case AL_METHOD_NOFROST:
+    case AL_METHOD_DFA: return AL_BN_ATTACK_EVAL;
+    case AL_METHOD_IAT: return AL_BN_ATTACK_TRAIN;
     }
     return AL_BN_ATTACK_EVAL;
 }
@@ -658,8 +668,17 @@ static al_rand_init method_rand_init(al_method m) {
     case AL_METHOD_PGD_AT:
     case AL_METHOD_FAST_AT: return AL_RINIT_UNIFORM; /* U(-eps, eps) (Madry, Wong et al.) */
     case AL_METHOD_TRADES:
-    case AL_METHOD_MART: return AL_RINIT_NORMAL; /* x + 0.001 N(0, 1) */
-    case AL_METHOD_STANDARD: return AL_RINIT_NONE;
+    case AL_METHOD_MART:
+    case AL_METHOD_ANCRA: return AL_RINIT_NORMAL; /* x + 0.001 N(0, 1) */
+    case AL_METHOD_STANDARD:
+    case AL_METHOD_DFA: return AL_RINIT_NONE;
+    /* AdvProp: random start (the reference draws it with probability 0.8; we always do);
+     * NoFrost: advertorch rand_init; IAT: Madry's uniform start */
+    case AL_METHOD_ADVPROP:
+    case AL_METHOD_MDPROP:
+    case AL_METHOD_MULTIBN:
+    case AL_METHOD_NOFROST:
+    case AL_METHOD_IAT: return AL_RINIT_UNIFORM;
     }
     return AL_RINIT_NONE;
 }

@@ -50,7 +50,12 @@ typedef struct al_cfg_flist {
 #define AL_CFG_E_DEVICE(V) V(AL_DEV_CPU, "cpu") V(AL_DEV_CUDA, "cuda")
 #define AL_CFG_E_PRECISION(V) V(AL_FP32, "fp32") V(AL_TF32, "tf32") V(AL_BF16, "bf16")
 #define AL_CFG_E_AUGMENT(V) V(AL_AUG_NONE, "none") V(AL_AUG_CROP_FLIP, "crop_flip")
-#define AL_CFG_E_METHOD(V)                                                                         \
+#define AL_CFG_E_METHOD(V) AL_CFG_E_METHOD_BASE_(V) AL_CFG_E_METHOD_SEED_(V)
+#define AL_CFG_E_METHOD_SEED_(V)                                                                   \
+    V(AL_METHOD_ADVPROP, "advprop") V(AL_METHOD_MDPROP, "mdprop") V(AL_METHOD_MULTIBN, "multibn") \
+    V(AL_METHOD_IAT, "iat") V(AL_METHOD_DFA, "dfa") V(AL_METHOD_ANCRA, "ancra")                     \
+    V(AL_METHOD_NOFROST, "nofrost")
+#define AL_CFG_E_METHOD_BASE_(V)                                                                   \
     V(AL_METHOD_STANDARD, "standard") V(AL_METHOD_PGD_AT, "pgd_at")                                \
     V(AL_METHOD_FAST_AT, "fast_at") V(AL_METHOD_TRADES, "trades") V(AL_METHOD_MART, "mart")
 #define AL_CFG_E_SCHEDULE(V)                                                                       \
@@ -68,6 +73,13 @@ typedef struct al_cfg_flist {
     V(AL_RINIT_UNIFORM, "uniform") V(AL_RINIT_NORMAL, "normal_0.001") V(AL_RINIT_NONE, "none")
 #define AL_CFG_E_EVAL_ATTACK(V)                                                                    \
     V(AL_EVAL_NONE, "none") V(AL_EVAL_FGSM, "fgsm") V(AL_EVAL_PGD, "pgd") V(AL_EVAL_CW, "cw")
+#define AL_CFG_E_ANCRA_STRATEGY(V)                                                                 \
+    V(AL_ANCRA_RANDOM, "random") V(AL_ANCRA_RANDOM_ADV, "random_adv") V(AL_ANCRA_HARD, "hard")     \
+    V(AL_ANCRA_HARD_ADV, "hard_adv") V(AL_ANCRA_SOFT, "soft") V(AL_ANCRA_SOFT_ADV, "soft_adv")     \
+    V(AL_ANCRA_EASY, "easy") V(AL_ANCRA_EASY_ADV, "easy_adv")
+#define AL_CFG_E_ANCRA_MASK(V) V(AL_ANCRA_MASK_PREDICTED, "predicted") V(AL_ANCRA_MASK_FIXED, "fixed")
+#define AL_CFG_E_DRSL_VARIANT(V) V(AL_DRSL_X, "drslx") V(AL_DRSL_C, "drsl")
+#define AL_CFG_E_MS_BACKWARD(V) V(AL_MS_EXACT, "exact") V(AL_MS_BPDA, "bpda")
 #define AL_CFG_E_LOSS(V) V(AL_LOSS_CE, "ce") V(AL_LOSS_CW, "cw")
 
 #define AL_CFG_ENUM_CONST_(c, s) c,
@@ -85,6 +97,10 @@ typedef enum al_rand_init { AL_CFG_E_RINIT(AL_CFG_ENUM_CONST_) } al_rand_init;
 /* cw = PGD on the CW margin loss (same as pgd with eval.loss = cw). */
 typedef enum al_eval_attack { AL_CFG_E_EVAL_ATTACK(AL_CFG_ENUM_CONST_) } al_eval_attack;
 typedef enum al_attack_loss { AL_CFG_E_LOSS(AL_CFG_ENUM_CONST_) } al_attack_loss;
+typedef enum al_ancra_strategy { AL_CFG_E_ANCRA_STRATEGY(AL_CFG_ENUM_CONST_) } al_ancra_strategy;
+typedef enum al_ancra_mask { AL_CFG_E_ANCRA_MASK(AL_CFG_ENUM_CONST_) } al_ancra_mask;
+typedef enum al_drsl_variant { AL_CFG_E_DRSL_VARIANT(AL_CFG_ENUM_CONST_) } al_drsl_variant;
+typedef enum al_ms_backward { AL_CFG_E_MS_BACKWARD(AL_CFG_ENUM_CONST_) } al_ms_backward;
 
 /* C type of an enum field, by list name. */
 #define AL_CFG_ETYPE_DEVICE al_device
@@ -98,10 +114,14 @@ typedef enum al_attack_loss { AL_CFG_E_LOSS(AL_CFG_ENUM_CONST_) } al_attack_loss
 #define AL_CFG_ETYPE_RINIT_EVAL al_rand_init
 #define AL_CFG_ETYPE_EVAL_ATTACK al_eval_attack
 #define AL_CFG_ETYPE_LOSS al_attack_loss
+#define AL_CFG_ETYPE_ANCRA_STRATEGY al_ancra_strategy
+#define AL_CFG_ETYPE_ANCRA_MASK al_ancra_mask
+#define AL_CFG_ETYPE_DRSL_VARIANT al_drsl_variant
+#define AL_CFG_ETYPE_MS_BACKWARD al_ms_backward
 /* Every enum list, for config.c's string tables. */
 #define AL_CFG_ENUMS(L)                                                                            \
     L(DEVICE) L(PRECISION) L(AUGMENT) L(METHOD) L(SCHEDULE) L(BN_MODE) L(NORM) L(RINIT)            \
-    L(RINIT_EVAL) L(EVAL_ATTACK) L(LOSS)
+    L(RINIT_EVAL) L(EVAL_ATTACK) L(LOSS) L(ANCRA_STRATEGY) L(ANCRA_MASK) L(DRSL_VARIANT) L(MS_BACKWARD)
 
 /* ======================================================================================
  * THE SCHEMA. Row: X(S, key, TYPE, ENUM-LIST|NONE, "default (config syntax)", min, max, help)
@@ -224,10 +244,21 @@ typedef enum al_attack_loss { AL_CFG_E_LOSS(AL_CFG_ENUM_CONST_) } al_attack_loss
     X(S, loss, ENUM, LOSS, "ce", 0, 0, "loss ascended: ce or cw (margin); attack = cw => cw")      \
     X(S, targeted, BOOL, NONE, "0", 0, 0, "targeted attack (descend towards a target class)")
 
+/* Per-method sections, one file each (owned by the method's implementation). */
+#include "core/methods/cfg_ancra.h"
+#include "core/methods/cfg_dfa.h"
+#include "core/methods/cfg_drsl.h"
+#include "core/methods/cfg_iat.h"
+#include "core/methods/cfg_meansparse.h"
+#include "core/methods/cfg_multibn.h"
+#include "core/methods/cfg_nofrost.h"
+
 /* Sections in file order: S(name, key-list macro). */
 #define AL_CFG_SECTIONS(S)                                                                         \
     S(run, AL_CFG_RUN) S(data, AL_CFG_DATA) S(model, AL_CFG_MODEL) S(train, AL_CFG_TRAIN)          \
-    S(attack, AL_CFG_ATTACK) S(eval, AL_CFG_EVAL)
+    S(attack, AL_CFG_ATTACK) S(eval, AL_CFG_EVAL) \
+    S(dfa, AL_CFG_DFA) S(ancra, AL_CFG_ANCRA) S(drsl, AL_CFG_DRSL) S(iat, AL_CFG_IAT)         \
+    S(multibn, AL_CFG_MULTIBN) S(nofrost, AL_CFG_NOFROST) S(meansparse, AL_CFG_MEANSPARSE)
 
 /* ---- the generated struct ---- */
 #define AL_CFG_CTYPE_INT(E) int

@@ -41,7 +41,7 @@ al_status al_eval_spec_from_config(const al_config *cfg, al_attack_spec *spec, i
 al_status al_train_spec_from_config(const al_config *cfg, al_attack_spec *spec, int *none) {
     const al_cfg_train *t = &cfg->train;
     const al_cfg_attack *a = &cfg->attack;
-    *none = t->method == AL_METHOD_STANDARD;
+    *none = t->method == AL_METHOD_STANDARD || t->method == AL_METHOD_DFA;
     if (*none) return AL_OK;
     al_attack_type type = t->method == AL_METHOD_FAST_AT ? AL_ATTACK_FGSM : AL_ATTACK_PGD;
     *spec = al_attack_spec_make(type, (al_norm)a->norm, a->eps, a->alpha, a->steps);

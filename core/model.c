@@ -31,6 +31,7 @@ al_model *al_model_new(const char *arch, int num_classes, int in_c, int in_h, in
         m->std[c] = 1.0f;
     }
     m->out_buf = m->feat_buf = -1;
+    for (int a = 0; a < 4; a++) m->aux_buf[a] = -1;
     /* buffer 0: the input */
     m->cap_bufs = 64;
     m->bufs = calloc((size_t)m->cap_bufs, sizeof *m->bufs);
@@ -91,8 +92,9 @@ static al_node *new_node(al_model *m, al_node_kind kind, const char *name, int i
     return nd;
 }
 
-static int add_param(al_model *m, const char *name, int ndim, const int *shape, al_param_kind kind,
-                     al_init_kind init, int fan_in, int fan_out, int trainable) {
+int al_model_add_param(al_model *m, const char *name, int ndim, const int *shape,
+                       al_param_kind kind, al_init_kind init, int fan_in, int fan_out,
+                       int trainable) {
     if (m->n_params == m->cap_params) {
         m->cap_params = m->cap_params ? 2 * m->cap_params : 64;
         m->params = realloc(m->params, (size_t)m->cap_params * sizeof *m->params);
@@ -119,6 +121,59 @@ static int add_param(al_model *m, const char *name, int ndim, const int *shape, 
     p->trainable = trainable;
     p->decay = trainable;
     return m->n_params++;
+}
+
+void al_model_param_freeze(al_model *m, const char *name) {
+    int i = al_model_find_param(m, name);
+    AL_ASSERT(i >= 0, "no parameter %s", name);
+    m->params[i].trainable = 0;
+    m->params[i].decay = 0;
+}
+
+int al_model_add_aux_output(al_model *m, int buf) {
+    AL_ASSERT(m->n_aux < 4, "at most 4 auxiliary outputs");
+    AL_ASSERT(buf > 0 && buf < m->n_bufs, "bad buffer %d", buf);
+    m->aux_buf[m->n_aux] = buf;
+    return m->n_aux++;
+}
+
+int al_model_custom(al_model *m, const char *name, const al_node_ops *ops, int in0, int in1, int c,
+                    int h, int w, size_t save_per_sample, size_t save_fixed) {
+    int out = new_buf(m, c, h, w);
+    al_node *nd = new_node(m, AL_NODE_CUSTOM, name, in0, in1);
+    nd->out = out;
+    nd->ops = ops;
+    nd->save_per_sample = save_per_sample;
+    nd->save_fixed = save_fixed;
+    return out;
+}
+
+int al_model_insert_after(al_model *m, int after, const char *name, const al_node_ops *ops,
+                          size_t save_per_sample, size_t save_fixed) {
+    AL_ASSERT(!m->setup_done, "graph rewrite after setup");
+    AL_ASSERT(after >= 0 && after < m->n_nodes, "node %d of %d", after, m->n_nodes);
+    int src = m->nodes[after].out;
+    al_buf sb = m->bufs[src];
+    int out = new_buf(m, sb.c, sb.h, sb.w);
+    /* append, then rotate into position after+1 */
+    al_node *nd = new_node(m, AL_NODE_CUSTOM, name, src, -1);
+    nd->out = out;
+    nd->ops = ops;
+    nd->save_per_sample = save_per_sample;
+    nd->save_fixed = save_fixed;
+    al_node tmp = *nd;
+    int pos = after + 1;
+    memmove(&m->nodes[pos + 1], &m->nodes[pos], (size_t)(m->n_nodes - 1 - pos) * sizeof(al_node));
+    m->nodes[pos] = tmp;
+    for (int i = pos + 1; i < m->n_nodes; i++) {
+        if (m->nodes[i].in0 == src) m->nodes[i].in0 = out;
+        if (m->nodes[i].in1 == src) m->nodes[i].in1 = out;
+    }
+    if (m->out_buf == src) m->out_buf = out;
+    if (m->feat_buf == src) m->feat_buf = out;
+    for (int a = 0; a < m->n_aux; a++)
+        if (m->aux_buf[a] == src) m->aux_buf[a] = out;
+    return pos;
 }
 
 int al_model_find_param(const al_model *m, const char *name) {
@@ -148,13 +203,13 @@ int al_model_conv(al_model *m, const char *name, int in, int c_out, int k, int s
     int fan_in = ib.c * k * k, fan_out = c_out * k * k;
     snprintf(pn, sizeof pn, "%s.weight", name);
     nd = &m->nodes[m->n_nodes - 1];
-    nd->param[0][0] = add_param(m, pn, 4, wshape, AL_P_WEIGHT, AL_INIT_TORCH_DEFAULT_W, fan_in,
+    nd->param[0][0] = al_model_add_param(m, pn, 4, wshape, AL_P_WEIGHT, AL_INIT_TORCH_DEFAULT_W, fan_in,
                                 fan_out, 1);
     if (bias) {
         snprintf(pn, sizeof pn, "%s.bias", name);
         nd = &m->nodes[m->n_nodes - 1];
         nd->param[0][1] =
-            add_param(m, pn, 1, &c_out, AL_P_BIAS, AL_INIT_TORCH_DEFAULT_B, fan_in, fan_out, 1);
+            al_model_add_param(m, pn, 1, &c_out, AL_P_BIAS, AL_INIT_TORCH_DEFAULT_B, fan_in, fan_out, 1);
     }
     return out;
 }
@@ -178,7 +233,7 @@ int al_model_bn(al_model *m, const char *name, int in) {
                 snprintf(pn, sizeof pn, "%s.%s", name, suffix[j]);
             else
                 snprintf(pn, sizeof pn, "%s.branch%d.%s", name, b, suffix[j]);
-            int pi = add_param(m, pn, 1, &ib.c, kinds[j], inits[j], 0, 0, j < 2);
+            int pi = al_model_add_param(m, pn, 1, &ib.c, kinds[j], inits[j], 0, 0, j < 2);
             m->nodes[node_i].param[b][j] = pi;
         }
     }
@@ -219,11 +274,11 @@ int al_model_linear(al_model *m, const char *name, int in, int out_features, int
     char pn[AL_NAME_LEN + 16];
     int wshape[2] = {out_features, in_features};
     snprintf(pn, sizeof pn, "%s.weight", name);
-    m->nodes[node_i].param[0][0] = add_param(m, pn, 2, wshape, AL_P_WEIGHT,
+    m->nodes[node_i].param[0][0] = al_model_add_param(m, pn, 2, wshape, AL_P_WEIGHT,
                                              AL_INIT_TORCH_DEFAULT_W, in_features, out_features, 1);
     if (bias) {
         snprintf(pn, sizeof pn, "%s.bias", name);
-        m->nodes[node_i].param[0][1] = add_param(m, pn, 1, &out_features, AL_P_BIAS,
+        m->nodes[node_i].param[0][1] = al_model_add_param(m, pn, 1, &out_features, AL_P_BIAS,
                                                  AL_INIT_TORCH_DEFAULT_B, in_features, out_features, 1);
     }
     return out;
@@ -318,6 +373,13 @@ static void model_free_device(al_ctx *ctx, al_model *m) {
 /* Backward write modes: walking nodes in reverse, the first consumer to reach a buffer writes
  * '=' and later ones '+=', so no activation gradient needs zeroing. */
 static void plan_backward(al_model *m) {
+    free(m->has_consumer);
+    m->has_consumer = calloc((size_t)m->n_bufs, 1);
+    AL_ASSERT(m->has_consumer, "out of memory");
+    for (int i = 0; i < m->n_nodes; i++) {
+        m->has_consumer[m->nodes[i].in0] = 1;
+        if (m->nodes[i].in1 >= 0) m->has_consumer[m->nodes[i].in1] = 1;
+    }
     char *seen = calloc((size_t)m->n_bufs, 1);
     AL_ASSERT(seen, "out of memory");
     for (int i = m->n_nodes - 1; i >= 0; i--) {
@@ -402,6 +464,7 @@ void al_model_destroy(al_ctx *ctx, al_model *m) {
     free(m->nodes);
     free(m->bufs);
     free(m->params);
+    free(m->has_consumer);
     free(m);
 }
 
@@ -479,6 +542,7 @@ static float *act(al_model *m, al_slot *s, int b) {
 static float *gact(al_model *m, int b) { return m->gbuf + m->bufs[b].offset * (size_t)m->max_batch; }
 
 float *al_model_logits(al_model *m, int slot) { return act(m, &m->slots[slot], m->out_buf); }
+float *al_model_buffer(al_model *m, int slot, int buf) { return act(m, &m->slots[slot], buf); }
 float *al_model_features(al_model *m, int slot) { return act(m, &m->slots[slot], m->feat_buf); }
 
 al_status al_model_forward(al_ctx *ctx, al_model *m, const float *x, int n, const al_fwd_opts *o) {
@@ -495,6 +559,7 @@ al_status al_model_forward(al_ctx *ctx, al_model *m, const float *x, int n, cons
     s->n = n;
     s->train = o->train;
     s->branch = o->bn_branch;
+    s->labels = o->labels;
     for (int i = 0; i < m->n_nodes; i++) {
         al_node *nd = &m->nodes[i];
         al_buf ib = m->bufs[nd->in0], ob = m->bufs[nd->out];
@@ -550,6 +615,10 @@ al_status al_model_forward(al_ctx *ctx, al_model *m, const float *x, int n, cons
                                       save));
             break;
         }
+        case AL_NODE_CUSTOM:
+            AL_TRY(nd->ops->forward(ctx, m, nd, o, n, xin, nd->in1 >= 0 ? act(m, s, nd->in1) : NULL, y,
+                                    save));
+            break;
         default: AL_ASSERT(0, "unknown node kind %d", nd->kind);
         }
     }
@@ -558,8 +627,15 @@ al_status al_model_forward(al_ctx *ctx, al_model *m, const float *x, int n, cons
 
 al_status al_model_backward(al_ctx *ctx, al_model *m, int slot, const float *dlogits,
                             const float *dfeat, int flags, float *dx) {
+    al_bwd_seed seeds[2] = {{m->out_buf, dlogits}, {m->feat_buf, dfeat}};
+    return al_model_backward_seeds(ctx, m, slot, seeds, dfeat ? 2 : 1, flags, dx);
+}
+
+al_status al_model_backward_seeds(al_ctx *ctx, al_model *m, int slot, const al_bwd_seed *seeds,
+                                  int n_seeds, int flags, float *dx) {
     AL_ASSERT(m->setup_done, "backward before setup");
     AL_ASSERT(slot >= 0 && slot < m->n_slots, "slot %d", slot);
+    AL_ASSERT(n_seeds >= 1 && n_seeds <= 8, "%d gradient seeds", n_seeds);
     al_slot *s = &m->slots[slot];
     const int n = s->n;
     const int want_w = (flags & AL_BWD_WEIGHTS) != 0;
@@ -568,41 +644,57 @@ al_status al_model_backward(al_ctx *ctx, al_model *m, int slot, const float *dlo
     /* need[b]: does anything requested depend on the gradient of buffer b? Forward sweep:
      * the input needs it iff want_x; a node's output needs it iff the node has trainable
      * parameters (and want_w) or one of its inputs needs it. */
-    char need_stack[512];
-    char *need = m->n_bufs <= (int)sizeof need_stack ? need_stack : malloc((size_t)m->n_bufs);
+    char need_stack[1024];
+    char *need = 2 * m->n_bufs <= (int)sizeof need_stack ? need_stack : malloc(2 * (size_t)m->n_bufs);
     AL_ASSERT(need, "out of memory");
-    memset(need, 0, (size_t)m->n_bufs);
+    /* written[b]: a gradient has been stored in buffer b during this sweep, so the next
+     * contribution accumulates ('+=') and the first one overwrites ('='). Tracked at run time
+     * so consumers that receive no gradient (an unseeded auxiliary head) are simply skipped. */
+    char *written = need + m->n_bufs;
+    memset(need, 0, 2 * (size_t)m->n_bufs);
     need[0] = (char)want_x;
     for (int i = 0; i < m->n_nodes; i++) {
         const al_node *nd = &m->nodes[i];
         int has_w = nd->param[0][0] >= 0 && m->params[nd->param[0][0]].trainable;
         if (nd->kind == AL_NODE_BN) has_w = 1;
+        if (nd->kind == AL_NODE_CUSTOM) has_w = nd->ops->has_weights;
         need[nd->out] = (char)((want_w && has_w) || need[nd->in0] || (nd->in1 >= 0 && need[nd->in1]));
     }
 
     al_status st = AL_OK;
-    /* seed the output (and feature) gradients */
-    const size_t k = m->bufs[m->out_buf].per_sample;
-    AL_CHECK(al_accumulate(ctx, (size_t)n * k, dlogits, gact(m, m->out_buf), 0));
-    int feat_seeded = 0;
+    /* seeds on buffers nothing reads (the logits, auxiliary heads) are written '=' up front;
+     * the others are added when the reverse sweep reaches their producer */
+    int seeded[8] = {0};
+    for (int j = 0; j < n_seeds; j++) {
+        AL_ASSERT(seeds[j].buf > 0 && seeds[j].buf < m->n_bufs, "seed buffer %d", seeds[j].buf);
+        if (!seeds[j].grad || m->has_consumer[seeds[j].buf]) continue;
+        for (int q = 0; q < j; q++)
+            AL_ASSERT(seeds[q].buf != seeds[j].buf, "buffer %d seeded twice", seeds[j].buf);
+        AL_CHECK(al_accumulate(ctx, (size_t)n * m->bufs[seeds[j].buf].per_sample, seeds[j].grad,
+                               gact(m, seeds[j].buf), 0));
+        seeded[j] = 1;
+        written[seeds[j].buf] = 1;
+    }
 
     for (int i = m->n_nodes - 1; i >= 0; i--) {
         al_node *nd = &m->nodes[i];
         if (!need[nd->out]) continue;
-        if (nd->out == m->feat_buf && dfeat && !feat_seeded) {
-            /* the feature buffer's gradient is complete once its consumers ran (it is
-             * consumed only later in the graph); add the caller's feature gradient. */
-            AL_CHECK(al_accumulate(ctx, (size_t)n * m->bufs[m->feat_buf].per_sample, dfeat,
-                                   gact(m, m->feat_buf), 1));
-            feat_seeded = 1;
+        for (int j = 0; j < n_seeds; j++) {
+            if (seeded[j] || !seeds[j].grad || seeds[j].buf != nd->out) continue;
+            /* every consumer of this buffer comes later in the graph, so its gradient is
+             * complete here: add the caller's seed */
+            AL_CHECK(al_accumulate(ctx, (size_t)n * m->bufs[nd->out].per_sample, seeds[j].grad,
+                                   gact(m, nd->out), written[nd->out]));
+            seeded[j] = 1;
+            written[nd->out] = 1;
         }
+        if (!written[nd->out]) continue; /* no gradient reaches this node */
         al_buf ib = m->bufs[nd->in0], ob = m->bufs[nd->out];
         const float *xin = act(m, s, nd->in0);
         const float *y = act(m, s, nd->out);
         const float *dy = gact(m, nd->out);
         float *din = need[nd->in0] ? (nd->in0 == 0 ? dx : gact(m, nd->in0)) : NULL;
-        int acc0 = nd->dx_accum[0];
-        /* the model input's gradient is '=' from its first (only) consumer */
+        int acc0 = written[nd->in0];
         const float *save = s->save + nd->save_offset;
         const int *pp = nd->param[nd->kind == AL_NODE_BN ? s->branch : 0];
         int trainable_w = pp[0] >= 0 && m->params[pp[0]].trainable;
@@ -648,16 +740,29 @@ al_status al_model_backward(al_ctx *ctx, al_model *m, int slot, const float *dlo
             break;
         case AL_NODE_ADD:
             if (din) AL_CHECK(al_accumulate(ctx, (size_t)n * ib.per_sample, dy, din, acc0));
+            if (din) written[nd->in0] = 1;
             if (need[nd->in1]) {
                 float *din1 = nd->in1 == 0 ? dx : gact(m, nd->in1);
-                AL_CHECK(al_accumulate(ctx, (size_t)n * ib.per_sample, dy, din1, nd->dx_accum[1]));
+                AL_CHECK(al_accumulate(ctx, (size_t)n * ib.per_sample, dy, din1, written[nd->in1]));
+                written[nd->in1] = 1;
             }
             break;
         case AL_NODE_DROPOUT:
             if (din) AL_CHECK(al_dropout_backward(ctx, (size_t)n * ib.per_sample, save, dy, din, acc0));
             break;
+        case AL_NODE_CUSTOM: {
+            float *din1 = NULL;
+            if (nd->in1 >= 0 && need[nd->in1]) din1 = nd->in1 == 0 ? dx : gact(m, nd->in1);
+            int acc1 = nd->in1 >= 0 ? written[nd->in1] : 0;
+            AL_CHECK(nd->ops->backward(ctx, m, nd, n, s->train, xin,
+                                       nd->in1 >= 0 ? act(m, s, nd->in1) : NULL, y, dy, din, acc0,
+                                       din1, acc1, want_w && nd->ops->has_weights, save, s->labels));
+            if (din1) written[nd->in1] = 1;
+            break;
+        }
         default: AL_ASSERT(0, "unknown node kind %d", nd->kind);
         }
+        if (din) written[nd->in0] = 1;
     }
 done:
     if (need != need_stack) free(need);

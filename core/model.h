@@ -70,8 +70,30 @@ typedef enum al_node_kind {
     AL_NODE_LINEAR,        /* input buffer viewed as (N, C*H*W) (flatten is free in NCHW) */
     AL_NODE_ADD,
     AL_NODE_DROPOUT,
+    AL_NODE_CUSTOM,        /* ops from an al_node_ops table (method-specific operators) */
     AL_NODE_N_KINDS
 } al_node_kind;
+
+struct al_node;
+struct al_slot;
+struct al_model;
+struct al_fwd_opts;
+/* A pluggable operator (darknet-style layer table): methods add operators (MeanSparse, L2
+ * normalisation, reverse attention, weight-standardised conv, ...) in their own files without
+ * touching the executor. `save` is the node's per-slot saved state (save_per_sample * max_batch
+ * + save_fixed floats). Backward write modes as for built-in ops: dx0/dx1 '=' or '+=' per
+ * acc0/acc1, parameter gradients '+=' into m->grads (only when want_w), any dx NULL to skip. */
+typedef struct al_node_ops {
+    const char *kind;
+    al_status (*forward)(al_ctx *ctx, struct al_model *m, struct al_node *nd,
+                         const struct al_fwd_opts *o, int n, const float *x0, const float *x1,
+                         float *y, float *save);
+    al_status (*backward)(al_ctx *ctx, struct al_model *m, struct al_node *nd, int n, int train,
+                          const float *x0, const float *x1, const float *y, const float *dy,
+                          float *dx0, int acc0, float *dx1, int acc1, int want_w,
+                          const float *save, const int32_t *labels);
+    int has_weights;          /* 1: the node's parameters (param[0][*]) receive gradients */
+} al_node_ops;
 
 typedef struct al_buf {
     int c, h, w;
@@ -92,6 +114,9 @@ typedef struct al_node {
     size_t save_fixed;        /* saved floats independent of batch (BN mean/invstd: 2C) */
     size_t save_offset;       /* filled at setup (floats into a slot's save area) */
     int dx_accum[2];          /* backward write mode into in0/in1: 0 '=', 1 '+=' */
+    const al_node_ops *ops;   /* AL_NODE_CUSTOM */
+    float fparam[4];          /* custom node constants (e.g. MeanSparse alpha) */
+    int iparam[4];
 } al_node;
 
 typedef struct al_slot {
@@ -101,6 +126,7 @@ typedef struct al_slot {
     int n;                    /* batch of the last forward */
     int train;                /* mode of the last forward */
     int branch;
+    const int32_t *labels;    /* labels of the last forward (device, may be NULL) */
 } al_slot;
 
 typedef struct al_model {
@@ -117,6 +143,9 @@ typedef struct al_model {
     int n_params, cap_params;
     size_t n_param_floats;
     int out_buf, feat_buf;    /* logits (N, K) and penultimate feature (N, D) */
+    int aux_buf[4];           /* auxiliary outputs (e.g. ANCRA's per-block logits), -1 = none */
+    int n_aux;
+    char *has_consumer;       /* (n_bufs) at setup: some node reads the buffer */
 
     /* --- after al_model_setup --- */
     int max_batch, n_slots;
@@ -136,6 +165,8 @@ typedef struct al_fwd_opts {
     int update_bn;            /* update BN running stats (train only) */
     int bn_branch;            /* BN parameter branch (0 = main) */
     uint64_t step;            /* dropout stream (global step) */
+    const int32_t *labels;    /* (N) device, optional: label-dependent operators (ANCRA's
+                               * reverse attention uses the true label in training) */
 } al_fwd_opts;
 
 enum { AL_BWD_WEIGHTS = 1, AL_BWD_INPUT = 2 };
@@ -164,6 +195,31 @@ int al_model_find_param(const al_model *m, const char *name);
  * "preact_resnet18", "resnet18", "wrn-D-W". Unknown arch -> AL_ERR_VALUE naming it. */
 al_status al_model_create(const char *arch, int num_classes, int in_c, int image_size,
                           al_model **out);
+/* Build options beyond the reference definition. */
+typedef struct al_model_opts {
+    int n_branches;           /* BN parameter branches (AdvProp/MDProp/MultiBN); 0 or 1 = plain */
+} al_model_opts;
+al_status al_model_create_opts(const char *arch, int num_classes, int in_c, int image_size,
+                               const al_model_opts *opts, al_model **out);
+
+/* Custom node (see al_node_ops). out shape (c, h, w) per sample. Returns the output buffer;
+ * the node is m->nodes[m->n_nodes - 1] right after the call (set fparam/iparam/param there). */
+int al_model_custom(al_model *m, const char *name, const al_node_ops *ops, int in0, int in1, int c,
+                    int h, int w, size_t save_per_sample, size_t save_fixed);
+/* Add a parameter to the table (custom nodes): returns its index. kind AL_P_OTHER with
+ * trainable 0 is a buffer (statistics); trainable 1 gets gradients and optimiser updates. */
+int al_model_add_param(al_model *m, const char *name, int ndim, const int *shape,
+                       al_param_kind kind, al_init_kind init, int fan_in, int fan_out,
+                       int trainable);
+/* Freeze a parameter (no gradient, no update, no weight decay): e.g. DFA's orthogonal rows. */
+void al_model_param_freeze(al_model *m, const char *name);
+/* Declare an auxiliary output buffer (returns its index in aux_buf). */
+int al_model_add_aux_output(al_model *m, int buf);
+/* Insert a custom node right after node `after` reading that node's output; every later
+ * consumer of that output now reads the new node's output (graph rewrite before setup, e.g.
+ * MeanSparse between BN and activation). Returns the new node's index. */
+int al_model_insert_after(al_model *m, int after, const char *name, const al_node_ops *ops,
+                          size_t save_per_sample, size_t save_fixed);
 /* Comma-separated list of known archs, for help text. */
 const char *al_model_arch_list(void);
 
@@ -180,6 +236,7 @@ al_status al_model_zero_grad(al_ctx *ctx, al_model *m);
  * the slot's backward). Logits via al_model_logits. */
 al_status al_model_forward(al_ctx *ctx, al_model *m, const float *x, int n, const al_fwd_opts *o);
 float *al_model_logits(al_model *m, int slot);   /* (N, K) */
+float *al_model_buffer(al_model *m, int slot, int buf); /* activation of any buffer */
 float *al_model_features(al_model *m, int slot); /* (N, D) */
 int al_model_feature_dim(const al_model *m);
 
@@ -188,6 +245,15 @@ int al_model_feature_dim(const al_model *m);
  * (N,C,H,W) (= mode). */
 al_status al_model_backward(al_ctx *ctx, al_model *m, int slot, const float *dlogits,
                             const float *dfeat, int flags, float *dx);
+/* General form: gradients seeded at any buffers (logits, features, auxiliary outputs), each
+ * (N, per_sample of that buffer). A buffer without consumers is seeded '='; one with
+ * consumers gets the seed added once its consumers' gradients are in. */
+typedef struct al_bwd_seed {
+    int buf;
+    const float *grad;
+} al_bwd_seed;
+al_status al_model_backward_seeds(al_ctx *ctx, al_model *m, int slot, const al_bwd_seed *seeds,
+                                  int n_seeds, int flags, float *dx);
 
 /* Convenience for attacks (attacks see a model only through these two). Eval/train mode per
  * opts; returns logits pointer in *logits. */

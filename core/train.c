@@ -16,6 +16,7 @@
 #include "core/cuda_api.h"
 #include "core/evaluate.h"
 #include "core/log.h"
+#include "core/methods/method.h"
 #include "core/optim.h"
 #include "datasets/h5data.h"
 #include "datasets/sampler.h"
@@ -60,8 +61,10 @@ typedef struct trainer {
     int32_t *by;
     float *h_x;
     /* device */
-    float *d_x, *d_xadv, *d_dl[3];
+    float *d_x;
     int32_t *d_y;
+    const al_method_def *def;
+    al_step_io io;                 /* what the method's step sees (device buffers inside) */
     /* checkpoint state (host copies) */
     float *h_mom, *h_ema;
     char *config_text;
@@ -96,10 +99,6 @@ static al_status load_split(const char *path, const char *split, int64_t limit, 
 done:
     al_dataset_close(&ds);
     return st;
-}
-
-static int method_slots(al_method m) {
-    return m == AL_METHOD_TRADES ? 3 : m == AL_METHOD_MART ? 2 : 1;
 }
 
 static al_status hist_push(trainer *t, const double *row) {
@@ -140,68 +139,20 @@ static al_status save_checkpoint(trainer *t, int epochs_done, int64_t step) {
 }
 
 /* One optimiser step of the configured method on the batch in d_x/d_y (nb rows). */
-static al_status method_step(trainer *t, int nb, int64_t step, double *loss, int *n_correct) {
-    al_ctx *ctx = &t->ctx;
-    al_model *m = t->m;
-    const al_config *cfg = t->cfg;
-    const int k = t->k;
-    al_fwd_opts tr = {0, 1, 1, 0, (uint64_t)step * 4};
-    const float *x_train = t->d_x;
-    if (!t->no_attack) {
-        al_nvtx_push("attack");
-        al_attack_spec sp = t->spec;
-        sp.fwd.step = (uint64_t)step * 4 + 3;
-        AL_TRY(al_attack_run(ctx, m, &sp, &t->ws, t->d_x, t->d_y, nb, cfg->run.seed,
-                             al_stream(AL_STREAM_ATTACK, (uint64_t)step), t->d_xadv, NULL, NULL));
-        al_nvtx_pop();
-        x_train = t->d_xadv;
-    }
-    al_nvtx_push("forward");
-    switch (cfg->train.method) {
-    case AL_METHOD_STANDARD:
-    case AL_METHOD_PGD_AT:
-    case AL_METHOD_FAST_AT:
-        AL_TRY(al_model_forward(ctx, m, x_train, nb, &tr));
-        AL_TRY(al_xent(ctx, nb, k, al_model_logits(m, 0), t->d_y, 1.0f, loss, NULL, t->d_dl[0]));
-        AL_TRY(al_count_correct(ctx, nb, k, al_model_logits(m, 0), t->d_y, n_correct, NULL));
-        break;
-    case AL_METHOD_TRADES: {
-        /* official order: f(x_nat) for CE, f(x_adv), f(x_nat) again as the KL target; all in
-         * train mode (3 BN updates), gradient through all three (methods.md §6.2) */
-        al_fwd_opts o1 = tr, o2 = tr;
-        o1.slot = 1;
-        o1.step += 1;
-        o2.slot = 2;
-        o2.step += 2;
-        AL_TRY(al_model_forward(ctx, m, t->d_x, nb, &tr));
-        AL_TRY(al_model_forward(ctx, m, t->d_xadv, nb, &o1));
-        AL_TRY(al_model_forward(ctx, m, t->d_x, nb, &o2));
-        AL_TRY(al_trades_loss(ctx, nb, k, al_model_logits(m, 0), al_model_logits(m, 2),
-                              al_model_logits(m, 1), t->d_y, (float)cfg->train.beta, loss, NULL,
-                              t->d_dl[0], t->d_dl[2], t->d_dl[1]));
-        AL_TRY(al_count_correct(ctx, nb, k, al_model_logits(m, 1), t->d_y, n_correct, NULL));
-        break;
-    }
-    case AL_METHOD_MART: {
-        al_fwd_opts o1 = tr;
-        o1.slot = 1;
-        o1.step += 1;
-        AL_TRY(al_model_forward(ctx, m, t->d_x, nb, &tr));
-        AL_TRY(al_model_forward(ctx, m, t->d_xadv, nb, &o1));
-        AL_TRY(al_mart_loss(ctx, nb, k, al_model_logits(m, 0), al_model_logits(m, 1), t->d_y,
-                            (float)cfg->train.beta, loss, NULL, t->d_dl[0], t->d_dl[1]));
-        AL_TRY(al_count_correct(ctx, nb, k, al_model_logits(m, 1), t->d_y, n_correct, NULL));
-        break;
-    }
-    }
+static al_status method_step(trainer *t, int nb, int64_t step, int epoch, double *loss,
+                             int *n_correct) {
+    al_step_io *io = &t->io;
+    io->x = t->d_x;
+    io->y = t->d_y;
+    io->n = nb;
+    io->step = step;
+    io->epoch = epoch;
+    *loss = 0;
+    *n_correct = 0;
+    al_nvtx_push(t->def->name);
+    al_status st = t->def->step(io, loss, n_correct);
     al_nvtx_pop();
-    if (!isfinite(*loss)) return AL_OK; /* caller reports */
-    al_nvtx_push("backward");
-    AL_TRY(al_model_zero_grad(ctx, m));
-    for (int s = t->n_slots - 1; s >= 0; s--)
-        AL_TRY(al_model_backward(ctx, m, s, t->d_dl[s], NULL, AL_BWD_WEIGHTS, NULL));
-    al_nvtx_pop();
-    return AL_OK;
+    return st;
 }
 
 static al_status evaluate_now(trainer *t, int epoch, double *clean_acc, double *robust_acc) {
@@ -283,11 +234,9 @@ static al_status setup(trainer *t, const char *resume, int64_t *step) {
         t->k = cfg->model.num_classes;
     }
     t->d = (size_t)t->c * t->h * t->w;
-    if (cfg->model.bn_branches != 1)
-        return AL_FAIL(AL_ERR_UNSUPPORTED,
-                       "config: model.bn_branches = %d: multi-BN training methods are not built yet "
-                       "(AdvProp/MultiBN, issue #7)", cfg->model.bn_branches);
-    AL_TRY(al_model_create(cfg->model.arch, t->k, t->c, t->h, &t->m));
+    AL_TRY(al_method_lookup(cfg->train.method, &t->def));
+    al_model_opts mo = {cfg->model.bn_branches};
+    AL_TRY(al_model_create_opts(cfg->model.arch, t->k, t->c, t->h, &mo, &t->m));
     if (cfg->model.mean.n || cfg->model.std.n) {
         if (cfg->model.mean.n != t->c || cfg->model.std.n != t->c)
             return AL_FAIL(AL_ERR_VALUE,
@@ -296,7 +245,7 @@ static al_status setup(trainer *t, const char *resume, int64_t *step) {
                            cfg->model.mean.n, cfg->model.std.n, t->c);
         al_model_set_normalization(t->m, cfg->model.mean.v, cfg->model.std.v);
     }
-    t->n_slots = method_slots(cfg->train.method);
+    t->n_slots = t->def->n_slots;
     t->local_batch = AL_CEIL_DIV(cfg->data.batch_size, t->ctx.world);
     int max_batch = AL_MAX(t->local_batch, cfg->data.eval_batch_size);
     AL_TRY(al_model_setup(&t->ctx, t->m, max_batch, t->n_slots));
@@ -304,7 +253,7 @@ static al_status setup(trainer *t, const char *resume, int64_t *step) {
     al_sgd_opts so = al_sgd_opts_from_config(cfg);
     AL_TRY(al_optim_init(&t->ctx, &t->opt, t->m, &so));
     AL_TRY(al_train_spec_from_config(cfg, &t->spec, &t->no_attack));
-    if (!t->no_attack) AL_TRY(al_attack_ws_init(&t->ctx, &t->ws, t->m, t->local_batch));
+    AL_TRY(al_attack_ws_init(&t->ctx, &t->ws, t->m, t->local_batch));
 
     t->spe = al_sampler_n_batches(t->n_tr, cfg->data.batch_size, cfg->data.drop_last);
     if (t->spe < 1)
@@ -320,12 +269,32 @@ static al_status setup(trainer *t, const char *resume, int64_t *step) {
     t->h_ema = al_malloc(t->m->n_param_floats * sizeof(float), "EMA host copy");
     if (!t->perm || !t->rows || !t->bx || !t->by || !t->h_x || !t->h_mom || !t->h_ema) return AL_ERR_OOM;
     size_t xb = (size_t)t->local_batch * t->d * sizeof(float);
+    const size_t B = (size_t)t->local_batch;
+    const size_t fdim = (size_t)al_model_feature_dim(t->m), wide = AL_MAX(fdim, (size_t)t->k);
+    al_step_io *io = &t->io;
     AL_TRY(al_dev_alloc(&t->ctx, (void **)&t->d_x, xb, "batch inputs"));
-    AL_TRY(al_dev_alloc(&t->ctx, (void **)&t->d_xadv, xb, "adversarial batch"));
-    AL_TRY(al_dev_alloc(&t->ctx, (void **)&t->d_y, (size_t)t->local_batch * sizeof(int32_t), "labels"));
-    for (int s = 0; s < t->n_slots; s++)
-        AL_TRY(al_dev_alloc(&t->ctx, (void **)&t->d_dl[s],
-                            (size_t)t->local_batch * t->k * sizeof(float), "logit gradients"));
+    AL_TRY(al_dev_alloc(&t->ctx, (void **)&t->d_y, B * sizeof(int32_t), "labels"));
+    AL_TRY(al_dev_alloc(&t->ctx, (void **)&io->xadv, xb, "adversarial batch"));
+    for (int i = 0; i < 2; i++) {
+        AL_TRY(al_dev_alloc(&t->ctx, (void **)&io->xaux[i], xb, "method inputs"));
+        AL_TRY(al_dev_alloc(&t->ctx, (void **)&io->yaux[i], B * sizeof(int32_t), "method labels"));
+    }
+    for (int s = 0; s < AL_STEP_MAX_SLOTS; s++) {
+        AL_TRY(al_dev_alloc(&t->ctx, (void **)&io->dl[s], B * t->k * sizeof(float), "logit gradients"));
+        AL_TRY(al_dev_alloc(&t->ctx, (void **)&io->dfeat[s], B * fdim * sizeof(float), "feature gradients"));
+    }
+    for (int i = 0; i < 4; i++)
+        AL_TRY(al_dev_alloc(&t->ctx, (void **)&io->fbuf[i], B * wide * sizeof(float), "method scratch"));
+    io->ctx = &t->ctx;
+    io->m = t->m;
+    io->cfg = cfg;
+    io->ws = &t->ws;
+    io->spec = t->spec;
+    io->no_attack = t->no_attack;
+    io->k = t->k;
+    io->d = t->d;
+    io->seed = (uint64_t)cfg->run.seed;
+    if (t->def->setup) AL_TRY(t->def->setup(io));
     AL_TRY(al_config_to_ini(cfg, &t->config_text));
 
     /* run directory */
@@ -396,10 +365,20 @@ static void teardown(trainer *t) {
     if (t->log) al_jsonl_close(t->log);
     al_attack_ws_fini(ctx, &t->ws);
     al_optim_fini(ctx, &t->opt);
+    al_step_io *io = &t->io;
+    if (t->def && t->def->teardown && io->ctx) t->def->teardown(io);
     al_dev_free(ctx, t->d_x);
-    al_dev_free(ctx, t->d_xadv);
     al_dev_free(ctx, t->d_y);
-    for (int s = 0; s < 3; s++) al_dev_free(ctx, t->d_dl[s]);
+    al_dev_free(ctx, io->xadv);
+    for (int i = 0; i < 2; i++) {
+        al_dev_free(ctx, io->xaux[i]);
+        al_dev_free(ctx, io->yaux[i]);
+    }
+    for (int s = 0; s < AL_STEP_MAX_SLOTS; s++) {
+        al_dev_free(ctx, io->dl[s]);
+        al_dev_free(ctx, io->dfeat[s]);
+    }
+    for (int i = 0; i < 4; i++) al_dev_free(ctx, io->fbuf[i]);
     al_model_destroy(ctx, t->m);
     al_ctx_fini(ctx);
     al_free(t->tr_x);
@@ -447,6 +426,8 @@ al_status al_train(const al_config *cfg, const char *resume, al_train_result *re
 
     for (int epoch = (int)(step / t->spe); epoch < epochs; epoch++) {
         al_sampler_perm((uint64_t)cfg->run.seed, epoch, t->n_tr, cfg->data.shuffle, t->perm);
+        /* DFA's official code rebuilds its optimiser every epoch (methods.md §1.3) */
+        if (cfg->train.method == AL_METHOD_DFA && cfg->dfa.reset_momentum) t->opt.have_buf = 0;
         char label[64];
         snprintf(label, sizeof label, "epoch %d/%d", epoch + 1, epochs);
         al_progress prog;
@@ -468,7 +449,7 @@ al_status al_train(const al_config *cfg, const char *resume, al_train_result *re
 
             double loss = 0;
             int n_correct = 0;
-            AL_CHECK(method_step(t, nb, step, &loss, &n_correct));
+            AL_CHECK(method_step(t, nb, step, epoch, &loss, &n_correct));
             if (!isfinite(loss)) {
                 st = AL_FAIL(AL_ERR_NAN,
                              "train: loss is %s at epoch %d step %lld; stopped without saving (last "

@@ -68,6 +68,12 @@ al_status al_mart_loss(al_ctx *ctx, int n, int k, const float *logits_nat, const
 al_status al_cw_margin(al_ctx *ctx, int n, int k, const float *logits, const int32_t *labels,
                        int targeted, double *loss, float *per_sample, float *dlogits);
 
+/* DRSL penalty (losses/drsl.c, methods.md §4): *pen = weight * sum_i sum_{j != y_i}
+ * (z_ij - m_i)^2 (SUM over the batch), m_i = mean of the C-1 non-label logits (variant 0,
+ * DRSLX) or their sum / C (variant 1). dlogits (n,k) is ACCUMULATED ('+='), may be NULL. */
+al_status al_drsl_penalty(al_ctx *ctx, int n, int k, const float *logits, const int32_t *labels,
+                          float weight, int variant, double *pen, float *dlogits);
+
 /* CPU references (the dispatchers above call these for AL_DEV_CPU). */
 al_status al_xent_cpu(al_ctx *ctx, int n, int k, const float *logits, const int32_t *labels,
                       float weight, double *loss, float *per_sample, float *dlogits);
@@ -107,6 +113,26 @@ al_status al_mart_loss_cuda(al_ctx *ctx, int n, int k, const float *logits_nat,
 al_status al_cw_margin_cuda(al_ctx *ctx, int n, int k, const float *logits, const int32_t *labels,
                             int targeted, double *loss, float *per_sample, float *dlogits);
 #endif
+
+/* ---- DLR loss (Croce & Hein 2020, "Reliable evaluation of adversarial robustness with an
+ * ensemble of diverse parameter-free attacks"; losses/dlr.c, CPU only so far: the dispatcher
+ * returns AL_ERR_UNSUPPORTED on AL_DEV_CUDA). Per row z (K), with z_(1) >= z_(2) >= ... the
+ * sorted logits (ties: lower class index first), in the form APGD ASCENDS:
+ *   untargeted (targets NULL, K >= 3):
+ *     L_i = -(z_y - max_{j != y} z_j) / (z_(1) - z_(3) + 1e-12)
+ *   targeted (targets (N) on the device, K >= 4; APGD-T):
+ *     L_i = -(z_y - z_t) / (z_(1) - (z_(3) + z_(4)) / 2 + 1e-12)
+ * Both are invariant to shifting and scaling the logits, so saturated softmax (huge logits)
+ * does not zero the gradient. loss = weight * (1/n) sum_i L_i; per_sample (n) = L_i
+ * (unweighted); dlogits (n, K) = dloss/dz (APGD passes weight = n: the gradient of the SUM, as
+ * the reference's loss_indiv.sum()). The sort is treated as constant (a subgradient at ties),
+ * as autograd through torch.sort does. */
+al_status al_dlr_loss(al_ctx *ctx, int n, int k, const float *logits, const int32_t *labels,
+                      const int32_t *targets, float weight, double *loss, float *per_sample,
+                      float *dlogits);
+al_status al_dlr_loss_cpu(al_ctx *ctx, int n, int k, const float *logits, const int32_t *labels,
+                          const int32_t *targets, float weight, double *loss, float *per_sample,
+                          float *dlogits);
 
 #ifdef __cplusplus
 }

@@ -4,8 +4,8 @@
 #define AL_MODELS_H
 #include "core/model.h"
 
-al_model *al_build_smallcnn(int num_classes, int in_c, int image_size);
-al_model *al_build_preact_resnet18(int num_classes, int in_c, int image_size);
-al_model *al_build_resnet18(int num_classes, int in_c, int image_size);
-al_model *al_build_wrn(int depth, int width, int num_classes, int in_c, int image_size);
+al_model *al_build_smallcnn(int num_classes, int in_c, int image_size, const al_model_opts *opts);
+al_model *al_build_preact_resnet18(int num_classes, int in_c, int image_size, const al_model_opts *opts);
+al_model *al_build_resnet18(int num_classes, int in_c, int image_size, const al_model_opts *opts);
+al_model *al_build_wrn(int depth, int width, int num_classes, int in_c, int image_size, const al_model_opts *opts);
 #endif

@@ -39,8 +39,9 @@ static int preact_block(al_model *m, const char *name, int x, int in_planes, int
     return al_model_add(m, out, shortcut);
 }
 
-al_model *al_build_preact_resnet18(int num_classes, int in_c, int image_size) {
+al_model *al_build_preact_resnet18(int num_classes, int in_c, int image_size, const al_model_opts *opts) {
     al_model *m = al_model_new("preact_resnet18", num_classes, in_c, image_size, image_size);
+    if (opts && opts->n_branches > 1) al_model_set_branches(m, opts->n_branches);
     int x = al_model_conv(m, "conv1", al_model_input(m), 64, 3, 1, 1, 0);
     int in_planes = 64;
     for (int l = 0; l < 4; l++) {

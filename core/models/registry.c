@@ -10,7 +10,15 @@ const char *al_model_arch_list(void) { return "smallcnn, preact_resnet18, resnet
 
 al_status al_model_create(const char *arch, int num_classes, int in_c, int image_size,
                           al_model **out) {
+    return al_model_create_opts(arch, num_classes, in_c, image_size, NULL, out);
+}
+
+al_status al_model_create_opts(const char *arch, int num_classes, int in_c, int image_size,
+                               const al_model_opts *opts, al_model **out) {
     *out = NULL;
+    if (opts && (opts->n_branches < 0 || opts->n_branches > AL_MAX_BN_BRANCHES))
+        return AL_FAIL(AL_ERR_VALUE, "arch %s: %d BN branches, at most %d", arch, opts->n_branches,
+                       AL_MAX_BN_BRANCHES);
     if (num_classes < 2 || num_classes > 100000)
         return AL_FAIL(AL_ERR_VALUE, "arch %s: num_classes %d outside [2, 100000]", arch, num_classes);
     if (in_c < 1 || in_c > 4)
@@ -19,14 +27,14 @@ al_status al_model_create(const char *arch, int num_classes, int in_c, int image
         if (image_size != 28)
             return AL_FAIL(AL_ERR_VALUE, "arch smallcnn: image_size %d, the TRADES SmallCNN needs 28",
                            image_size);
-        *out = al_build_smallcnn(num_classes, in_c, image_size);
+        *out = al_build_smallcnn(num_classes, in_c, image_size, opts);
     } else if (strcmp(arch, "preact_resnet18") == 0 || strcmp(arch, "resnet18") == 0) {
         /* avg_pool2d(out, 4) after three stride-2 stages: image_size must be 32 */
         if (image_size != 32)
             return AL_FAIL(AL_ERR_VALUE, "arch %s: image_size %d, the reference definition needs 32",
                            arch, image_size);
-        *out = arch[0] == 'p' ? al_build_preact_resnet18(num_classes, in_c, image_size)
-                              : al_build_resnet18(num_classes, in_c, image_size);
+        *out = arch[0] == 'p' ? al_build_preact_resnet18(num_classes, in_c, image_size, opts)
+                              : al_build_resnet18(num_classes, in_c, image_size, opts);
     } else if (strncmp(arch, "wrn-", 4) == 0) {
         int depth = 0, width = 0;
         char tail = 0;
@@ -37,7 +45,7 @@ al_status al_model_create(const char *arch, int num_classes, int in_c, int image
         if (image_size != 32)
             return AL_FAIL(AL_ERR_VALUE, "arch %s: image_size %d, the reference definition needs 32",
                            arch, image_size);
-        *out = al_build_wrn(depth, width, num_classes, in_c, image_size);
+        *out = al_build_wrn(depth, width, num_classes, in_c, image_size, opts);
     } else {
         return AL_FAIL(AL_ERR_VALUE, "unknown arch '%s' (known: %s)", arch, al_model_arch_list());
     }

@@ -9,8 +9,9 @@
 
 #include "core/models/models.h"
 
-al_model *al_build_smallcnn(int num_classes, int in_c, int image_size) {
+al_model *al_build_smallcnn(int num_classes, int in_c, int image_size, const al_model_opts *opts) {
     al_model *m = al_model_new("smallcnn", num_classes, in_c, image_size, image_size);
+    if (opts && opts->n_branches > 1) al_model_set_branches(m, opts->n_branches);
     /* no normalisation in the reference: mean 0, std 1 (the identity) */
     int x = al_model_input(m);
     static const char *conv[4] = {"feature_extractor.conv1", "feature_extractor.conv2",

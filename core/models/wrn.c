@@ -45,11 +45,12 @@ static int wrn_block(al_model *m, const char *name, int x, int in_planes, int ou
     return al_model_add(m, shortcut, out);
 }
 
-al_model *al_build_wrn(int depth, int width, int num_classes, int in_c, int image_size) {
+al_model *al_build_wrn(int depth, int width, int num_classes, int in_c, int image_size, const al_model_opts *opts) {
     AL_ASSERT(depth >= 10 && (depth - 4) % 6 == 0, "wrn depth %d is not 6n+4", depth);
     char arch[64];
     snprintf(arch, sizeof arch, "wrn-%d-%d", depth, width);
     al_model *m = al_model_new(arch, num_classes, in_c, image_size, image_size);
+    if (opts && opts->n_branches > 1) al_model_set_branches(m, opts->n_branches);
     const int n = (depth - 4) / 6;
     const int ch[4] = {16, 16 * width, 32 * width, 64 * width};
     int x = wrn_conv(m, "conv1", al_model_input(m), ch[0], 3, 1, 1);

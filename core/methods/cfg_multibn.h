@@ -1,0 +1,9 @@
+/* [multibn] keys: AdvProp / MDProp / MultiBN (methods.md §5.1-5.2). Owned by
+ * core/methods/multibn.c. Branch 0 is the main (clean) BN. */
+#define AL_CFG_MULTIBN(X, S)                                                                   \
+    X(S, test_branch, INT, NONE, "0", -1, 3,                                                   \
+      "BN branch used at evaluation; -1 = the learned selector (multibn)")                     \
+    X(S, random_target, BOOL, NONE, "1", 0, 0,                                                 \
+      "advprop: attack towards a random target label (Xie et al.); 0 = untargeted")            \
+    X(S, l2_eps, FLOAT, NONE, "0.5", 0, 1000, "mdprop/multibn: L2 radius of the L2 branch")    \
+    X(S, l2_alpha, FLOAT, NONE, "0.125", 0, 1000, "mdprop/multibn: L2 step size")
