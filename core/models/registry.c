@@ -30,8 +30,10 @@ al_status al_model_create_opts(const char *arch, int num_classes, int in_c, int 
         *out = al_build_smallcnn(num_classes, in_c, image_size, opts);
     } else if (strcmp(arch, "preact_resnet18") == 0 || strcmp(arch, "resnet18") == 0) {
         /* avg_pool2d(out, 4) after three stride-2 stages: image_size must be 32 */
-        if (image_size != 32)
-            return AL_FAIL(AL_ERR_VALUE, "arch %s: image_size %d, the reference definition needs 32",
+        /* avg_pool2d(out, 4) covers the whole final map for 32x32 and 28x28 (4x4 both) */
+        if (image_size != 32 && image_size != 28)
+            return AL_FAIL(AL_ERR_VALUE, "arch %s: image_size %d, the reference definition needs 32 "
+                                         "(28 also works: Fashion-MNIST)",
                            arch, image_size);
         *out = arch[0] == 'p' ? al_build_preact_resnet18(num_classes, in_c, image_size, opts)
                               : al_build_resnet18(num_classes, in_c, image_size, opts);
@@ -42,8 +44,9 @@ al_status al_model_create_opts(const char *arch, int num_classes, int in_c, int 
             return AL_FAIL(AL_ERR_VALUE, "arch %s: expected wrn-DEPTH-WIDTH, e.g. wrn-28-10", arch);
         if (depth < 10 || (depth - 4) % 6 != 0 || width < 1 || width > 20)
             return AL_FAIL(AL_ERR_VALUE, "arch %s: depth must be 6n+4 >= 10 and width in [1, 20]", arch);
-        if (image_size != 32)
-            return AL_FAIL(AL_ERR_VALUE, "arch %s: image_size %d, the reference definition needs 32",
+        if (image_size != 32 && image_size != 28)
+            return AL_FAIL(AL_ERR_VALUE, "arch %s: image_size %d, the reference definition needs 32 "
+                                         "(28 also works: Fashion-MNIST)",
                            arch, image_size);
         *out = al_build_wrn(depth, width, num_classes, in_c, image_size, opts);
     } else {

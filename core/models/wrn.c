@@ -63,7 +63,10 @@ al_model *al_build_wrn(int depth, int width, int num_classes, int in_c, int imag
         }
     }
     x = al_model_relu(m, al_model_bn(m, "bn1", x));
-    int feat = al_model_avgpool(m, x, 8, 8); /* 8x8 map of a 32x32 input -> 1x1 */
+    /* RobustBench: avg_pool2d(out, 8), the whole 8x8 map of a 32x32 input; a 28x28 input
+     * (Fashion-MNIST) leaves 7x7, pooled whole as well */
+    int fm = m->bufs[x].h;
+    int feat = al_model_avgpool(m, x, fm, fm);
     int logits = al_model_linear(m, "fc", feat, num_classes, 1);
     al_model_param_init(m, "fc.bias", AL_INIT_ZERO);
     al_model_set_output(m, logits, feat);
