@@ -12,7 +12,8 @@
  *    and are close to it (FAB is a minimum-norm attack), far inside eps;
  *  - Square lowers the accuracy of a weak (random) model using forward passes only.
  * Models are tiny builder graphs (1x28x28 K=10 and 3x16x16 K=7) so the whole file runs in
- * seconds on 2 cores. */
+ * seconds; the second model runs with 2 OpenMP threads (per-thread scratch of the host
+ * geometry), the rest with 1 (OpenMP spin-waits make loaded 2-core CI machines slow). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,9 +167,9 @@ static al_model *linear_model(int k, int c, int hw) {
 
 /* Images: seeded pixels, a third saturated at exactly 0 or 1 (MNIST-like). Labels: the clean
  * predictions, except points 2 and 7, which are misclassified from the start. */
-static int fixture_init(fixture *f, al_model *m, uint64_t id) {
+static int fixture_init(fixture *f, al_model *m, uint64_t id, int threads) {
     memset(f, 0, sizeof *f);
-    AL_EXPECT(al_ctx_init(&f->ctx, AL_DEV_CPU, 0, 2, 7) == AL_OK, "%s", al_errmsg());
+    AL_EXPECT(al_ctx_init(&f->ctx, AL_DEV_CPU, 0, threads, 7) == AL_OK, "%s", al_errmsg());
     f->m = m;
     f->k = m->num_classes;
     f->d = (size_t)m->in_c * m->in_h * m->in_w;
@@ -294,7 +295,7 @@ static int case_fab_invariants(void) {
     for (int mi = 0; mi < 2 && !bad; mi++) {
         fixture f;
         al_model *m = mi == 0 ? tiny_cnn(10, 1, 28) : tiny_cnn(7, 3, 16);
-        if (fixture_init(&f, m, (uint64_t)mi)) return 1;
+        if (fixture_init(&f, m, (uint64_t)mi, mi + 1)) return 1;
         double dists[NB];
         int ns;
         for (int ni = 0; ni < 2 && !bad; ni++) {
@@ -338,7 +339,7 @@ static int case_fab_invariants(void) {
 static int case_fab_minimal(void) {
     fixture f;
     enum { K = 10 };
-    if (fixture_init(&f, linear_model(K, 1, 28), 5)) return 1;
+    if (fixture_init(&f, linear_model(K, 1, 28), 5, 1)) return 1;
     const size_t d = f.d;
     for (size_t i = 0; i < NB * d; i++) f.x[i] = 0.25f + 0.5f * f.x[i];
     AL_EXPECT(al_model_forward_eval(&f.ctx, f.m, f.x, NB, 0) == AL_OK, "%s", al_errmsg());
@@ -427,7 +428,7 @@ static int case_square(void) {
     for (int mi = 0; mi < 2 && !bad; mi++) {
         fixture f;
         al_model *m = mi == 0 ? tiny_cnn(10, 1, 28) : tiny_cnn(7, 3, 16);
-        if (fixture_init(&f, m, 10 + (uint64_t)mi)) return 1;
+        if (fixture_init(&f, m, 10 + (uint64_t)mi, mi + 1)) return 1;
         double dists[NB];
         for (int ni = 0; ni < 2; ni++) {
             al_norm norm = ni ? AL_L2 : AL_LINF;
@@ -463,7 +464,7 @@ static int case_square(void) {
  * budget. Restarts only add successes. */
 static int case_square_l2_budget_and_restarts(void) {
     fixture f;
-    if (fixture_init(&f, tiny_cnn(10, 1, 28), 20)) return 1;
+    if (fixture_init(&f, tiny_cnn(10, 1, 28), 20, 1)) return 1;
     al_square_spec s = al_square_spec_default(AL_L2, 0.5f);
     s.n_queries = 60;
     double dists[NB];
@@ -485,7 +486,7 @@ static int case_square_l2_budget_and_restarts(void) {
 
 static int case_bad_spec(void) {
     fixture f;
-    if (fixture_init(&f, tiny_cnn(10, 1, 28), 30)) return 1;
+    if (fixture_init(&f, tiny_cnn(10, 1, 28), 30, 1)) return 1;
     float *xa = malloc(NB * f.d * sizeof(float));
     al_fab_spec fs = al_fab_spec_default(AL_LINF, 0.1f), fb;
     al_square_spec ss = al_square_spec_default(AL_LINF, 0.1f), sb;

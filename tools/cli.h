@@ -18,5 +18,6 @@ int al_cmd_attack(int argc, char **argv);
 int al_cmd_eval(int argc, char **argv);
 int al_cmd_bench(int argc, char **argv);
 int al_cmd_info(int argc, char **argv);
+int al_cmd_ood(int argc, char **argv);
 
 #endif

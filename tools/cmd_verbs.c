@@ -10,5 +10,6 @@ const al_verb al_verbs[] = {
     {"convert", "convert Fashion-MNIST/MNIST IDX or CIFAR-10/100 binaries to advlab HDF5", al_cmd_convert},
     {"bench", "time forward/backward and attack steps of a model on this machine", al_cmd_bench},
     {"info", "print a checkpoint's or dataset's contents and the parameter table of an arch", al_cmd_info},
+    {"ood", "OOD detection of a checkpoint: in- vs out-of-distribution split (AUROC, FPR95, F1)", al_cmd_ood},
     {NULL, NULL, NULL},
 };
