@@ -1,13 +1,15 @@
-/* blas.c: OpenBLAS kernel selection by re-exec (see blas.h). */
-#define _GNU_SOURCE 1
+/* blas.c: OpenBLAS kernel selection (see blas.h). */
 #include "core/blas.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 extern char *openblas_get_corename(void);
+/* OpenBLAS DYNAMIC_ARCH internals (exported by Debian's libopenblas0): tear down and redo the
+ * kernel table selection, which reads OPENBLAS_CORETYPE. */
+extern void gotoblas_dynamic_init(void);
+extern void gotoblas_dynamic_quit(void);
 
 const char *al_blas_core(void) { return openblas_get_corename(); }
 
@@ -17,8 +19,11 @@ static int in_list(const char *core, const char *const *list) {
     return 0;
 }
 
-void al_blas_select_kernels(char **argv) {
-    if (!argv || getenv("OPENBLAS_CORETYPE") || getenv("ADVLAB_BLAS_NO_REEXEC")) return;
+void al_blas_select_kernels(void) {
+    static int done;
+    if (done) return;
+    done = 1;
+    if (getenv("OPENBLAS_CORETYPE") || getenv("ADVLAB_BLAS_KEEP")) return;
     static const char *const avx512[] = {"SkylakeX", "Cooperlake", "SapphireRapids", NULL};
     static const char *const avx2[] = {"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids",
                                        NULL};
@@ -33,6 +38,6 @@ void al_blas_select_kernels(char **argv) {
     }
     if (!want) return;
     setenv("OPENBLAS_CORETYPE", want, 1);
-    execv("/proc/self/exe", argv);
-    /* exec failed: carry on with the detected kernels */
+    gotoblas_dynamic_quit();
+    gotoblas_dynamic_init();
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/blas.h"
 #include "core/cuda_api.h"
 
 /* OpenBLAS runs single-threaded inside our OpenMP regions: ops parallelise over images. */
@@ -19,6 +20,7 @@ al_status al_ctx_init(al_ctx *ctx, al_device device, int device_id, int n_thread
     ctx->world = 1;
     ctx->n_threads = n_threads > 0 ? n_threads : omp_get_max_threads();
     omp_set_num_threads(ctx->n_threads);
+    al_blas_select_kernels();
     openblas_set_num_threads(1);
     if (device == AL_DEV_CUDA) {
 #ifdef AL_HAVE_CUDA

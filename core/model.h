@@ -259,7 +259,7 @@ al_status al_model_backward_seeds(al_ctx *ctx, al_model *m, int slot, const al_b
  * opts; returns logits pointer in *logits. */
 static inline al_status al_model_forward_eval(al_ctx *ctx, al_model *m, const float *x, int n,
                                               int slot) {
-    al_fwd_opts o = {slot, 0, 0, 0, 0};
+    al_fwd_opts o = {slot, 0, 0, 0, 0, NULL};
     return al_model_forward(ctx, m, x, n, &o);
 }
 

@@ -85,7 +85,7 @@ enum {
     AL_STREAM_INIT = 1,      /* parameter init: sub = parameter index */
     AL_STREAM_SHUFFLE = 2,   /* sampler: sub = epoch */
     AL_STREAM_AUGMENT = 3,   /* crop/flip: sub = global step */
-    AL_STREAM_DROPOUT = 4,   /* dropout: sub = global step * 64 + node */
+    AL_STREAM_DROPOUT = 4,   /* dropout: sub = forward key (step*4 + k) * 4096 + node */
     AL_STREAM_ATTACK = 5,    /* attack random start: sub = global step / batch id */
     AL_STREAM_METHOD = 6,    /* method randomness (mixup lambda, pairing, noise): sub = step */
     AL_STREAM_TEST = 15,     /* tests */

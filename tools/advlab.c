@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "core/base.h"
-#include "core/blas.h"
 #include "tools/cli.h"
 
 static const al_verb *find_verb(const char *name) {
@@ -21,7 +20,6 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-    al_blas_select_kernels(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;

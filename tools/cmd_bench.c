@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "attacks/attack.h"
+#include "core/blas.h"
 #include "core/config.h"
 #include "core/model.h"
 #include "core/optim.h"
@@ -169,9 +170,9 @@ int al_cmd_bench(int argc, char **argv) {
         qsort(times, (size_t)nt, sizeof(double), cmp_d);
         double med = times[nt / 2];
         printf("{\"bench\":\"%s\",\"impl\":\"advlab\",\"arch\":\"%s\",\"batch\":%d,\"threads\":%d,"
-               "\"device\":\"%s\",\"median_ms\":%.4f,\"p10_ms\":%.4f,\"p90_ms\":%.4f,\"repeats\":%d,"
+               "\"device\":\"%s\",\"blas\":\"%s\",\"median_ms\":%.4f,\"p10_ms\":%.4f,\"p90_ms\":%.4f,\"repeats\":%d,"
                "\"img_per_s\":%.2f,\"gflops\":%.2f}\n",
-               ph, arch, batch, B.ctx.n_threads, cuda ? "cuda" : "cpu", 1e3 * med,
+               ph, arch, batch, B.ctx.n_threads, cuda ? "cuda" : "cpu", al_blas_core(), 1e3 * med,
                1e3 * times[nt / 10], 1e3 * times[(nt * 9) / 10], nt, batch / med, flops / med * 1e-9);
         fflush(stdout);
     }

@@ -6,7 +6,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "core/blas.h"
 #include "core/ctx.h"
 #include "core/rng.h"
 
@@ -87,7 +86,6 @@ void al_test_fill_d(double *x, size_t n, uint64_t id, double lo, double hi) {
 }
 
 int al_run_cases(const al_case *cases, int n_cases, int argc, char **argv) {
-    al_blas_select_kernels(argv);
     int passed = 0, failed = 0, skipped = 0;
     for (int i = 0; i < n_cases; i++) {
         if (argc > 1 && strcmp(argv[1], cases[i].name) != 0) continue;
