@@ -1,4 +1,4 @@
-/* test_ops.c: the CPU ops (core/ops/*.c) against the double references (harness/refops.c),
+/* test_ops.c: the CPU ops (core/ops/ C files) against the double references (harness/refops.c),
  * and the references against finite differences.
  *   fd_*     (a) central 4-point finite differences of each DOUBLE reference's backward, on a
  *                scalar L = sum(w_out * y) with random w_out (skipping points whose stencil
