@@ -247,7 +247,8 @@ static void init_l2(const al_square_spec *s, sq_ws *w, int a, uint64_t seed, uin
     double *delta = w->scratch + (size_t)omp_get_thread_num() * 2 * w->d;
     const uint64_t base = word_base(s, w->n, r, 0, i);
     memset(delta, 0, w->d * sizeof(double));
-    const int sp = (H - 5 * s0) / 2, nh = H / s0, nw = W / s0;
+    /* square.py's grid; images below 5 pixels (s0 = 1) start at 0 rather than off the image */
+    const int sp = AL_MAX((H - 5 * s0) / 2, 0), nh = H / s0, nw = W / s0;
     for (int qh = 0; qh < nh; qh++)
         for (int qw = 0; qw < nw; qw++) {
             const int q = qh * nw + qw, vh = sp + qh * s0, vw = sp + qw * s0;
