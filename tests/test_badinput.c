@@ -424,7 +424,7 @@ static int case_ck_unknown_arch(void) {
 }
 static int case_ck_arch_mismatch(void) {
     al_model *m = NULL;
-    EXPECT_FAIL(al_checkpoint_create_model(P("ck_arch_resnet18.h5"), &m), "ck_arch_resnet18.h5:/model: arch resnet18: image_size 28");
+    EXPECT_FAIL(al_checkpoint_create_model(P("ck_arch_resnet18.h5"), &m), "ck_arch_resnet18.h5:/model: arch resnet18: image_size 20");
     EXPECT_LOAD_FAIL("ck_arch_resnet18.h5", "ck_arch_resnet18.h5:/model: arch 'resnet18', but the model is 'smallcnn'");
     return 0;
 }

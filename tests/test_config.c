@@ -82,7 +82,7 @@ static const err_case k_errors[] = {
      "exp.ini:1: unknown section [trian] (did you mean [train]?)"},
     {"[run]\n[optimizer_settings]\n", AL_ERR_CONFIG,
      "exp.ini:2: unknown section [optimizer_settings] (sections: run, data, model, train, attack, "
-     "eval)"},
+     "eval, dfa, ancra, drsl, iat, multibn, nofrost, meansparse)"},
     {"[train]\nlrr = 0.1\n", AL_ERR_CONFIG,
      "exp.ini:2: unknown key train.lrr (did you mean train.lr?)"},
     {"[train]\neps = 0.1\n", AL_ERR_CONFIG,
@@ -136,7 +136,7 @@ static const err_case k_errors[] = {
      "exp.ini:2: attack.eps = -8/255: must be in [0, 1000]"},
     /* enums, bools, lists, strings */
     {"[train]\nmethod = pgd\n", AL_ERR_VALUE,
-     "exp.ini:2: train.method = pgd: must be one of standard|pgd_at|fast_at|trades|mart"},
+     "exp.ini:2: train.method = pgd: must be one of standard|pgd_at|fast_at|trades|mart|advprop|mdprop|multibn|iat|dfa|ancra|nofrost"},
     {"[train]\nnesterov = maybe\n", AL_ERR_VALUE,
      "exp.ini:2: train.nesterov = maybe: must be 0 or 1 (or true/false)"},
     {"[train]\nmilestones = 100,abc\n", AL_ERR_VALUE,
@@ -320,8 +320,9 @@ static void other_value(const al_cfg_key *k, int i, char *buf, size_t n) {
     switch (k->type) {
     case AL_CFG_T_INT:
     case AL_CFG_T_INT64: {
-        long long v = (long long)(k->min + f * (AL_MIN(k->max, 1e6) - k->min));
-        if (v == atoll(k->def)) v++;
+        double hi = AL_MIN(k->max, 1e6);
+        long long v = (long long)(k->min + (f - (long)f) * (hi - k->min));
+        if (v == atoll(k->def)) v = v + 1 <= (long long)hi ? v + 1 : v - 1;
         snprintf(buf, n, "%lld", v);
         break;
     }

@@ -61,7 +61,8 @@ derive("good.h5", "ds_pixel300.h5", pixel300)
 # ---- checkpoints (smallcnn)
 derive("good_ckpt.h5", "ck_wrong_format.h5", lambda f: f.attrs.__setitem__("format", "advlab-dataset"))
 derive("good_ckpt.h5", "ck_unknown_arch.h5", lambda f: f["model"].attrs.__setitem__("arch", "resnet9000"))
-derive("good_ckpt.h5", "ck_arch_resnet18.h5", lambda f: f["model"].attrs.__setitem__("arch", "resnet18"))
+derive("good_ckpt.h5", "ck_arch_resnet18.h5", lambda f: (f["model"].attrs.__setitem__("arch", "resnet18"),
+                                                        f["model"].attrs.__setitem__("image_size", 20)))
 derive("good_ckpt.h5", "ck_missing_param.h5", lambda f: f.__delitem__("model/classifier.fc3.bias"))
 derive("good_ckpt.h5", "ck_misshaped.h5",
        lambda f: replace(f, "model/classifier.fc3.weight", np.zeros((10, 100), np.float32)))
