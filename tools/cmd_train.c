@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/base.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/train.h"
@@ -10,15 +11,18 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: advlab train CONFIG.ini [--set section.key=value ...] [--resume CKPT.h5]\n"
+            "                    [--print-config]\n"
             "  Trains per the experiment config; outputs <run.out_dir>/<run.name>/checkpoint.h5\n"
             "  and metrics.jsonl. SIGTERM/SIGINT write a checkpoint and stop (exit 3);\n"
-            "  --resume continues it (bit-identical on the CPU). Config keys:\n\n");
+            "  --resume continues it (bit-identical on the CPU). --print-config validates the\n"
+            "  config and prints it fully resolved (no training). Config keys:\n\n");
     al_config_print_help(f);
 }
 
 int al_cmd_train(int argc, char **argv) {
     const char *path = NULL, *resume = NULL;
-    const char *sets[256];
+    int print_only = 0;
+    const char *sets[256] = {0};
     int n_sets = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -38,6 +42,8 @@ int al_cmd_train(int argc, char **argv) {
             } else {
                 resume = argv[++i];
             }
+        } else if (!strcmp(argv[i], "--print-config")) {
+            print_only = 1;
         } else if (!strncmp(argv[i], "--set=", 6)) {
             sets[n_sets++] = argv[i] + 6;
         } else if (argv[i][0] == '-') {
@@ -52,6 +58,13 @@ int al_cmd_train(int argc, char **argv) {
     }
     al_config cfg;
     if (al_config_from_args(&cfg, path, sets, n_sets) != AL_OK) return 1;
+    if (print_only) {
+        char *ini = NULL;
+        if (al_config_to_ini(&cfg, &ini) != AL_OK) return 1;
+        fputs(ini, stdout);
+        al_free(ini);
+        return 0;
+    }
     al_log_init(0, 1);
     al_train_install_signals();
     al_train_result res;
