@@ -1,17 +1,25 @@
 /* cmd_attack.c: advlab attack / advlab eval -- clean and robust accuracy of a checkpoint on N
  * points of a dataset split, optionally writing the attack output file (formats.md §3).
  * Attack settings are the [eval] config keys (one schema table); every key is also a flag:
- * --eps 0.1 == --set eval.eps=0.1 (tried in sections eval, run, data; '-' -> '_'). */
+ * --eps 0.1 == --set eval.eps=0.1 (tried in sections eval, run, data; '-' -> '_').
+ * AutoAttack and its attacks (--attack autoattack|apgd-ce|apgd-dlr|apgd-t|fab|fab-t|square) run
+ * through attacks/autoattack.h; their extra settings are flags of this verb until the [eval]
+ * schema has rows for them (--version, --attacks, --state, --resume, --state-every, ...). */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
 
+#include "attacks/autoattack.h"
 #include "core/checkpoint.h"
 #include "core/config.h"
 #include "core/evaluate.h"
 #include "core/log.h"
 #include "datasets/h5data.h"
+#include "datasets/sampler.h"
 #include "tools/cli.h"
 
 static void usage(FILE *f, const char *verb) {
@@ -25,7 +33,24 @@ static void usage(FILE *f, const char *verb) {
             "  Numbers accept fractions (--eps 8/255). --save writes the attack output file\n"
             "  (formats.md §3): adversarial images, labels, index, clean/robust flags.\n"
             "  Every [eval], [run] and [data] config key is also a flag (--KEY VALUE); see\n"
-            "  advlab train --help for the full key table.\n",
+            "  advlab train --help for the full key table.\n"
+            "\n"
+            "AutoAttack (Croce & Hein 2020; --norm, --eps, --n, --bs, --seed, --device apply):\n"
+            "  --attack autoattack        the protocol, --version standard (default): APGD-CE,\n"
+            "                             APGD-T (9 targets), FAB-T (9 targets), Square (5000)\n"
+            "  --attack apgd-ce|apgd-dlr|apgd-t|fab|fab-t|square   one attack, standard settings\n"
+            "  --version standard|plus|rand|custom   plus: + APGD-DLR, FAB, 5 restarts;\n"
+            "                             rand: APGD-CE/DLR with EOT 20 (randomized models)\n"
+            "  --attacks a,b,...          custom list (implies --version custom; reference\n"
+            "                             constructor settings: APGD/FAB 5 restarts)\n"
+            "  --state FILE               resumable state (saved atomically at most every\n"
+            "                             --state-every S seconds (60) and after each attack)\n"
+            "  --resume                   continue from --state FILE (same result as one run)\n"
+            "  non-standard overrides (the run is then named *-custom):\n"
+            "  --apgd-iter N  --apgd-restarts R  --n-target-classes T  --eot-iter E\n"
+            "  --fab-iter N  --square-queries Q\n"
+            "  Gradient-masking flags are printed as warnings; the adversarial images are checked\n"
+            "  against the threat model at the end. SIGTERM/SIGINT save the state and exit 3.\n",
             verb);
 }
 
@@ -55,17 +80,301 @@ static int flag_to_key(const char *flag, char *key, size_t n) {
     return 0;
 }
 
+/* ---------------------------------------------------------------- AutoAttack options */
+
+typedef struct aa_opts {
+    int on;                 /* an AutoAttack attack was requested */
+    int single;             /* --attack <one attack> */
+    al_aa_attack one;
+    const char *version, *attacks, *state;
+    int resume;
+    double state_every;
+    int apgd_iter, apgd_restarts, n_targets, eot_iter, fab_iter, square_queries;
+    int overridden;
+} aa_opts;
+
+static int parse_int_flag(const char *verb, const char *flag, const char *v, int lo, int hi,
+                          int *out) {
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (!*v || *end || x < lo || x > hi) {
+        fprintf(stderr, "advlab %s: error: %s %s: expected an integer in [%d, %d]\n", verb, flag, v,
+                lo, hi);
+        return 0;
+    }
+    *out = (int)x;
+    return 1;
+}
+
+/* 1 = consumed (ok), 0 = not an AutoAttack flag, -1 = bad value (message printed). */
+static int aa_flag(const char *verb, const char *a, const char *v, aa_opts *o) {
+    if (!strcmp(a, "--attack")) {
+        if (!strcasecmp(v, "autoattack")) {
+            o->on = 1;
+            o->single = 0;
+            return 1;
+        }
+        al_aa_attack one;
+        if (al_aa_attack_parse(v, &one) == AL_OK) {
+            o->on = 1;
+            o->single = 1;
+            o->one = one;
+            return 1;
+        }
+        al_clear_error();
+        return 0; /* fgsm, pgd, ...: the config key */
+    }
+    if (!strcmp(a, "--version")) {
+        o->version = v;
+        o->on = 1;
+        return 1;
+    }
+    if (!strcmp(a, "--attacks")) {
+        o->attacks = v;
+        o->on = 1;
+        return 1;
+    }
+    if (!strcmp(a, "--state")) {
+        o->state = v;
+        return 1;
+    }
+    if (!strcmp(a, "--state-every")) {
+        char *end;
+        o->state_every = strtod(v, &end);
+        if (!*v || *end || !(o->state_every >= 0) || !isfinite(o->state_every)) {
+            fprintf(stderr, "advlab %s: error: --state-every %s: expected seconds >= 0\n", verb, v);
+            return -1;
+        }
+        return 1;
+    }
+    static const struct {
+        const char *flag;
+        size_t off;
+        int lo, hi;
+    } ints[] = {{"--apgd-iter", offsetof(aa_opts, apgd_iter), 1, 1000000},
+                {"--apgd-restarts", offsetof(aa_opts, apgd_restarts), 1, 1000},
+                {"--n-target-classes", offsetof(aa_opts, n_targets), 1, 100000},
+                {"--eot-iter", offsetof(aa_opts, eot_iter), 1, 100000},
+                {"--fab-iter", offsetof(aa_opts, fab_iter), 1, 1000000},
+                {"--square-queries", offsetof(aa_opts, square_queries), 1, 100000000}};
+    for (size_t i = 0; i < AL_ARRAY_LEN(ints); i++)
+        if (!strcmp(a, ints[i].flag)) {
+            if (!parse_int_flag(verb, a, v, ints[i].lo, ints[i].hi,
+                                (int *)((char *)o + ints[i].off)))
+                return -1;
+            o->overridden = 1;
+            return 1;
+        }
+    return 0;
+}
+
+/* Version and attack list of the flags (usage errors are AL_ERR_VALUE with the reason). */
+static al_status aa_resolve(const aa_opts *o, al_aa_version *ver, al_aa_attack *list, int *n_list) {
+    *ver = AL_AA_STANDARD;
+    *n_list = 0;
+    if (o->version) AL_TRY(al_aa_version_parse(o->version, ver));
+    if (o->attacks) {
+        AL_TRY(al_aa_attack_list_parse(o->attacks, list, n_list));
+        if (o->version && *ver != AL_AA_CUSTOM)
+            return AL_FAIL(AL_ERR_VALUE, "--attacks needs --version custom (got --version %s)",
+                           o->version);
+        *ver = AL_AA_CUSTOM;
+    } else if (*ver == AL_AA_CUSTOM) {
+        return AL_FAIL(AL_ERR_VALUE, "--version custom needs --attacks a,b,...");
+    }
+    if (o->single && (o->version || o->attacks))
+        return AL_FAIL(AL_ERR_VALUE, "--attack %s runs one attack; use --attack autoattack with "
+                                     "--version/--attacks", al_aa_attack_name(o->one));
+    return AL_OK;
+}
+
+static volatile int g_stop;
+static void on_signal(int sig) { g_stop = sig; }
+
+/* Host memory this process may still use: MemAvailable, capped by RLIMIT_AS minus the current
+ * virtual size. 0 = unknown. */
+static size_t host_bytes_available(void) {
+    size_t avail = 0;
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f) {
+        char line[256];
+        unsigned long long kb;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) avail = (size_t)kb * 1024;
+        fclose(f);
+    }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        size_t used = 0;
+        FILE *s = fopen("/proc/self/statm", "r");
+        unsigned long long pages;
+        if (s && fscanf(s, "%llu", &pages) == 1) used = (size_t)pages * 4096;
+        if (s) fclose(s);
+        size_t lim = (size_t)rl.rlim_cur > used ? (size_t)rl.rlim_cur - used : 0;
+        if (!avail || lim < avail) avail = lim;
+    }
+    return avail;
+}
+
+/* Refuse a batch whose memory plan exceeds what the host has, with the numbers. */
+static al_status plan_memory(const al_ctx *ctx, const al_model *m, int bs, size_t attack_bytes,
+                             size_t data_bytes) {
+    const size_t model = al_aa_model_bytes(m, bs);
+    const size_t need = model + attack_bytes + data_bytes;
+    if (ctx->device != AL_DEV_CPU) return AL_OK; /* device allocations report their own OOM */
+    const size_t avail = host_bytes_available();
+    if (avail && need > avail)
+        return AL_FAIL(AL_ERR_OOM,
+                       "--bs %d: the evaluation needs ~%zu bytes (%.2f GiB: model activations for "
+                       "batch %d %zu, attack buffers %zu, images %zu) but only %zu bytes (%.2f "
+                       "GiB) of host memory are available; lower --bs",
+                       bs, need, need / 1073741824.0, bs, model, attack_bytes, data_bytes, avail,
+                       avail / 1073741824.0);
+    return AL_OK;
+}
+
+static al_status setup_model(al_ctx *ctx, al_model *m, int bs) {
+    al_status st = al_model_setup(ctx, m, bs, 1);
+    if (st == AL_ERR_OOM) {
+        char prev[600];
+        snprintf(prev, sizeof prev, "%s", al_errmsg());
+        return AL_FAIL(AL_ERR_OOM,
+                       "--bs %d: model %s activations for the batch (~%zu bytes) do not fit: %s; "
+                       "lower --bs",
+                       bs, m->arch, al_aa_model_bytes(m, bs), prev);
+    }
+    return st;
+}
+
+/* AutoAttack path of run(): data already read (x uint8, y), model set up, checkpoint loaded. */
+static al_status run_autoattack(al_ctx *ctx, al_model *m, const al_config *cfg, const aa_opts *o,
+                                const char *ckpt, const char *save, const char *verb,
+                                const uint8_t *x8, const int32_t *y, const int64_t *index,
+                                int64_t n, int bs, int c, int h, int w) {
+    const size_t d = (size_t)c * h * w;
+    const al_norm norm = cfg->eval.norm == AL_NORM_L2 ? AL_L2 : AL_LINF;
+    const char *norm_name = norm == AL_L2 ? "L2" : "Linf";
+    al_aa_spec s;
+    al_aa_version ver;
+    al_aa_attack list[AL_AA_STATE_MAX_ATTACKS];
+    int n_list = 0;
+    AL_TRY(aa_resolve(o, &ver, list, &n_list));
+    AL_TRY(al_aa_spec_make(&s, ver, norm, cfg->eval.eps, list, n_list));
+    if (o->single) {
+        s.n_attacks = 1;
+        s.attacks[0] = o->one;
+    }
+    if (o->apgd_iter) s.apgd.n_iter = s.apgd_t.n_iter = o->apgd_iter;
+    if (o->apgd_restarts) s.apgd.n_restarts = o->apgd_restarts;
+    if (o->n_targets) s.apgd_t.n_target_classes = s.fab.n_target_classes = o->n_targets;
+    if (o->eot_iter) s.apgd.eot_iter = o->eot_iter;
+    if (o->fab_iter) s.fab.n_iter = o->fab_iter;
+    if (o->square_queries) s.square.n_queries = o->square_queries;
+    s.batch = bs;
+    s.seed = (uint64_t)cfg->run.seed;
+    s.state_path = o->state;
+    s.resume = o->resume;
+    s.state_every_s = o->state_every;
+    s.stop = &g_stop;
+    char key[1024];
+    snprintf(key, sizeof key,
+             "ckpt=%s;data=%s:%s;apgd=%dx%d,eot%d;apgd-t=%dx%dx%d;fab=%dx%dx%d;square=%d,%.3g",
+             ckpt, cfg->data.dataset, cfg->data.test_split, s.apgd.n_iter, s.apgd.n_restarts,
+             s.apgd.eot_iter, s.apgd_t.n_iter, s.apgd_t.n_restarts, s.apgd_t.n_target_classes,
+             s.fab.n_iter, s.fab.n_restarts, s.fab.n_target_classes, s.square.n_queries,
+             (double)s.square.p_init);
+    s.key = key;
+
+    char name[96];
+    if (o->single)
+        snprintf(name, sizeof name, "%s%s", al_aa_attack_name(o->one),
+                 o->overridden ? "-custom" : "");
+    else
+        snprintf(name, sizeof name, "autoattack-%s",
+                 o->overridden ? "custom" : al_aa_version_name(ver));
+    printf("%s: %s on %lld points of %s:/%s (%s, eps %.6g, batch %d)\n", verb, name, (long long)n,
+           cfg->data.dataset, cfg->data.test_split, norm_name, (double)cfg->eval.eps, bs);
+    fflush(stdout);
+
+    al_status st = AL_OK;
+    float *x = al_malloc((size_t)n * d * sizeof(float), "images (float)");
+    float *adv = al_malloc((size_t)n * d * sizeof(float), "adversarial images");
+    uint8_t *clean = al_malloc((size_t)n, "clean flags");
+    uint8_t *robust = al_malloc((size_t)n, "robust flags");
+    if (!x || !adv || !clean || !robust) {
+        st = AL_ERR_OOM;
+        goto done;
+    }
+    for (int64_t s0 = 0; s0 < n; s0 += 4096) {
+        const int nb = (int)AL_MIN((int64_t)4096, n - s0);
+        al_batch_to_float(x8 + (size_t)s0 * d, nb, c, h, w, 0, 0, 0, x + (size_t)s0 * d);
+    }
+    struct sigaction sa, old_term, old_int;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, &old_term);
+    sigaction(SIGINT, &sa, &old_int);
+    al_aa_result r;
+    st = al_autoattack_run(ctx, m, &s, x, y, n, adv, clean, robust, &r);
+    sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGINT, &old_int, NULL);
+    if (st != AL_OK) goto done;
+    printf("clean accuracy:  %.2f%% (%lld/%lld)\n", 100.0 * (double)r.n_clean / (double)n,
+           (long long)r.n_clean, (long long)n);
+    for (int a = 0; a < r.n_done; a++)
+        printf("  after %-9s %.2f%% (total time %.1f s)\n", al_aa_attack_name(s.attacks[a]),
+               100.0 * (double)r.robust_after[a] / (double)n, r.seconds_after[a]);
+    printf("robust accuracy: %.2f%% (%lld/%lld) under %s, %s eps %.6g (%.1f s)\n",
+           100.0 * (double)r.n_robust / (double)n, (long long)r.n_robust, (long long)n, name,
+           norm_name, (double)cfg->eval.eps, r.seconds);
+    /* one line that scripts can grep: "flags: none" or the raised flags */
+    printf("flags:%s%s%s%s%s%s\n",
+           r.flag_randomized || r.flag_softmax || r.flag_n_classes || r.flag_square ||
+                   r.n_zero_grad > 0
+               ? ""
+               : " none",
+           r.flag_randomized ? " randomized" : "", r.flag_softmax ? " softmax-output" : "",
+           r.n_zero_grad > 0 ? " zero-gradient" : "", r.flag_square ? " square-stronger" : "",
+           r.flag_n_classes ? " n-classes" : "");
+    if (save) {
+        al_advfile f = {name, norm_name, cfg->eval.eps, ckpt, cfg->data.dataset,
+                        cfg->data.test_split, n, c, h, w, adv, y, index, clean, robust};
+        AL_CHECK(al_advfile_write(save, &f));
+        printf("saved %s\n", save);
+    }
+    if (!r.valid)
+        st = AL_FAIL(AL_ERR_VALUE,
+                     "autoattack: adversarial images violate the threat model (max %s "
+                     "perturbation %.9g, eps %.9g, %lld non-finite values, range [%g, %g])",
+                     norm_name, r.max_pert, (double)cfg->eval.eps, (long long)r.n_nonfinite,
+                     (double)r.x_min, (double)r.x_max);
+done:
+    al_free(x);
+    al_free(adv);
+    al_free(clean);
+    al_free(robust);
+    return st;
+}
+
 static int run(int argc, char **argv, int is_eval) {
     const char *verb = is_eval ? "eval" : "attack";
     const char *ckpt = NULL, *cfg_path = NULL, *save = NULL;
     static char setbuf[256][320];
     const char *sets[256];
     int n_sets = 0, have_attack = 0;
+    aa_opts ao;
+    memset(&ao, 0, sizeof ao);
+    ao.state_every = 60.0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout, verb);
             return 0;
+        }
+        if (!strcmp(a, "--resume")) { /* the one flag without a value */
+            ao.resume = 1;
+            continue;
         }
         if (a[0] != '-' || a[1] != '-') {
             if (a[0] == '-' || cfg_path) {
@@ -85,6 +394,12 @@ static int run(int argc, char **argv, int is_eval) {
             fprintf(stderr, "advlab %s: error: too many options\n", verb);
             return 2;
         }
+        int r = aa_flag(verb, a, v, &ao);
+        if (r < 0) return 2;
+        if (r > 0) {
+            if (!strcmp(a, "--attack")) have_attack = 1;
+            continue;
+        }
         char key[160];
         if (!strcmp(a, "--ckpt")) {
             ckpt = v;
@@ -97,7 +412,10 @@ static int run(int argc, char **argv, int is_eval) {
             snprintf(setbuf[n_sets], sizeof setbuf[n_sets], "%s=%s", key, v);
             sets[n_sets] = setbuf[n_sets];
             n_sets++;
-            if (!strcmp(key, "eval.attack")) have_attack = 1;
+            if (!strcmp(key, "eval.attack")) {
+                have_attack = 1;
+                ao.on = 0; /* a later --attack pgd wins over an earlier AutoAttack choice */
+            }
         } else {
             fprintf(stderr, "advlab %s: error: unknown option '%s' (see advlab %s --help)\n", verb, a,
                     verb);
@@ -109,9 +427,28 @@ static int run(int argc, char **argv, int is_eval) {
         usage(stderr, verb);
         return 2;
     }
-    if (!is_eval && !have_attack && !cfg_path) {
-        fprintf(stderr, "advlab attack: error: --attack is required (fgsm, pgd, cw; none = clean)\n");
+    if (!is_eval && !have_attack && !cfg_path && !ao.on) {
+        fprintf(stderr, "advlab attack: error: --attack is required (fgsm, pgd, cw, autoattack, "
+                        "apgd-ce, apgd-t, ...; none = clean)\n");
         return 2;
+    }
+    if (!ao.on && (ao.state || ao.resume || ao.overridden)) {
+        fprintf(stderr, "advlab %s: error: --state/--resume/--apgd-iter/... apply to AutoAttack "
+                        "attacks only (--attack autoattack|apgd-ce|...)\n", verb);
+        return 2;
+    }
+    if (ao.resume && !ao.state) {
+        fprintf(stderr, "advlab %s: error: --resume needs --state FILE\n", verb);
+        return 2;
+    }
+    if (ao.on) {
+        al_aa_version v;
+        al_aa_attack l[AL_AA_STATE_MAX_ATTACKS];
+        int nl;
+        if (aa_resolve(&ao, &v, l, &nl) != AL_OK) {
+            fprintf(stderr, "advlab %s: error: %s\n", verb, al_errmsg());
+            return 2;
+        }
     }
     al_config cfg;
     if (al_config_from_args(&cfg, cfg_path, sets, n_sets) != AL_OK) return 1;
@@ -122,6 +459,7 @@ static int run(int argc, char **argv, int is_eval) {
     al_log_init(0, 1);
 
     al_status st = AL_OK;
+    int interrupted = 0;
     al_ctx ctx;
     memset(&ctx, 0, sizeof ctx);
     al_model *m = NULL;
@@ -153,21 +491,44 @@ static int run(int argc, char **argv, int is_eval) {
     if (cfg.data.n_test > 0 && cfg.data.n_test < n) n = cfg.data.n_test;
     if (cfg.eval.n_points > 0 && cfg.eval.n_points < n) n = cfg.eval.n_points;
     int bs = cfg.data.eval_batch_size;
-    AL_CHECK(al_model_setup(&ctx, m, (int)AL_MIN((int64_t)bs, n), 1));
-    AL_CHECK(al_checkpoint_load(&ctx, m, ckpt));
+    const int bs_eff = (int)AL_MIN((int64_t)bs, n);
     size_t d = (size_t)ds.c * ds.h * ds.w;
+    {
+        /* memory plan of the batch before allocating it */
+        size_t attack_bytes, data_bytes;
+        if (ao.on) {
+            al_aa_spec tmp;
+            al_aa_spec_make(&tmp, AL_AA_STANDARD, AL_LINF, 1.0f, NULL, 0);
+            if (ao.apgd_iter) tmp.apgd.n_iter = tmp.apgd_t.n_iter = ao.apgd_iter;
+            attack_bytes = al_aa_workspace_bytes(m, &tmp, bs_eff);
+            data_bytes = (size_t)n * d * (1 + 2 * sizeof(float));
+        } else {
+            attack_bytes = (size_t)bs_eff * d * sizeof(float) * 5; /* PGD workspace + staging */
+            data_bytes = (size_t)n * d * (1 + (save ? sizeof(float) : 0));
+        }
+        AL_CHECK(plan_memory(&ctx, m, bs_eff, attack_bytes, data_bytes));
+    }
+    AL_CHECK(setup_model(&ctx, m, bs_eff));
+    AL_CHECK(al_checkpoint_load(&ctx, m, ckpt));
     x = al_malloc((size_t)n * d, "images");
     y = al_malloc((size_t)n * sizeof(int32_t), "labels");
     clean = al_malloc((size_t)n, "flags");
     robust = al_malloc((size_t)n, "flags");
     index = al_malloc((size_t)n * sizeof(int64_t), "index");
-    if (save) adv = al_malloc((size_t)n * d * sizeof(float), "adversarial images");
-    if (!x || !y || !clean || !robust || !index || (save && !adv)) {
+    if (save && !ao.on) adv = al_malloc((size_t)n * d * sizeof(float), "adversarial images");
+    if (!x || !y || !clean || !robust || !index || (save && !ao.on && !adv)) {
         st = AL_ERR_OOM;
         goto done;
     }
     AL_CHECK(al_dataset_read(&ds, 0, n, x, y));
     for (int64_t i = 0; i < n; i++) index[i] = i;
+
+    if (ao.on) {
+        st = run_autoattack(&ctx, m, &cfg, &ao, ckpt, save, verb, x, y, index, n, bs_eff, ds.c,
+                            ds.h, ds.w);
+        interrupted = st == AL_ERR_INTERRUPTED;
+        goto done;
+    }
 
     al_attack_spec spec;
     int none = 0;
@@ -214,6 +575,7 @@ done:
     al_free(robust);
     al_free(index);
     al_free(adv);
+    if (interrupted) return 3; /* state saved; main prints the message */
     return st == AL_OK ? 0 : 1;
 }
 
