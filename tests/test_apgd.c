@@ -587,6 +587,39 @@ static int case_masking_flags(void) {
     return 0;
 }
 
+/* EOT: on a deterministic model the mean of identical gradients is exact (g + g = 2g, / 2), so
+ * eot_iter 2 must reproduce eot_iter 1 bit for bit; on a randomized model (dropout on) the
+ * attack still keeps every invariant. */
+static int case_eot(void) {
+    fixture f;
+    if (fixture_init(&f)) return 1;
+    al_apgd_spec s = al_apgd_spec_default(AL_APGD_DLR, AL_LINF, 0.01f);
+    s.n_iter = 8;
+    int n1, n2;
+    AL_EXPECT(al_apgd_run(&f.ctx, f.m, &s, NULL, f.x, f.y, NB, 4, 2, g_xa, g_sa, &n1, NULL) ==
+                  AL_OK,
+              "%s", al_errmsg());
+    s.eot_iter = 2;
+    AL_EXPECT(al_apgd_run(&f.ctx, f.m, &s, NULL, f.x, f.y, NB, 4, 2, g_xb, g_sb, &n2, NULL) ==
+                  AL_OK,
+              "%s", al_errmsg());
+    AL_EXPECT(!memcmp(g_xa, g_xb, sizeof g_xa) && n1 == n2, "EOT 2 on a deterministic model "
+                                                             "differs from EOT 1");
+    al_model *dm = dropout_model(&f.ctx, NB);
+    AL_EXPECT(dm, "dropout model: %s", al_errmsg());
+    s.loss = AL_APGD_CE;
+    s.eot_iter = 4;
+    s.fwd.train = 1; /* dropout on in every attack pass: a randomized model */
+    int ns;
+    AL_EXPECT(al_apgd_run(&f.ctx, dm, &s, NULL, f.x, f.y, NB, 4, 2, g_xa, g_sa, &ns, NULL) ==
+                  AL_OK,
+              "%s", al_errmsg());
+    if (check_ball("apgd-ce eot 4 (dropout on)", AL_LINF, s.eps, f.x, g_xa, NB)) return 1;
+    al_model_destroy(&f.ctx, dm);
+    fixture_fini(&f);
+    return 0;
+}
+
 /* ---------------------------------------------------------------- errors */
 
 static int case_oom_and_bad_spec(void) {
@@ -640,6 +673,7 @@ int main(int argc, char **argv) {
         {"schedule_run_determinism", case_schedule_run_determinism},
         {"vs_pgd", case_vs_pgd},
         {"masking_flags", case_masking_flags},
+        {"eot", case_eot},
         {"oom_and_bad_spec", case_oom_and_bad_spec},
     };
     return al_run_cases(cases, (int)AL_ARRAY_LEN(cases), argc, argv);
