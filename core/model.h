@@ -134,6 +134,12 @@ typedef struct al_model {
     int num_classes, in_c, in_h, in_w;
     float mean[4], std[4];    /* input normalisation (C <= 4); 0/1 when absent */
     int n_branches;           /* BN branches (1 = plain) */
+    /* BN branch of evaluation forwards (al_model_forward_eval): 0 = main (default), b > 0 a
+     * fixed branch ([multibn] test_branch), -1 = the learned per-example selector of
+     * core/ops/bn_gate.h (only on a model with the gate attached). Attacks that build their own
+     * al_fwd_opts must pass the same branch (spec.fwd.bn_branch); set it before a forward and
+     * keep it unchanged until that forward's backward. */
+    int eval_branch;
 
     al_node *nodes;
     int n_nodes, cap_nodes;
@@ -259,7 +265,8 @@ al_status al_model_backward_seeds(al_ctx *ctx, al_model *m, int slot, const al_b
  * opts; returns logits pointer in *logits. */
 static inline al_status al_model_forward_eval(al_ctx *ctx, al_model *m, const float *x, int n,
                                               int slot) {
-    al_fwd_opts o = {slot, 0, 0, 0, 0, NULL};
+    /* eval_branch -1 (the gate) runs as branch 0: gated BN nodes then route per example */
+    al_fwd_opts o = {slot, 0, 0, m->eval_branch > 0 ? m->eval_branch : 0, 0, NULL};
     return al_model_forward(ctx, m, x, n, &o);
 }
 
