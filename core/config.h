@@ -72,7 +72,13 @@ typedef struct al_cfg_flist {
 #define AL_CFG_E_RINIT_EVAL(V)                                                                     \
     V(AL_RINIT_UNIFORM, "uniform") V(AL_RINIT_NORMAL, "normal_0.001") V(AL_RINIT_NONE, "none")
 #define AL_CFG_E_EVAL_ATTACK(V)                                                                    \
-    V(AL_EVAL_NONE, "none") V(AL_EVAL_FGSM, "fgsm") V(AL_EVAL_PGD, "pgd") V(AL_EVAL_CW, "cw")
+    V(AL_EVAL_NONE, "none") V(AL_EVAL_FGSM, "fgsm") V(AL_EVAL_PGD, "pgd") V(AL_EVAL_CW, "cw")      \
+    V(AL_EVAL_APGD_CE, "apgd-ce") V(AL_EVAL_APGD_DLR, "apgd-dlr") V(AL_EVAL_APGD_T, "apgd-t")     \
+    V(AL_EVAL_FAB, "fab") V(AL_EVAL_FAB_T, "fab-t") V(AL_EVAL_SQUARE, "square")                    \
+    V(AL_EVAL_AUTOATTACK, "autoattack")
+#define AL_CFG_E_AA_VERSION(V)                                                                     \
+    V(AL_AAV_STANDARD, "standard") V(AL_AAV_PLUS, "plus") V(AL_AAV_RAND, "rand")                  \
+    V(AL_AAV_CUSTOM, "custom")
 #define AL_CFG_E_ANCRA_STRATEGY(V)                                                                 \
     V(AL_ANCRA_RANDOM, "random") V(AL_ANCRA_RANDOM_ADV, "random_adv") V(AL_ANCRA_HARD, "hard")     \
     V(AL_ANCRA_HARD_ADV, "hard_adv") V(AL_ANCRA_SOFT, "soft") V(AL_ANCRA_SOFT_ADV, "soft_adv")     \
@@ -96,6 +102,7 @@ typedef enum al_cfg_norm { AL_CFG_E_NORM(AL_CFG_ENUM_CONST_) } al_cfg_norm;
 typedef enum al_rand_init { AL_CFG_E_RINIT(AL_CFG_ENUM_CONST_) } al_rand_init;
 /* cw = PGD on the CW margin loss (same as pgd with eval.loss = cw). */
 typedef enum al_eval_attack { AL_CFG_E_EVAL_ATTACK(AL_CFG_ENUM_CONST_) } al_eval_attack;
+typedef enum al_aa_version_cfg { AL_CFG_E_AA_VERSION(AL_CFG_ENUM_CONST_) } al_aa_version_cfg;
 typedef enum al_attack_loss { AL_CFG_E_LOSS(AL_CFG_ENUM_CONST_) } al_attack_loss;
 typedef enum al_ancra_strategy { AL_CFG_E_ANCRA_STRATEGY(AL_CFG_ENUM_CONST_) } al_ancra_strategy;
 typedef enum al_ancra_mask { AL_CFG_E_ANCRA_MASK(AL_CFG_ENUM_CONST_) } al_ancra_mask;
@@ -113,6 +120,7 @@ typedef enum al_ms_backward { AL_CFG_E_MS_BACKWARD(AL_CFG_ENUM_CONST_) } al_ms_b
 #define AL_CFG_ETYPE_RINIT al_rand_init
 #define AL_CFG_ETYPE_RINIT_EVAL al_rand_init
 #define AL_CFG_ETYPE_EVAL_ATTACK al_eval_attack
+#define AL_CFG_ETYPE_AA_VERSION al_aa_version_cfg
 #define AL_CFG_ETYPE_LOSS al_attack_loss
 #define AL_CFG_ETYPE_ANCRA_STRATEGY al_ancra_strategy
 #define AL_CFG_ETYPE_ANCRA_MASK al_ancra_mask
@@ -121,7 +129,7 @@ typedef enum al_ms_backward { AL_CFG_E_MS_BACKWARD(AL_CFG_ENUM_CONST_) } al_ms_b
 /* Every enum list, for config.c's string tables. */
 #define AL_CFG_ENUMS(L)                                                                            \
     L(DEVICE) L(PRECISION) L(AUGMENT) L(METHOD) L(SCHEDULE) L(BN_MODE) L(NORM) L(RINIT)            \
-    L(RINIT_EVAL) L(EVAL_ATTACK) L(LOSS) L(ANCRA_STRATEGY) L(ANCRA_MASK) L(DRSL_VARIANT) L(MS_BACKWARD)
+    L(RINIT_EVAL) L(EVAL_ATTACK) L(LOSS) L(ANCRA_STRATEGY) L(ANCRA_MASK) L(DRSL_VARIANT) L(MS_BACKWARD) L(AA_VERSION)
 
 /* ======================================================================================
  * THE SCHEMA. Row: X(S, key, TYPE, ENUM-LIST|NONE, "default (config syntax)", min, max, help)
@@ -242,7 +250,21 @@ typedef enum al_ms_backward { AL_CFG_E_MS_BACKWARD(AL_CFG_ENUM_CONST_) } al_ms_b
     X(S, n_points, INT64, NONE, "0", 0, 1e12,                                                      \
       "attack the first n test points (after data.n_test); 0 = all")                               \
     X(S, loss, ENUM, LOSS, "ce", 0, 0, "loss ascended: ce or cw (margin); attack = cw => cw")      \
-    X(S, targeted, BOOL, NONE, "0", 0, 0, "targeted attack (descend towards a target class)")
+    X(S, targeted, BOOL, NONE, "0", 0, 0, "targeted attack (descend towards a target class)") \
+    X(S, version, ENUM, AA_VERSION, "standard", 0, 0,                                          \
+      "AutoAttack version: standard (apgd-ce, apgd-t, fab-t, square), plus, rand (EOT 20), "   \
+      "custom (eval.attacks)")                                                                 \
+    X(S, attacks, STR, NONE, "", 0, 0,                                                         \
+      "AutoAttack custom list: apgd-ce, apgd-dlr, apgd-t, fab, fab-t, square (comma-separated)") \
+    X(S, state_path, STR, NONE, "", 0, 0, "AutoAttack resumable state file; empty = none")     \
+    X(S, state_every, DOUBLE, NONE, "60", 0, 1e9, "seconds between state saves inside an attack") \
+    X(S, apgd_iter, INT, NONE, "100", 1, 1000000, "APGD iterations per run")                   \
+    X(S, apgd_restarts, INT, NONE, "0", 0, 1000,                                               \
+      "APGD-CE/DLR restarts; 0 = per version (standard 1, plus 5)")                            \
+    X(S, n_target_classes, INT, NONE, "9", 1, 100000, "APGD-T / FAB-T target classes")         \
+    X(S, eot_iter, INT, NONE, "0", 0, 100000, "EOT passes; 0 = per version (rand 20, else 1)") \
+    X(S, fab_iter, INT, NONE, "100", 1, 1000000, "FAB iterations")                             \
+    X(S, square_queries, INT, NONE, "5000", 1, 100000000, "Square queries")
 
 /* Per-method sections, one file each (owned by the method's implementation). */
 #include "core/methods/cfg_ancra.h"

@@ -22,6 +22,11 @@ al_status al_eval_spec_from_config(const al_config *cfg, al_attack_spec *spec, i
     const al_cfg_eval *e = &cfg->eval;
     *none = e->attack == AL_EVAL_NONE;
     if (*none) return AL_OK;
+    if (e->attack != AL_EVAL_FGSM && e->attack != AL_EVAL_PGD && e->attack != AL_EVAL_CW)
+        return AL_FAIL(AL_ERR_UNSUPPORTED,
+                       "config: eval.attack = %s is an AutoAttack-family attack: run it with advlab "
+                       "attack (training-time evaluation runs fgsm, pgd or cw)",
+                       al_config_enum_name("eval.attack", (int)e->attack));
     al_attack_type type = e->attack == AL_EVAL_FGSM ? AL_ATTACK_FGSM : AL_ATTACK_PGD;
     *spec = al_attack_spec_make(type, (al_norm)e->norm, e->eps, e->alpha, e->steps);
     spec->restarts = e->restarts;

@@ -156,7 +156,7 @@ static const err_case k_errors[] = {
     {"--set train.methd=pgd_at", AL_ERR_CONFIG,
      "--set: unknown key train.methd (did you mean train.method?)"},
     {"--set eval.attack=apgd", AL_ERR_VALUE,
-     "--set: eval.attack = apgd: must be one of none|fgsm|pgd|cw"},
+     "--set: eval.attack = apgd: must be one of none|fgsm|pgd|cw|apgd-ce|apgd-dlr|apgd-t|fab|fab-t|square|autoattack"},
     {"--set run.name=a ;b", AL_ERR_VALUE,
      "--set: run.name = a ;b: contains ' ;', which an INI file reads as a comment"},
     {"--set data.batch_size= 64 x", AL_ERR_VALUE,
