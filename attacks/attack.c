@@ -2,8 +2,8 @@
  * Twin: none needed for the driver itself: every per-step operation is a dispatcher (model
  * forward / backward-to-input, losses/, al_pgd_step -> cuda/attack_pgd_step.cu). Per-point
  * bookkeeping (restart selection, success) touches N values on the host; the random start is
- * drawn on the host from the AL_HOSTDEV element functions of attack.h (on CUDA: staged through
- * ws->h_x; TODO(#attack-start-kernel): a kernel using the same functions removes the copies).
+ * drawn from the AL_HOSTDEV element functions of attack.h: in place on the CPU, by
+ * cuda/attack_start.cu (the same functions, the same Philox indices) on CUDA.
  * Shapes: x, x_adv, ws->x_cur, ws->grad (N, d) with d = C*H*W; logits (N, K).
  *
  * Per restart r: x_cur = start(x, r); repeat `steps`: forward, objective gradient, backward to
@@ -183,7 +183,7 @@ static al_status start_point(al_ctx *ctx, const al_attack_spec *s, al_attack_ws 
 #endif
     AL_TRY(al_copy_dev(ctx, ws->x_cur, x, nd * sizeof(float)));
     if (s->init == AL_ATTACK_INIT_NONE) return AL_OK;
-    /* Drawn on the host: in place on CPU, staged through ws->h_x on CUDA. */
+    /* CPU: drawn in place (CUDA returned above; h_x staging only if a build lacks the kernel). */
     float *h = ctx->device == AL_DEV_CPU ? ws->x_cur : ws->h_x;
     if (h != ws->x_cur) AL_TRY(al_copy_to_host(ctx, h, x, nd * sizeof(float)));
     if (s->init == AL_ATTACK_INIT_NORMAL) {

@@ -1,5 +1,5 @@
-/* cw.c: Carlini-Wagner margin loss, CPU reference + dispatcher. No CUDA twin yet (the dispatcher
- * returns AL_ERR_UNSUPPORTED on AL_DEV_CUDA). Shapes: logits (N, K), labels (N).
+/* cw.c: Carlini-Wagner margin loss, CPU reference + dispatcher. CUDA twin:
+ * cuda/loss_cw.cu. Shapes: logits (N, K), labels (N).
  * Ascent form: positive margin <=> attack success, so untargeted and targeted attacks both
  * ascend it. Write mode: per_sample =, dlogits = . */
 #include "losses/loss.h"

@@ -1,7 +1,7 @@
 /* mart.c: MART loss (Wang et al., ICLR 2020), CPU reference + dispatcher.
  * Reference: YisenWang/MART mart.py @2d83e17 (methods.md 6.3), followed term by term, including
- * its +1e-12 inside both logs and the fact that nothing is detached. No CUDA twin yet (the
- * dispatcher returns AL_ERR_UNSUPPORTED on AL_DEV_CUDA). Shapes: logits (N, K), labels (N).
+ * its +1e-12 inside both logs and the fact that nothing is detached. CUDA twin:
+ * cuda/loss_mart.cu. Shapes: logits (N, K), labels (N).
  * Write mode: dlogits_nat =, dlogits_adv =.
  *
  * Per example (p = softmax(z_nat), q = softmax(z_adv), y2 = argmax_{j != y} q_j, a constant):

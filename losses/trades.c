@@ -1,6 +1,6 @@
 /* trades.c: TRADES training loss and attack objective, CPU reference + dispatchers.
- * Reference: yaodongyu/TRADES trades.py @6e8e11b (see methods.md 6.2). No CUDA twin yet (the
- * dispatchers return AL_ERR_UNSUPPORTED on AL_DEV_CUDA). Shapes: logits (N, K), labels (N).
+ * Reference: yaodongyu/TRADES trades.py @6e8e11b (see methods.md 6.2). CUDA twin:
+ * cuda/loss_trades.cu (same per-row double expressions). Shapes: logits (N, K), labels (N).
  * Write mode: every gradient and per_sample output is '='.
  *
  * Gradients in logit space (p = softmax(z_kl), q = softmax(z_adv), lp/lq their logs):
