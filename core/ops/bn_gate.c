@@ -281,6 +281,15 @@ int al_bn_gate_logits_buf(const al_model *m) {
     return i < 0 ? -1 : m->nodes[i].in0;
 }
 
+int al_bn_gate_mode(const al_model *m) {
+    int i = gate_softmax_node(m);
+    return i < 0 ? 0 : 1 + (m->nodes[i].iparam[0] != 0);
+}
+
+int al_bn_gate_is_bn_node(const al_node *nd) {
+    return nd->kind == AL_NODE_BN || (nd->kind == AL_NODE_CUSTOM && nd->ops == &g_gbn_ops);
+}
+
 void al_bn_gate_set_hard(al_model *m, int hard) {
     int i = gate_softmax_node(m);
     AL_ASSERT(i >= 0, "model %s has no BN gate", m->arch);

@@ -39,6 +39,10 @@ int al_bn_gate_present(const al_model *m);
 int al_bn_gate_logits_buf(const al_model *m);
 /* Switch soft/hard routing (between forwards). */
 void al_bn_gate_set_hard(al_model *m, int hard);
+/* 0 = no gate, 1 = soft routing, 2 = hard routing (what a checkpoint records to rebuild it). */
+int al_bn_gate_mode(const al_model *m);
+/* 1 for a BN node, built-in or gated (num_batches_tracked per branch, running statistics). */
+int al_bn_gate_is_bn_node(const al_node *nd);
 
 /* Method glue (implemented in core/methods/multibn.c): everything the [multibn] config asks of
  * the model before al_model_setup (attach the gate for train.method = multibn with
