@@ -2,9 +2,15 @@
  * points of a dataset split, optionally writing the attack output file (formats.md §3).
  * Attack settings are the [eval] config keys (one schema table); every key is also a flag:
  * --eps 0.1 == --set eval.eps=0.1 (tried in sections eval, run, data; '-' -> '_').
- * AutoAttack and its attacks (--attack autoattack|apgd-ce|apgd-dlr|apgd-t|fab|fab-t|square) run
- * through attacks/autoattack.h; their extra settings are flags of this verb until the [eval]
- * schema has rows for them (--version, --attacks, --state, --resume, --state-every, ...). */
+ * AutoAttack and its attacks (eval.attack = autoattack|apgd-ce|apgd-dlr|apgd-t|fab|fab-t|square)
+ * run through attacks/autoattack.h; their settings are [eval] rows too (version, attacks,
+ * state_path, state_every, apgd_iter, apgd_restarts, n_target_classes, eot_iter, fab_iter,
+ * square_queries), so an INI file, --set eval.version=plus and the flags (--version plus,
+ * --attacks, --state = eval.state_path, --apgd-iter, ...) all set the same row; the resolved
+ * rows are printed ("settings: eval.version=standard ..."). --resume is a flag only (an action,
+ * not a setting). Flag conveniences kept from before the rows existed: --version/--attacks on
+ * the command line without an attack there select eval.attack = autoattack; --attacks without
+ * --version selects eval.version = custom. */
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -35,20 +41,28 @@ static void usage(FILE *f, const char *verb) {
             "  Every [eval], [run] and [data] config key is also a flag (--KEY VALUE); see\n"
             "  advlab train --help for the full key table.\n"
             "\n"
-            "AutoAttack (Croce & Hein 2020; --norm, --eps, --n, --bs, --seed, --device apply):\n"
-            "  --attack autoattack        the protocol, --version standard (default): APGD-CE,\n"
-            "                             APGD-T (9 targets), FAB-T (9 targets), Square (5000)\n"
+            "AutoAttack (Croce & Hein 2020; --norm, --eps, --n, --bs, --seed, --device apply).\n"
+            "Each setting is an [eval] config row; the flag is its alias (INI file, --set\n"
+            "eval.KEY=V and --KEY V are the same). The resolved rows are printed as 'settings:'.\n"
+            "  --attack autoattack        eval.attack: the protocol, --version standard (default):\n"
+            "                             APGD-CE, APGD-T (9 targets), FAB-T (9 targets), Square\n"
             "  --attack apgd-ce|apgd-dlr|apgd-t|fab|fab-t|square   one attack, standard settings\n"
-            "  --version standard|plus|rand|custom   plus: + APGD-DLR, FAB, 5 restarts;\n"
-            "                             rand: APGD-CE/DLR with EOT 20 (randomized models)\n"
-            "  --attacks a,b,...          custom list (implies --version custom; reference\n"
+            "  --version standard|plus|rand|custom   eval.version. plus: + APGD-DLR, FAB, 5\n"
+            "                             restarts; rand: APGD-CE/DLR with EOT 20 (randomized\n"
+            "                             models); without --attack it selects --attack autoattack\n"
+            "  --attacks a,b,...          eval.attacks: the custom list (needs eval.version =\n"
+            "                             custom, which --attacks alone implies; reference\n"
             "                             constructor settings: APGD/FAB 5 restarts)\n"
-            "  --state FILE               resumable state (saved atomically at most every\n"
-            "                             --state-every S seconds (60) and after each attack)\n"
-            "  --resume                   continue from --state FILE (same result as one run)\n"
-            "  non-standard overrides (the run is then named *-custom):\n"
-            "  --apgd-iter N  --apgd-restarts R  --n-target-classes T  --eot-iter E\n"
-            "  --fab-iter N  --square-queries Q\n"
+            "  --state FILE               eval.state_path: resumable state (saved atomically at\n"
+            "                             most every --state-every S seconds (eval.state_every,\n"
+            "                             60) and after each attack)\n"
+            "  --resume                   continue from the state file (same result as one run);\n"
+            "                             a flag only, not a config row\n"
+            "  non-standard budgets (the run is then named *-custom):\n"
+            "  --apgd-iter N (eval.apgd_iter, 100)  --apgd-restarts R (eval.apgd_restarts, 0 =\n"
+            "  per version)  --n-target-classes T (eval.n_target_classes, 9)  --eot-iter E\n"
+            "  (eval.eot_iter, 0 = per version)  --fab-iter N (eval.fab_iter, 100)\n"
+            "  --square-queries Q (eval.square_queries, 5000)\n"
             "  Gradient-masking flags are printed as warnings; the adversarial images are checked\n"
             "  against the threat model at the end. SIGTERM/SIGINT save the state and exit 3.\n",
             verb);
@@ -58,7 +72,8 @@ static void usage(FILE *f, const char *verb) {
 static int flag_to_key(const char *flag, char *key, size_t n) {
     static const char *alias[][2] = {{"n", "eval.n_points"},         {"bs", "data.eval_batch_size"},
                                      {"split", "data.test_split"},   {"data", "data.dataset"},
-                                     {"attack", "eval.attack"},      {NULL, NULL}};
+                                     {"attack", "eval.attack"},      {"state", "eval.state_path"},
+                                     {NULL, NULL}};
     for (int i = 0; alias[i][0]; i++)
         if (!strcmp(flag, alias[i][0])) {
             snprintf(key, n, "%s", alias[i][1]);
@@ -80,112 +95,129 @@ static int flag_to_key(const char *flag, char *key, size_t n) {
     return 0;
 }
 
-/* ---------------------------------------------------------------- AutoAttack options */
+/* ---------------------------------------------------------------- AutoAttack settings */
 
-typedef struct aa_opts {
-    int on;                 /* an AutoAttack attack was requested */
-    int single;             /* --attack <one attack> */
+/* The [eval] rows that only the AutoAttack attacks read, with their flags (for messages). */
+static const char *const k_aa_rows[][2] = {
+    {"eval.version", "--version"},         {"eval.attacks", "--attacks"},
+    {"eval.state_path", "--state"},        {"eval.state_every", "--state-every"},
+    {"eval.apgd_iter", "--apgd-iter"},     {"eval.apgd_restarts", "--apgd-restarts"},
+    {"eval.n_target_classes", "--n-target-classes"}, {"eval.eot_iter", "--eot-iter"},
+    {"eval.fab_iter", "--fab-iter"},       {"eval.square_queries", "--square-queries"}};
+
+/* What the command line (flags and --set, not the INI file) set: the flag conveniences and the
+ * "applies to AutoAttack only" check need it. */
+typedef struct cmdline_keys {
+    int attack, version, attacks;
+    int aa_row; /* index + 1 into k_aa_rows of the first AutoAttack-only row given */
+} cmdline_keys;
+
+static void note_key(cmdline_keys *k, const char *assignment) {
+    char key[160];
+    const char *eq = strchr(assignment, '=');
+    size_t n = eq ? (size_t)(eq - assignment) : strlen(assignment);
+    while (n && (assignment[n - 1] == ' ' || assignment[n - 1] == '\t')) n--;
+    while (n && (*assignment == ' ' || *assignment == '\t')) assignment++, n--;
+    if (n >= sizeof key) return;
+    memcpy(key, assignment, n);
+    key[n] = 0;
+    if (!strcmp(key, "eval.attack")) k->attack = 1;
+    if (!strcmp(key, "eval.version")) k->version = 1;
+    if (!strcmp(key, "eval.attacks")) k->attacks = 1;
+    for (size_t i = 0; i < AL_ARRAY_LEN(k_aa_rows); i++)
+        if (!k->aa_row && !strcmp(key, k_aa_rows[i][0])) k->aa_row = (int)i + 1;
+}
+
+/* The AutoAttack run the resolved [eval] rows describe. */
+typedef struct aa_plan {
+    int on;           /* eval.attack is an AutoAttack attack */
+    int single;       /* one attack (eval.attack = apgd-ce, ...) rather than the protocol */
     al_aa_attack one;
-    const char *version, *attacks, *state;
-    int resume;
-    double state_every;
-    int apgd_iter, apgd_restarts, n_targets, eot_iter, fab_iter, square_queries;
-    int overridden;
-} aa_opts;
+    al_aa_version ver;
+    int overridden;   /* a budget differs from the version's: the run is named *-custom */
+    al_aa_spec spec;  /* attacks and per-attack settings (batch, seed, state: set by the caller) */
+} aa_plan;
 
-static int parse_int_flag(const char *verb, const char *flag, const char *v, int lo, int hi,
-                          int *out) {
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (!*v || *end || x < lo || x > hi) {
-        fprintf(stderr, "advlab %s: error: %s %s: expected an integer in [%d, %d]\n", verb, flag, v,
-                lo, hi);
-        return 0;
-    }
-    *out = (int)x;
-    return 1;
-}
-
-/* 1 = consumed (ok), 0 = not an AutoAttack flag, -1 = bad value (message printed). */
-static int aa_flag(const char *verb, const char *a, const char *v, aa_opts *o) {
-    if (!strcmp(a, "--attack")) {
-        if (!strcasecmp(v, "autoattack")) {
-            o->on = 1;
-            o->single = 0;
-            return 1;
-        }
-        al_aa_attack one;
-        if (al_aa_attack_parse(v, &one) == AL_OK) {
-            o->on = 1;
-            o->single = 1;
-            o->one = one;
-            return 1;
-        }
+/* Resolve eval.attack/version/attacks and the budgets into p (norm and eps from [eval]).
+ * Usage errors are AL_ERR_VALUE naming the rows and their flags. Writes the resolved values
+ * back into cfg: eval.apgd_restarts and eval.eot_iter (0 = per version) become the numbers
+ * used, so the printed rows are the ones that ran. */
+static al_status aa_plan_make(al_config *cfg, aa_plan *p) {
+    memset(p, 0, sizeof *p);
+    al_cfg_eval *e = &cfg->eval;
+    const char *attack = al_config_enum_name("eval.attack", (int)e->attack);
+    if (e->attack == AL_EVAL_AUTOATTACK) {
+        p->on = 1;
+    } else if (al_aa_attack_parse(attack, &p->one) == AL_OK) {
+        p->on = p->single = 1;
+    } else {
         al_clear_error();
-        return 0; /* fgsm, pgd, ...: the config key */
+        return AL_OK; /* none, fgsm, pgd, cw */
     }
-    if (!strcmp(a, "--version")) {
-        o->version = v;
-        o->on = 1;
-        return 1;
+    AL_TRY(al_aa_version_parse(al_config_enum_name("eval.version", (int)e->version), &p->ver));
+    const char *vname = al_aa_version_name(p->ver);
+    al_aa_attack list[AL_AA_STATE_MAX_ATTACKS];
+    int n_list = 0;
+    if (e->attacks[0]) {
+        AL_TRY(al_aa_attack_list_parse(e->attacks, list, &n_list));
+        if (p->ver != AL_AA_CUSTOM)
+            return AL_FAIL(AL_ERR_VALUE,
+                           "eval.attacks = %s (--attacks) is the custom list: it needs "
+                           "eval.version = custom (--version custom), got %s",
+                           e->attacks, vname);
+    } else if (p->ver == AL_AA_CUSTOM) {
+        return AL_FAIL(AL_ERR_VALUE, "eval.version = custom (--version custom) needs eval.attacks "
+                                     "= a,b,... (--attacks)");
     }
-    if (!strcmp(a, "--attacks")) {
-        o->attacks = v;
-        o->on = 1;
-        return 1;
+    if (p->single && (p->ver != AL_AA_STANDARD || n_list))
+        return AL_FAIL(AL_ERR_VALUE,
+                       "eval.attack = %s runs one attack; eval.version/eval.attacks (--version/"
+                       "--attacks) apply to eval.attack = autoattack",
+                       attack);
+    al_aa_spec base;
+    const al_norm norm = e->norm == AL_NORM_L2 ? AL_L2 : AL_LINF;
+    AL_TRY(al_aa_spec_make(&base, p->ver, norm, e->eps, list, n_list));
+    al_aa_spec s = base;
+    if (p->single) {
+        s.n_attacks = 1;
+        s.attacks[0] = p->one;
     }
-    if (!strcmp(a, "--state")) {
-        o->state = v;
-        return 1;
-    }
-    if (!strcmp(a, "--state-every")) {
-        char *end;
-        o->state_every = strtod(v, &end);
-        if (!*v || *end || !(o->state_every >= 0) || !isfinite(o->state_every)) {
-            fprintf(stderr, "advlab %s: error: --state-every %s: expected seconds >= 0\n", verb, v);
-            return -1;
-        }
-        return 1;
-    }
-    static const struct {
-        const char *flag;
-        size_t off;
-        int lo, hi;
-    } ints[] = {{"--apgd-iter", offsetof(aa_opts, apgd_iter), 1, 1000000},
-                {"--apgd-restarts", offsetof(aa_opts, apgd_restarts), 1, 1000},
-                {"--n-target-classes", offsetof(aa_opts, n_targets), 1, 100000},
-                {"--eot-iter", offsetof(aa_opts, eot_iter), 1, 100000},
-                {"--fab-iter", offsetof(aa_opts, fab_iter), 1, 1000000},
-                {"--square-queries", offsetof(aa_opts, square_queries), 1, 100000000}};
-    for (size_t i = 0; i < AL_ARRAY_LEN(ints); i++)
-        if (!strcmp(a, ints[i].flag)) {
-            if (!parse_int_flag(verb, a, v, ints[i].lo, ints[i].hi,
-                                (int *)((char *)o + ints[i].off)))
-                return -1;
-            o->overridden = 1;
-            return 1;
-        }
-    return 0;
+    s.apgd.n_iter = s.apgd_t.n_iter = e->apgd_iter;
+    if (e->apgd_restarts > 0) s.apgd.n_restarts = e->apgd_restarts;
+    s.apgd_t.n_target_classes = s.fab.n_target_classes = e->n_target_classes;
+    if (e->eot_iter > 0) s.apgd.eot_iter = e->eot_iter;
+    s.fab.n_iter = e->fab_iter;
+    s.square.n_queries = e->square_queries;
+    p->overridden = s.apgd.n_iter != base.apgd.n_iter || s.apgd_t.n_iter != base.apgd_t.n_iter ||
+                    s.apgd.n_restarts != base.apgd.n_restarts ||
+                    s.apgd_t.n_target_classes != base.apgd_t.n_target_classes ||
+                    s.fab.n_target_classes != base.fab.n_target_classes ||
+                    s.apgd.eot_iter != base.apgd.eot_iter || s.fab.n_iter != base.fab.n_iter ||
+                    s.square.n_queries != base.square.n_queries;
+    e->apgd_restarts = s.apgd.n_restarts;
+    e->eot_iter = s.apgd.eot_iter;
+    p->spec = s;
+    return AL_OK;
 }
 
-/* Version and attack list of the flags (usage errors are AL_ERR_VALUE with the reason). */
-static al_status aa_resolve(const aa_opts *o, al_aa_version *ver, al_aa_attack *list, int *n_list) {
-    *ver = AL_AA_STANDARD;
-    *n_list = 0;
-    if (o->version) AL_TRY(al_aa_version_parse(o->version, ver));
-    if (o->attacks) {
-        AL_TRY(al_aa_attack_list_parse(o->attacks, list, n_list));
-        if (o->version && *ver != AL_AA_CUSTOM)
-            return AL_FAIL(AL_ERR_VALUE, "--attacks needs --version custom (got --version %s)",
-                           o->version);
-        *ver = AL_AA_CUSTOM;
-    } else if (*ver == AL_AA_CUSTOM) {
-        return AL_FAIL(AL_ERR_VALUE, "--version custom needs --attacks a,b,...");
+/* "settings: eval.attack=autoattack eval.version=standard ...": the resolved rows of the run. */
+static void print_aa_settings(const al_config *cfg) {
+    static const char *const keys[] = {"eval.attack",      "eval.version",
+                                       "eval.attacks",     "eval.apgd_iter",
+                                       "eval.apgd_restarts", "eval.n_target_classes",
+                                       "eval.eot_iter",    "eval.fab_iter",
+                                       "eval.square_queries", "eval.state_path",
+                                       "eval.state_every", "run.seed"};
+    printf("settings:");
+    for (size_t i = 0; i < AL_ARRAY_LEN(keys); i++) {
+        char v[AL_CFG_STR_LEN + 8];
+        if (al_config_get(cfg, keys[i], v, sizeof v) != AL_OK) {
+            al_clear_error();
+            snprintf(v, sizeof v, "?");
+        }
+        printf(" %s=%s", keys[i], v);
     }
-    if (o->single && (o->version || o->attacks))
-        return AL_FAIL(AL_ERR_VALUE, "--attack %s runs one attack; use --attack autoattack with "
-                                     "--version/--attacks", al_aa_attack_name(o->one));
-    return AL_OK;
+    printf("\n");
 }
 
 static volatile int g_stop;
@@ -247,34 +279,19 @@ static al_status setup_model(al_ctx *ctx, al_model *m, int bs) {
 }
 
 /* AutoAttack path of run(): data already read (x uint8, y), model set up, checkpoint loaded. */
-static al_status run_autoattack(al_ctx *ctx, al_model *m, const al_config *cfg, const aa_opts *o,
-                                const char *ckpt, const char *save, const char *verb,
+static al_status run_autoattack(al_ctx *ctx, al_model *m, const al_config *cfg, const aa_plan *p,
+                                int resume, const char *ckpt, const char *save, const char *verb,
                                 const uint8_t *x8, const int32_t *y, const int64_t *index,
                                 int64_t n, int bs, int c, int h, int w) {
     const size_t d = (size_t)c * h * w;
     const al_norm norm = cfg->eval.norm == AL_NORM_L2 ? AL_L2 : AL_LINF;
     const char *norm_name = norm == AL_L2 ? "L2" : "Linf";
-    al_aa_spec s;
-    al_aa_version ver;
-    al_aa_attack list[AL_AA_STATE_MAX_ATTACKS];
-    int n_list = 0;
-    AL_TRY(aa_resolve(o, &ver, list, &n_list));
-    AL_TRY(al_aa_spec_make(&s, ver, norm, cfg->eval.eps, list, n_list));
-    if (o->single) {
-        s.n_attacks = 1;
-        s.attacks[0] = o->one;
-    }
-    if (o->apgd_iter) s.apgd.n_iter = s.apgd_t.n_iter = o->apgd_iter;
-    if (o->apgd_restarts) s.apgd.n_restarts = o->apgd_restarts;
-    if (o->n_targets) s.apgd_t.n_target_classes = s.fab.n_target_classes = o->n_targets;
-    if (o->eot_iter) s.apgd.eot_iter = o->eot_iter;
-    if (o->fab_iter) s.fab.n_iter = o->fab_iter;
-    if (o->square_queries) s.square.n_queries = o->square_queries;
+    al_aa_spec s = p->spec;
     s.batch = bs;
     s.seed = (uint64_t)cfg->run.seed;
-    s.state_path = o->state;
-    s.resume = o->resume;
-    s.state_every_s = o->state_every;
+    s.state_path = cfg->eval.state_path[0] ? cfg->eval.state_path : NULL;
+    s.resume = resume;
+    s.state_every_s = cfg->eval.state_every;
     s.stop = &g_stop;
     char key[1024];
     snprintf(key, sizeof key,
@@ -286,14 +303,15 @@ static al_status run_autoattack(al_ctx *ctx, al_model *m, const al_config *cfg, 
     s.key = key;
 
     char name[96];
-    if (o->single)
-        snprintf(name, sizeof name, "%s%s", al_aa_attack_name(o->one),
-                 o->overridden ? "-custom" : "");
+    if (p->single)
+        snprintf(name, sizeof name, "%s%s", al_aa_attack_name(p->one),
+                 p->overridden ? "-custom" : "");
     else
         snprintf(name, sizeof name, "autoattack-%s",
-                 o->overridden ? "custom" : al_aa_version_name(ver));
+                 p->overridden ? "custom" : al_aa_version_name(p->ver));
     printf("%s: %s on %lld points of %s:/%s (%s, eps %.6g, batch %d)\n", verb, name, (long long)n,
            cfg->data.dataset, cfg->data.test_split, norm_name, (double)cfg->eval.eps, bs);
+    print_aa_settings(cfg);
     fflush(stdout);
 
     al_status st = AL_OK;
@@ -362,18 +380,17 @@ static int run(int argc, char **argv, int is_eval) {
     const char *ckpt = NULL, *cfg_path = NULL, *save = NULL;
     static char setbuf[256][320];
     const char *sets[256];
-    int n_sets = 0, have_attack = 0;
-    aa_opts ao;
-    memset(&ao, 0, sizeof ao);
-    ao.state_every = 60.0;
+    int n_sets = 0, resume = 0;
+    cmdline_keys given;
+    memset(&given, 0, sizeof given);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout, verb);
             return 0;
         }
-        if (!strcmp(a, "--resume")) { /* the one flag without a value */
-            ao.resume = 1;
+        if (!strcmp(a, "--resume")) { /* the one flag without a value (an action, not a row) */
+            resume = 1;
             continue;
         }
         if (a[0] != '-' || a[1] != '-') {
@@ -390,15 +407,9 @@ static int run(int argc, char **argv, int is_eval) {
             return 2;
         }
         const char *v = argv[++i];
-        if (n_sets >= 255) {
+        if (n_sets >= 253) { /* room for the two implied rows below */
             fprintf(stderr, "advlab %s: error: too many options\n", verb);
             return 2;
-        }
-        int r = aa_flag(verb, a, v, &ao);
-        if (r < 0) return 2;
-        if (r > 0) {
-            if (!strcmp(a, "--attack")) have_attack = 1;
-            continue;
         }
         char key[160];
         if (!strcmp(a, "--ckpt")) {
@@ -407,15 +418,12 @@ static int run(int argc, char **argv, int is_eval) {
             save = v;
         } else if (!strcmp(a, "--set")) {
             sets[n_sets++] = v;
-            if (!strncmp(v, "eval.attack", 11)) have_attack = 1;
+            note_key(&given, v);
         } else if (flag_to_key(a + 2, key, sizeof key)) {
             snprintf(setbuf[n_sets], sizeof setbuf[n_sets], "%s=%s", key, v);
             sets[n_sets] = setbuf[n_sets];
+            note_key(&given, sets[n_sets]);
             n_sets++;
-            if (!strcmp(key, "eval.attack")) {
-                have_attack = 1;
-                ao.on = 0; /* a later --attack pgd wins over an earlier AutoAttack choice */
-            }
         } else {
             fprintf(stderr, "advlab %s: error: unknown option '%s' (see advlab %s --help)\n", verb, a,
                     verb);
@@ -427,33 +435,51 @@ static int run(int argc, char **argv, int is_eval) {
         usage(stderr, verb);
         return 2;
     }
-    if (!is_eval && !have_attack && !cfg_path && !ao.on) {
+    /* flag conveniences: --version/--attacks alone select AutoAttack; --attacks alone the custom
+     * version (applied after the file, before the other --set rows are re-applied: --set wins) */
+    if ((given.version || given.attacks) && !given.attack) {
+        snprintf(setbuf[n_sets], sizeof setbuf[n_sets], "eval.attack=autoattack");
+        sets[n_sets] = setbuf[n_sets];
+        n_sets++;
+        given.attack = 1;
+    }
+    if (given.attacks && !given.version) {
+        snprintf(setbuf[n_sets], sizeof setbuf[n_sets], "eval.version=custom");
+        sets[n_sets] = setbuf[n_sets];
+        n_sets++;
+    }
+    if (!is_eval && !given.attack && !cfg_path) {
         fprintf(stderr, "advlab attack: error: --attack is required (fgsm, pgd, cw, autoattack, "
                         "apgd-ce, apgd-t, ...; none = clean)\n");
         return 2;
-    }
-    if (!ao.on && (ao.state || ao.resume || ao.overridden)) {
-        fprintf(stderr, "advlab %s: error: --state/--resume/--apgd-iter/... apply to AutoAttack "
-                        "attacks only (--attack autoattack|apgd-ce|...)\n", verb);
-        return 2;
-    }
-    if (ao.resume && !ao.state) {
-        fprintf(stderr, "advlab %s: error: --resume needs --state FILE\n", verb);
-        return 2;
-    }
-    if (ao.on) {
-        al_aa_version v;
-        al_aa_attack l[AL_AA_STATE_MAX_ATTACKS];
-        int nl;
-        if (aa_resolve(&ao, &v, l, &nl) != AL_OK) {
-            fprintf(stderr, "advlab %s: error: %s\n", verb, al_errmsg());
-            return 2;
-        }
     }
     al_config cfg;
     if (al_config_from_args(&cfg, cfg_path, sets, n_sets) != AL_OK) return 1;
     if (!cfg.data.dataset[0]) {
         fprintf(stderr, "advlab %s: error: --data DATA.h5 is required\n", verb);
+        return 2;
+    }
+    aa_plan plan;
+    if (aa_plan_make(&cfg, &plan) != AL_OK) {
+        fprintf(stderr, "advlab %s: error: %s\n", verb, al_errmsg());
+        return 2;
+    }
+    if (!plan.on && (resume || given.aa_row)) {
+        char what[96];
+        if (given.aa_row)
+            snprintf(what, sizeof what, "%s (%s)", k_aa_rows[given.aa_row - 1][0],
+                     k_aa_rows[given.aa_row - 1][1]);
+        else
+            snprintf(what, sizeof what, "--resume");
+        fprintf(stderr,
+                "advlab %s: error: %s applies to the AutoAttack attacks only (eval.attack = "
+                "autoattack|apgd-ce|apgd-dlr|apgd-t|fab|fab-t|square; here %s)\n",
+                verb, what, al_config_enum_name("eval.attack", (int)cfg.eval.attack));
+        return 2;
+    }
+    if (resume && !cfg.eval.state_path[0]) {
+        fprintf(stderr, "advlab %s: error: --resume needs a state file (--state FILE, "
+                        "eval.state_path)\n", verb);
         return 2;
     }
     al_log_init(0, 1);
@@ -496,11 +522,8 @@ static int run(int argc, char **argv, int is_eval) {
     {
         /* memory plan of the batch before allocating it */
         size_t attack_bytes, data_bytes;
-        if (ao.on) {
-            al_aa_spec tmp;
-            al_aa_spec_make(&tmp, AL_AA_STANDARD, AL_LINF, 1.0f, NULL, 0);
-            if (ao.apgd_iter) tmp.apgd.n_iter = tmp.apgd_t.n_iter = ao.apgd_iter;
-            attack_bytes = al_aa_workspace_bytes(m, &tmp, bs_eff);
+        if (plan.on) {
+            attack_bytes = al_aa_workspace_bytes(m, &plan.spec, bs_eff);
             data_bytes = (size_t)n * d * (1 + 2 * sizeof(float));
         } else {
             attack_bytes = (size_t)bs_eff * d * sizeof(float) * 5; /* PGD workspace + staging */
@@ -515,16 +538,16 @@ static int run(int argc, char **argv, int is_eval) {
     clean = al_malloc((size_t)n, "flags");
     robust = al_malloc((size_t)n, "flags");
     index = al_malloc((size_t)n * sizeof(int64_t), "index");
-    if (save && !ao.on) adv = al_malloc((size_t)n * d * sizeof(float), "adversarial images");
-    if (!x || !y || !clean || !robust || !index || (save && !ao.on && !adv)) {
+    if (save && !plan.on) adv = al_malloc((size_t)n * d * sizeof(float), "adversarial images");
+    if (!x || !y || !clean || !robust || !index || (save && !plan.on && !adv)) {
         st = AL_ERR_OOM;
         goto done;
     }
     AL_CHECK(al_dataset_read(&ds, 0, n, x, y));
     for (int64_t i = 0; i < n; i++) index[i] = i;
 
-    if (ao.on) {
-        st = run_autoattack(&ctx, m, &cfg, &ao, ckpt, save, verb, x, y, index, n, bs_eff, ds.c,
+    if (plan.on) {
+        st = run_autoattack(&ctx, m, &cfg, &plan, resume, ckpt, save, verb, x, y, index, n, bs_eff, ds.c,
                             ds.h, ds.w);
         interrupted = st == AL_ERR_INTERRUPTED;
         goto done;
