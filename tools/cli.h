@@ -19,5 +19,6 @@ int al_cmd_eval(int argc, char **argv);
 int al_cmd_bench(int argc, char **argv);
 int al_cmd_info(int argc, char **argv);
 int al_cmd_ood(int argc, char **argv);
+int al_cmd_meansparse(int argc, char **argv);
 
 #endif

@@ -30,3 +30,6 @@ AL_WEAK_VERB(al_cmd_bench, "bench")
 #ifndef AL_HAVE_CMD_INFO
 AL_WEAK_VERB(al_cmd_info, "info")
 #endif
+#ifndef AL_HAVE_CMD_MEANSPARSE
+AL_WEAK_VERB(al_cmd_meansparse, "meansparse")
+#endif

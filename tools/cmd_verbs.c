@@ -11,5 +11,6 @@ const al_verb al_verbs[] = {
     {"bench", "time forward/backward and attack steps of a model on this machine", al_cmd_bench},
     {"info", "print a checkpoint's or dataset's contents and the parameter table of an arch", al_cmd_info},
     {"ood", "OOD detection of a checkpoint: in- vs out-of-distribution split (AUROC, FPR95, F1)", al_cmd_ood},
+    {"meansparse", "insert MeanSparse into a checkpoint: statistics, alpha (fixed or sweep), exact/BPDA robust accuracy", al_cmd_meansparse},
     {NULL, NULL, NULL},
 };
