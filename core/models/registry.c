@@ -6,7 +6,7 @@
 
 #include "core/models/models.h"
 
-const char *al_model_arch_list(void) { return "smallcnn, preact_resnet18, resnet18, wrn-D-W (e.g. wrn-28-10, wrn-34-10, wrn-16-2), nf_resnet18, nf_resnet18_wW (e.g. nf_resnet18_w8)"; }
+const char *al_model_arch_list(void) { return "smallcnn, preact_resnet18, resnet18, wrn-D-W (e.g. wrn-28-10, wrn-34-10, wrn-16-2), ancra-resnet18, ancra-small, resnet-small, nf_resnet18, nf_resnet18_wW (e.g. nf_resnet18_w8)"; }
 
 al_status al_model_create(const char *arch, int num_classes, int in_c, int image_size,
                           al_model **out) {
@@ -49,6 +49,17 @@ al_status al_model_create_opts(const char *arch, int num_classes, int in_c, int 
                                          "(28 also works: Fashion-MNIST)",
                            arch, image_size);
         *out = al_build_wrn(depth, width, num_classes, in_c, image_size, opts);
+    } else if (strcmp(arch, "ancra-resnet18") == 0 || strcmp(arch, "ancra-small") == 0 ||
+               strcmp(arch, "resnet-small") == 0) {
+        /* ANCRA RA archs (+ the plain resnet-small): whole-map pooling of a 4x4 final map */
+        if (image_size != 32 && image_size != 28)
+            return AL_FAIL(AL_ERR_VALUE, "arch %s: image_size %d, needs 32 (28 also works: "
+                                         "Fashion-MNIST)",
+                           arch, image_size);
+        if (strcmp(arch, "ancra-resnet18") == 0)
+            *out = al_build_ancra_resnet18(num_classes, in_c, image_size, opts);
+        else
+            *out = al_build_ancra_small(num_classes, in_c, image_size, arch[0] == 'a', opts);
     } else if (strcmp(arch, "nf_resnet18") == 0 || strncmp(arch, "nf_resnet18_w", 13) == 0) {
         /* normalizer-free (NoFrost): no BN, so no BN branches; 28 and 32 both pool to 4x4 */
         int width = 64;
