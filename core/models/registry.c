@@ -6,7 +6,7 @@
 
 #include "core/models/models.h"
 
-const char *al_model_arch_list(void) { return "smallcnn, preact_resnet18, resnet18, wrn-D-W (e.g. wrn-28-10, wrn-34-10, wrn-16-2), ancra-resnet18, ancra-small, resnet-small, nf_resnet18, nf_resnet18_wW (e.g. nf_resnet18_w8)"; }
+const char *al_model_arch_list(void) { return "smallcnn, preact_resnet18, resnet18, wrn-D-W (e.g. wrn-28-10, wrn-34-10, wrn-16-2), ancra-resnet18, ancra-small, resnet-small, nf_resnet18, nf_resnet18_wW (e.g. nf_resnet18_w8), dfa-smallcnn, dfa-wrn-D-W (e.g. dfa-wrn-28-10)"; }
 
 al_status al_model_create(const char *arch, int num_classes, int in_c, int image_size,
                           al_model **out) {
@@ -76,6 +76,23 @@ al_status al_model_create_opts(const char *arch, int num_classes, int in_c, int 
                                          "(Fashion-MNIST)",
                            arch, image_size);
         *out = al_build_nf_resnet18(width, num_classes, in_c, image_size, opts);
+    } else if (strcmp(arch, "dfa-smallcnn") == 0) {
+        if (image_size != 28)
+            return AL_FAIL(AL_ERR_VALUE, "arch dfa-smallcnn: image_size %d, the SmallCNN trunk needs 28",
+                           image_size);
+        *out = al_build_dfa_smallcnn(num_classes, in_c, image_size, opts);
+    } else if (strncmp(arch, "dfa-wrn-", 8) == 0) {
+        int depth = 0, width = 0;
+        char tail = 0;
+        if (sscanf(arch, "dfa-wrn-%d-%d%c", &depth, &width, &tail) != 2)
+            return AL_FAIL(AL_ERR_VALUE, "arch %s: expected dfa-wrn-DEPTH-WIDTH, e.g. dfa-wrn-28-10", arch);
+        if (depth < 10 || (depth - 4) % 6 != 0 || width < 1 || width > 20)
+            return AL_FAIL(AL_ERR_VALUE, "arch %s: depth must be 6n+4 >= 10 and width in [1, 20]", arch);
+        if (image_size != 32 && image_size != 28)
+            return AL_FAIL(AL_ERR_VALUE, "arch %s: image_size %d, the reference definition needs 32 "
+                                         "(28 also works: Fashion-MNIST)",
+                           arch, image_size);
+        *out = al_build_dfa_wrn(depth, width, num_classes, in_c, image_size, opts);
     } else {
         return AL_FAIL(AL_ERR_VALUE, "unknown arch '%s' (known: %s)", arch, al_model_arch_list());
     }
