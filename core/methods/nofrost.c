@@ -26,6 +26,7 @@
 typedef struct nofrost_state {
     float *h_logits; /* (max_batch, k) host staging (CUDA) */
     float *h_grad;   /* (max_batch, k) host staging (CUDA) */
+    int32_t *h_y;    /* (max_batch) labels on the host */
     int cap;         /* rows */
 } nofrost_state;
 
@@ -41,12 +42,18 @@ static al_status nf_setup(al_step_io *io) {
     nofrost_state *s = calloc(1, sizeof *s);
     if (!s) return AL_FAIL(AL_ERR_OOM, "nofrost: out of memory");
     s->cap = io->m->max_batch;
+    s->h_y = al_malloc((size_t)s->cap * sizeof(int32_t), "nofrost labels");
+    if (!s->h_y) {
+        free(s);
+        return AL_ERR_OOM;
+    }
     if (io->ctx->device != AL_DEV_CPU) {
         s->h_logits = al_malloc((size_t)s->cap * io->k * sizeof(float), "nofrost logits staging");
         s->h_grad = al_malloc((size_t)s->cap * io->k * sizeof(float), "nofrost gradient staging");
         if (!s->h_logits || !s->h_grad) {
             al_free(s->h_logits);
             al_free(s->h_grad);
+            al_free(s->h_y);
             free(s);
             return AL_ERR_OOM;
         }
@@ -60,6 +67,7 @@ static void nf_teardown(al_step_io *io) {
     if (!s) return;
     al_free(s->h_logits);
     al_free(s->h_grad);
+    al_free(s->h_y);
     free(s);
     io->state = NULL;
 }
@@ -113,10 +121,8 @@ static al_status step_nofrost(al_step_io *io, double *loss, int *n_correct) {
     nofrost_state *s = io->state;
     const double lam = io->cfg->nofrost.lam, sm = io->cfg->nofrost.label_smoothing;
     AL_ASSERT(io->n <= s->cap, "nofrost: batch %d above %d", io->n, s->cap);
-    /* labels on the host for the smoothed CE (device copy on CUDA: n int32) */
-    int32_t y_stack[1024];
-    int32_t *y_host = io->n <= 1024 ? y_stack : malloc((size_t)io->n * sizeof(int32_t));
-    if (!y_host) return AL_FAIL(AL_ERR_OOM, "nofrost: out of memory for labels");
+    /* labels on the host for the smoothed CE (a copy of n int32 on CUDA) */
+    int32_t *y_host = s->h_y;
     al_status st = AL_OK;
     AL_CHECK(al_copy_to_host(ctx, y_host, io->y, (size_t)io->n * sizeof(int32_t)));
     *loss = 0.0;
@@ -143,7 +149,6 @@ static al_status step_nofrost(al_step_io *io, double *loss, int *n_correct) {
     if (adv) AL_CHECK(al_model_backward(ctx, m, 1, io->dl[1], NULL, AL_BWD_WEIGHTS, NULL));
     if (lam < 1) AL_CHECK(al_model_backward(ctx, m, 0, io->dl[0], NULL, AL_BWD_WEIGHTS, NULL));
 done:
-    if (y_host != y_stack) free(y_host);
     return st;
 }
 
