@@ -6,6 +6,7 @@
  * validates everything before it touches the model, so a failed load leaves the model as it
  * was. No GPU twin: this is host I/O. */
 #include "core/checkpoint.h"
+#include "core/ops/meansparse.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -741,7 +742,13 @@ al_status al_checkpoint_create_model(const char *path, al_model **out) {
         return AL_FAIL(st, "%s:/model: %s", path, why);
     }
     if (info.has_norm) al_model_set_normalization(*out, info.mean, info.std);
-    return AL_OK;
+    /* post-processing recorded in the checkpoint (MeanSparse nodes + statistics) */
+    st = al_meansparse_apply_checkpoint(path, *out, NULL);
+    if (st != AL_OK) {
+        al_model_destroy(NULL, *out);
+        *out = NULL;
+    }
+    return st;
 }
 
 al_status al_checkpoint_load(al_ctx *ctx, al_model *m, const char *path) {

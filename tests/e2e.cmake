@@ -6,5 +6,6 @@ set_tests_properties(e2e_data PROPERTIES FIXTURES_SETUP fmnist LABELS "e2e;cpu" 
 foreach(t train_pgdat resume methods nan cli_errors configs)
   add_test(NAME e2e_${t} COMMAND bash ${AL_E2E_DIR}/${t}.sh $<TARGET_FILE:advlab>
            ${AL_TESTDATA}/e2e_${t} ${AL_E2E_DATA})
-  set_tests_properties(e2e_${t} PROPERTIES FIXTURES_REQUIRED fmnist LABELS "e2e;cpu" TIMEOUT 1500)
+  set_tests_properties(e2e_${t} PROPERTIES FIXTURES_REQUIRED fmnist LABELS "e2e;cpu" TIMEOUT 1500
+                       ENVIRONMENT "OMP_WAIT_POLICY=PASSIVE")
 endforeach()
