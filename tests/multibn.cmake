@@ -2,7 +2,7 @@
 # finite-difference checks through branch selection and the learned selector, method steps;
 # then one Fashion-MNIST e2e case per method (small BN CNN, a few hundred steps, vs standard
 # training on the same budget) and the CLI smoke test (tests/e2e/multibn.sh, wrn-10-1).
-al_add_test(NAME test_multibn SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_multibn.c LABELS cpu
+al_add_test(NAME test_multibn SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_multibn.c LABELS cpu asan
             TIMEOUT 300)
 foreach(m advprop mdprop multibn)
   add_test(NAME e2e_multibn_${m} COMMAND test_multibn e2e_${m} WORKING_DIRECTORY ${CMAKE_BINARY_DIR})

@@ -859,8 +859,9 @@ static al_attack_spec eval_spec(al_norm norm, float eps, float alpha, int bn_bra
     return s;
 }
 
-/* Train with `method` for E_STEPS steps (cosine lr 0.05 -> 0, SGD momentum 0.9, wd 5e-4,
- * PGD-3 eps 0.1 step 0.04 / L2 PGD-3 eps 1.5 step 0.6), then evaluate E_NTEST test points:
+/* Train with `method` for E_STEPS steps of 64 (cosine lr 0.05 -> 0, SGD momentum 0.9, wd 5e-4;
+ * AdvProp PGD-1 eps = step = 0.1 towards random targets; MDProp/MultiBN Linf PGD-2 eps 0.1 step
+ * 0.06 and L2 PGD-2 eps 1.5 step 0.9), then evaluate E_NTEST test points:
  * clean, Linf PGD-20 (eps 0.1, step 0.01) and L2 PGD-20 (eps 1.5, step 0.15) on the test
  * branch; attacks run through the same branch (spec.fwd.bn_branch = max(eval_branch, 0): the
  * gate routes branch-0 eval forwards). */
