@@ -19,6 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/ops/bn_gate.h"
+
 _Static_assert(sizeof(hid_t) == sizeof(int64_t), "hid_t is carried as int64_t in headers");
 _Static_assert(sizeof(hsize_t) == sizeof(unsigned long long), "hsize_t in al_h5_shape_str");
 
@@ -427,7 +429,7 @@ static void nbt_name(const al_node *nd, int b, char *buf, size_t len) {
 static int nbt_lookup(const al_model *m, const char *name, int *node, int *branch) {
     char buf[AL_NAME_LEN + 48];
     for (int i = 0; i < m->n_nodes; i++) {
-        if (m->nodes[i].kind != AL_NODE_BN) continue;
+        if (!al_bn_gate_is_bn_node(&m->nodes[i])) continue;
         for (int b = 0; b < m->n_branches; b++) {
             nbt_name(&m->nodes[i], b, buf, sizeof buf);
             if (strcmp(buf, name) == 0) {
@@ -608,9 +610,12 @@ al_status al_checkpoint_save(al_ctx *ctx, const al_model *m, const al_train_stat
     AL_CHECK(al_h5_write_attr_int(g, path, "/model", "image_size", m->in_h));
     AL_CHECK(al_h5_write_attr_floats(g, path, "/model", "mean", m->mean, m->in_c));
     AL_CHECK(al_h5_write_attr_floats(g, path, "/model", "std", m->std, m->in_c));
+    AL_CHECK(al_h5_write_attr_int(g, path, "/model", "bn_branches", m->n_branches));
+    AL_CHECK(al_h5_write_attr_int(g, path, "/model", "bn_gate", al_bn_gate_mode(m)));
+    AL_CHECK(al_h5_write_attr_int(g, path, "/model", "eval_branch", m->eval_branch));
     for (int i = 0; i < m->n_nodes; i++) {
         const al_node *nd = &m->nodes[i];
-        if (nd->kind != AL_NODE_BN) continue;
+        if (!al_bn_gate_is_bn_node(nd)) continue;
         for (int b = 0; b < m->n_branches; b++) {
             char name[AL_NAME_LEN + 48];
             nbt_name(nd, b, name, sizeof name);
@@ -705,6 +710,24 @@ static al_status read_info(hid_t f, const char *path, al_ckpt_info *info) {
         }
         info->has_norm = 1;
     }
+    /* optional (older files: one branch, no gate, branch 0) */
+    info->bn_branches = 1;
+    info->has_bn_attrs = al_h5_has_attr(g, "bn_branches");
+    if (info->has_bn_attrs) {
+        AL_CHECK(al_h5_attr_int64(g, path, "/model", "bn_branches", 1, AL_MAX_BN_BRANCHES, &v));
+        info->bn_branches = (int)v;
+    }
+    if (al_h5_has_attr(g, "bn_gate")) {
+        AL_CHECK(al_h5_attr_int64(g, path, "/model", "bn_gate", 0, 2, &v));
+        info->bn_gate = (int)v;
+    }
+    if (al_h5_has_attr(g, "eval_branch")) {
+        AL_CHECK(al_h5_attr_int64(g, path, "/model", "eval_branch", -1, info->bn_branches - 1, &v));
+        info->eval_branch = (int)v;
+    }
+    if (info->eval_branch < 0 && !info->bn_gate)
+        AL_CHECK(AL_FAIL(AL_ERR_FORMAT, "%s:/model: eval_branch -1 (the learned selector) without bn_gate",
+                         path));
     info->has_optimizer = al_h5_has(f, "optimizer");
     info->has_ema = al_h5_has(f, "ema");
     info->has_train = al_h5_has(f, "train");
@@ -735,13 +758,19 @@ al_status al_checkpoint_create_model(const char *path, al_model **out) {
     *out = NULL;
     al_ckpt_info info;
     AL_TRY(al_checkpoint_info(path, &info));
-    al_status st = al_model_create(info.arch, info.num_classes, info.in_channels, info.image_size, out);
+    al_model_opts mo = {info.bn_branches};
+    al_status st = al_model_create_opts(info.arch, info.num_classes, info.in_channels, info.image_size,
+                                        &mo, out);
+    if (st == AL_OK && info.bn_gate) st = al_bn_gate_attach(*out, info.bn_gate == 2);
     if (st != AL_OK) {
         char why[1024];
         snprintf(why, sizeof why, "%s", al_errmsg()); /* al_fail must not read its own buffer */
+        al_model_destroy(NULL, *out);
+        *out = NULL;
         return AL_FAIL(st, "%s:/model: %s", path, why);
     }
     if (info.has_norm) al_model_set_normalization(*out, info.mean, info.std);
+    (*out)->eval_branch = info.eval_branch;
     /* post-processing recorded in the checkpoint (MeanSparse nodes + statistics) */
     st = al_meansparse_apply_checkpoint(path, *out, NULL);
     if (st != AL_OK) {
@@ -780,8 +809,13 @@ al_status al_checkpoint_load(al_ctx *ctx, al_model *m, const char *path) {
     if (!h || !tracked) AL_CHECK(AL_ERR_OOM);
     AL_CHECK(read_params(f, path, "/model", m, "", 0, 1, h));
     g = H5Gopen2(f, "model", H5P_DEFAULT);
+    if (info.has_bn_attrs && (info.bn_branches != m->n_branches || info.bn_gate != al_bn_gate_mode(m)))
+        AL_CHECK(AL_FAIL(AL_ERR_FORMAT,
+                         "%s:/model: %d BN branches, BN gate mode %d; the model has %d, %d (build it with "
+                         "al_checkpoint_create_model)",
+                         path, info.bn_branches, info.bn_gate, m->n_branches, al_bn_gate_mode(m)));
     for (int i = 0; i < m->n_nodes; i++) {
-        if (m->nodes[i].kind != AL_NODE_BN) continue;
+        if (!al_bn_gate_is_bn_node(&m->nodes[i])) continue;
         for (int b = 0; b < m->n_branches; b++) {
             char name[AL_NAME_LEN + 48];
             nbt_name(&m->nodes[i], b, name, sizeof name);

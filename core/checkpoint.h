@@ -41,14 +41,19 @@ typedef struct al_ckpt_info {
     int num_classes, in_channels, image_size;
     float mean[4], std[4];
     int has_norm;
+    int bn_branches;           /* /model attr bn_branches (1 when absent) */
+    int bn_gate;               /* /model attr bn_gate: 0 none, 1 soft, 2 hard (0 when absent) */
+    int eval_branch;           /* /model attr eval_branch (0 when absent; -1 = the gate) */
+    int has_bn_attrs;          /* the file records bn_branches (older files do not) */
     int has_train, has_optimizer, has_ema;
     int epoch;
     int64_t step, seed;
 } al_ckpt_info;
 al_status al_checkpoint_info(const char *path, al_ckpt_info *info);
 
-/* Build (al_model_create) and set up nothing: convenience that reads info and creates the
- * model with the stored normalisation. Caller then al_model_setup + al_checkpoint_load. */
+/* Build (al_model_create_opts) and set up nothing: convenience that reads info and creates the
+ * model with the stored normalisation, BN branches, BN-branch selector (core/ops/bn_gate.h) and
+ * evaluation branch. Caller then al_model_setup + al_checkpoint_load. */
 al_status al_checkpoint_create_model(const char *path, al_model **out);
 
 /* Load parameters into a set-up model (strict). */

@@ -554,11 +554,20 @@ al_status al_model_forward(al_ctx *ctx, al_model *m, const float *x, int n, cons
     if (o->bn_branch < 0 || o->bn_branch >= m->n_branches)
         return AL_FAIL(AL_ERR_VALUE, "model %s: BN branch %d outside [0, %d)", m->arch, o->bn_branch,
                        m->n_branches);
+    if (m->eval_branch < -1 || m->eval_branch >= m->n_branches)
+        return AL_FAIL(AL_ERR_VALUE, "model %s: eval_branch %d outside [-1, %d)", m->arch,
+                       m->eval_branch, m->n_branches);
+    /* an eval-mode forward on branch 0 runs the model's evaluation branch ([multibn]
+     * test_branch), so every attack, whatever fwd opts it builds, differentiates the branch the
+     * clean accuracy is measured on; -1 (the learned selector) is handled by the gated BN
+     * nodes (core/ops/bn_gate.c) */
+    const int branch = (!o->train && o->bn_branch == 0 && m->eval_branch > 0) ? m->eval_branch
+                                                                               : o->bn_branch;
     al_slot *s = &m->slots[o->slot];
     s->x = x;
     s->n = n;
     s->train = o->train;
-    s->branch = o->bn_branch;
+    s->branch = branch;
     s->labels = o->labels;
     for (int i = 0; i < m->n_nodes; i++) {
         al_node *nd = &m->nodes[i];
@@ -566,7 +575,7 @@ al_status al_model_forward(al_ctx *ctx, al_model *m, const float *x, int n, cons
         const float *xin = act(m, s, nd->in0);
         float *y = act(m, s, nd->out);
         float *save = s->save + nd->save_offset;
-        const int *pp = nd->param[nd->kind == AL_NODE_BN ? o->bn_branch : 0];
+        const int *pp = nd->param[nd->kind == AL_NODE_BN ? branch : 0];
         switch (nd->kind) {
         case AL_NODE_NORMALIZE:
             AL_TRY(al_normalize_forward(ctx, n, ib.c, ib.h * ib.w, xin, m->d_mean, m->d_std, y));
@@ -584,7 +593,7 @@ al_status al_model_forward(al_ctx *ctx, al_model *m, const float *x, int n, cons
             AL_TRY(al_bn_forward(ctx, &d, xin, al_param_data(m, pp[0]), al_param_data(m, pp[1]),
                                  al_param_data(m, pp[2]), al_param_data(m, pp[3]), y, save,
                                  save + ib.c));
-            if (d.update_running) nd->bn_tracked[o->bn_branch]++;
+            if (d.update_running) nd->bn_tracked[branch]++;
             break;
         }
         case AL_NODE_RELU: AL_TRY(al_relu_forward(ctx, (size_t)n * ib.per_sample, xin, y)); break;

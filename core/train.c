@@ -248,6 +248,7 @@ static al_status setup(trainer *t, const char *resume, int64_t *step) {
                            cfg->model.mean.n, cfg->model.std.n, t->c);
         al_model_set_normalization(t->m, cfg->model.mean.v, cfg->model.std.v);
     }
+    if (t->def->build) AL_TRY(t->def->build(t->m, cfg));
     t->n_slots = t->def->n_slots;
     t->local_batch = AL_CEIL_DIV(cfg->data.batch_size, t->ctx.world);
     int max_batch = AL_MAX(t->local_batch, cfg->data.eval_batch_size);

@@ -17,6 +17,10 @@
  *   method_steps        one AdvProp / MDProp / MultiBN step: loss = the documented formula
  *                       recomputed from the step's adversarial inputs; x_adv in the eps-balls;
  *                       AdvProp never touches branch 2; AdvProp targets differ from labels
+ *   checkpoint_roundtrip  a checkpoint rebuilds branches, gate and evaluation branch
+ *                       (al_checkpoint_create_model) with bit-identical logits and counters
+ *   eval_branch_attacks an attack built with branch 0 (as every attack's default spec) runs
+ *                       on m->eval_branch: same x_adv and counts as on that branch explicitly
  * E2E cases (Fashion-MNIST, $AL_FMNIST_H5; skipped without it), driven through the method
  * definitions with the trainer's building blocks (sampler, SGD schedule, al_evaluate): a small
  * BN CNN trained for a few hundred steps with each method and with standard training on the
@@ -29,6 +33,7 @@
 #include <string.h>
 
 #include "attacks/attack.h"
+#include "core/checkpoint.h"
 #include "core/config.h"
 #include "core/evaluate.h"
 #include "core/log.h"
@@ -789,6 +794,82 @@ static int case_method_steps(void) {
     return 0;
 }
 
+
+/* ---- wiring: checkpoints rebuild branches, gate and evaluation branch; eval-mode forwards on
+ * branch 0 run m->eval_branch in every model (core/model.c), so attacks agree with it ---- */
+
+static int case_checkpoint_roundtrip(void) {
+    al_ctx *ctx = ctx_cpu();
+    const al_method methods[2] = {AL_METHOD_MULTIBN, AL_METHOD_MDPROP};
+    for (int k = 0; k < 2; k++) {
+        al_config cfg;
+        method_config(&cfg, methods[k], methods[k] == AL_METHOD_MULTIBN ? -1 : 1);
+        al_model_opts mo = {3};
+        al_model *m;
+        TRY_T(al_model_create_opts("wrn-10-1", 10, 1, 28, &mo, &m));
+        TRY_T(al_multibn_build(m, &cfg));
+        TRY_T(al_model_setup(ctx, m, 2, 1));
+        tnet_params(ctx, m);
+        for (int i = 0; i < m->n_nodes; i++)
+            for (int b = 0; b < 3; b++) m->nodes[i].bn_tracked[b] = 10 * i + b + 1;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/multibn_ckpt_%d.h5", al_test_tmpdir(), k);
+        al_train_state ts;
+        memset(&ts, 0, sizeof ts);
+        TRY_T(al_checkpoint_save(ctx, m, &ts, path));
+        al_model *r;
+        TRY_T(al_checkpoint_create_model(path, &r));
+        AL_EXPECT(r->n_branches == 3 && r->eval_branch == m->eval_branch &&
+                      al_bn_gate_mode(r) == al_bn_gate_mode(m),
+                  "rebuilt: %d branches, eval_branch %d, gate %d", r->n_branches, r->eval_branch,
+                  al_bn_gate_mode(r));
+        TRY_T(al_model_setup(ctx, r, 2, 1));
+        TRY_T(al_checkpoint_load(ctx, r, path));
+        float x[2 * 784];
+        al_test_fill(x, 2 * 784, 12, 0, 1);
+        TRY_T(al_model_forward_eval(ctx, m, x, 2, 0));
+        TRY_T(al_model_forward_eval(ctx, r, x, 2, 0));
+        AL_EXPECT(bit_equal(al_model_logits(m, 0), al_model_logits(r, 0), 20), "rebuilt model's logits differ");
+        for (int i = 0; i < m->n_nodes; i++)
+            for (int b = 0; b < 3 && al_bn_gate_is_bn_node(&m->nodes[i]); b++)
+                AL_EXPECT(r->nodes[i].bn_tracked[b] == m->nodes[i].bn_tracked[b], "%s tracked[%d]",
+                          m->nodes[i].name, b);
+        al_model_destroy(ctx, r);
+        al_model_destroy(ctx, m);
+        remove(path);
+    }
+    return 0;
+}
+
+static int case_eval_branch_attacks(void) {
+    al_ctx *ctx = ctx_cpu();
+    const int n = 6;
+    al_model *m = tnet_setup(ctx, T_BR, 0, 0, n);
+    uint8_t img[6 * 36];
+    int32_t y[6] = {0, 1, 2, 0, 1, 2};
+    for (int i = 0; i < 6 * 36; i++) img[i] = (uint8_t)((i * 37) % 256);
+    /* eval_branch 2: a forward on branch 0 in eval mode runs branch 2 in the plain model too */
+    float x[6 * 36], z2[6 * T_K];
+    for (int i = 0; i < 6 * 36; i++) x[i] = img[i] / 255.0f;
+    al_fwd_opts o2 = {0, 0, 0, 2, 0, NULL}, o0 = {0, 0, 0, 0, 0, NULL};
+    TRY_T(al_model_forward(ctx, m, x, n, &o2));
+    memcpy(z2, al_model_logits(m, 0), sizeof z2);
+    m->eval_branch = 2;
+    TRY_T(al_model_forward(ctx, m, x, n, &o0));
+    AL_EXPECT(bit_equal(z2, al_model_logits(m, 0), 6 * T_K), "plain model: eval_branch not applied");
+    /* an attack built with the default spec (branch 0) == the same attack on branch 2 */
+    al_attack_spec s0 = al_attack_spec_make(AL_ATTACK_PGD, AL_LINF, 0.2f, 0.05f, 5), s2 = s0;
+    s2.fwd.bn_branch = 2;
+    float a0[6 * 36], a2[6 * 36];
+    al_eval_counts c0, c2;
+    TRY_T(al_evaluate(ctx, m, img, y, n, n, &s0, 3, "b0", a0, NULL, NULL, &c0));
+    TRY_T(al_evaluate(ctx, m, img, y, n, n, &s2, 3, "b2", a2, NULL, NULL, &c2));
+    AL_EXPECT(bit_equal(a0, a2, 6 * 36) && c0.robust_correct == c2.robust_correct,
+              "attack on branch 0 spec differs from branch 2 under eval_branch 2");
+    al_model_destroy(ctx, m);
+    return 0;
+}
+
 /* ------------------------------------------------------------------ e2e on Fashion-MNIST */
 
 /* A small BN CNN (the WRNs run at ~8 img/s for MDProp on two loaded cores, too slow for a
@@ -1036,6 +1117,8 @@ int main(int argc, char **argv) {
         {"grad_branch_train", case_grad_branch_train}, {"grad_routed_soft", case_grad_routed_soft},
         {"routed_hard", case_routed_hard},           {"eval_branch_remap", case_eval_branch_remap},
         {"method_steps", case_method_steps},
+        {"checkpoint_roundtrip", case_checkpoint_roundtrip},
+        {"eval_branch_attacks", case_eval_branch_attacks},
     };
     static const al_case e2e[] = {
         {"e2e_advprop", case_e2e_advprop},

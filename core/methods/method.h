@@ -56,6 +56,9 @@ typedef struct al_method_def {
      * (finite check by the trainer), *n_correct: correct predictions of the logits the
      * method reports (adversarial for AT methods, clean for standard). */
     al_status (*step)(al_step_io *io, double *loss, int *n_correct);
+    /* optional: graph changes and evaluation settings the method needs on the built model,
+     * before al_model_setup (e.g. MultiBN's BN-branch selector, m->eval_branch) */
+    al_status (*build)(al_model *m, const al_config *cfg);
 } al_method_def;
 
 /* The definition of a configured method, or AL_ERR_UNSUPPORTED naming it when its file is

@@ -105,9 +105,6 @@ static al_status mbn_setup(al_step_io *io) {
                                       "attack.norm must be linf (the L2 branch uses multibn.l2_eps)",
                        name);
     m->eval_branch = tb;
-    if (tb > 0)
-        al_log_warn("%s: evaluating BN branch %d; attacks must run on the same branch "
-                    "(spec.fwd.bn_branch = m->eval_branch): see experiments/multibn/NOTES.md", name, tb);
 
     mbn_state *s = al_calloc(1, sizeof *s, "multibn state");
     if (!s) return AL_ERR_OOM;
@@ -232,10 +229,10 @@ static al_status step_mdprop(al_step_io *io, double *loss, int *n_correct) {
 
 const al_method_def al_method_advprop = {
     .method = AL_METHOD_ADVPROP, .name = "advprop", .n_slots = 2,
-    .setup = mbn_setup, .teardown = mbn_teardown, .step = step_advprop};
+    .setup = mbn_setup, .teardown = mbn_teardown, .step = step_advprop, .build = al_multibn_build};
 const al_method_def al_method_mdprop = {
     .method = AL_METHOD_MDPROP, .name = "mdprop", .n_slots = 3,
-    .setup = mbn_setup, .teardown = mbn_teardown, .step = step_mdprop};
+    .setup = mbn_setup, .teardown = mbn_teardown, .step = step_mdprop, .build = al_multibn_build};
 const al_method_def al_method_multibn = {
     .method = AL_METHOD_MULTIBN, .name = "multibn", .n_slots = 3,
-    .setup = mbn_setup, .teardown = mbn_teardown, .step = step_mdprop};
+    .setup = mbn_setup, .teardown = mbn_teardown, .step = step_mdprop, .build = al_multibn_build};
