@@ -2,10 +2,11 @@
 # e2e: PGD-AT SmallCNN on a real Fashion-MNIST subset must reach accuracy thresholds, and the
 # --save file of a PGD-20 evaluation must pass the independent invariants (check_advfile.py).
 source "$(dirname "$0")/lib.sh"
-N_TRAIN=${AL_E2E_N_TRAIN:-12000}
+N_TRAIN=${AL_E2E_N_TRAIN:-16000}
 "$ADVLAB" train "$SRC/experiments/quickstart/fmnist_smallcnn_pgdat.ini" \
   --set data.dataset="$DATA" --set run.out_dir="$WORK/runs" --set run.name=pgdat \
-  --set data.n_train=$N_TRAIN --set data.n_test=1000 --set train.epochs=2 --set run.eval_every=1
+  --set data.n_train=$N_TRAIN --set data.batch_size=64 --set data.n_test=1000 --set train.epochs=2 \
+  --set run.eval_every=1
 "$ADVLAB" attack --ckpt runs/pgdat/checkpoint.h5 --data "$DATA" --attack pgd --eps 0.1 \
   --alpha 0.01 --steps 20 --n 1000 --save adv.h5 | tee attack.log
 # thresholds for this CI-sized run (the full quick start is held to 75% / 55%)
