@@ -24,6 +24,7 @@
 #include "core/config.h"
 #include "core/evaluate.h"
 #include "core/log.h"
+#include "core/ops/ra.h"
 #include "datasets/h5data.h"
 #include "datasets/sampler.h"
 #include "tools/cli.h"
@@ -533,6 +534,12 @@ static int run(int argc, char **argv, int is_eval) {
     }
     AL_CHECK(setup_model(&ctx, m, bs_eff));
     AL_CHECK(al_checkpoint_load(&ctx, m, ckpt));
+    if (al_ra_count(m) > 0) { /* [ancra] eval_mask: which backward the attack differentiates */
+        al_ra_set_eval_mask(m, (int)cfg.ancra.eval_mask);
+        printf("%s: reverse attention: eval mask %s\n", verb,
+               (int)cfg.ancra.eval_mask == AL_RA_MASK_FIXED ? "fixed (straight-through backward)"
+                                                      : "predicted (as published)");
+    }
     x = al_malloc((size_t)n * d, "images");
     y = al_malloc((size_t)n * sizeof(int32_t), "labels");
     clean = al_malloc((size_t)n, "flags");

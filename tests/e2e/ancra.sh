@@ -16,8 +16,11 @@ common=(--set data.dataset="$DATA" --set run.out_dir="$WORK/runs" --set data.n_t
   "${common[@]}" --set eval.attack=none
 atk=(--data "$DATA" --attack pgd --eps 0.1 --alpha 0.01 --steps 20 --n 500 --bs 250)
 "$ADVLAB" attack --ckpt runs/ancra/checkpoint.h5 "${atk[@]}" | tee ancra_attack.txt
+"$ADVLAB" attack --ckpt runs/ancra/checkpoint.h5 "${atk[@]}" --set ancra.eval_mask=fixed | tee ancra_fixed.txt
 "$ADVLAB" attack --ckpt runs/standard/checkpoint.h5 "${atk[@]}" | tee standard_attack.txt
-"$PY" - runs/ancra/metrics.jsonl ancra_attack.txt standard_attack.txt <<'PY'
+grep -q "eval mask predicted" ancra_attack.txt || { echo "attack did not report the published RA mask"; exit 1; }
+grep -q "eval mask fixed" ancra_fixed.txt || { echo "attack ignored --set ancra.eval_mask=fixed"; exit 1; }
+"$PY" - runs/ancra/metrics.jsonl ancra_attack.txt standard_attack.txt ancra_fixed.txt <<'PY'
 import json, re, sys
 rec = [json.loads(l) for l in open(sys.argv[1])]
 ep = [r["loss"] for r in rec if r["type"] == "epoch"]
@@ -28,11 +31,15 @@ def robust(path):
     m = re.search(r"robust accuracy: *([0-9.]+)%", open(path).read())
     assert m, "no robust accuracy in %s" % path
     return float(m.group(1)) / 100
-pred, std = robust(sys.argv[2]), robust(sys.argv[3])
+pred, std, cli_fixed = robust(sys.argv[2]), robust(sys.argv[3]), robust(sys.argv[4])
 fixed = st["robust_acc"]
 print("PGD-20 robust accuracy: ancra (published attack) %.3f, ancra (straight-through attack) %.3f, "
       "standard %.3f" % (pred, fixed, std))
 assert pred > std + 0.2, "ANCRA (published attack) does not beat standard training"
 assert fixed > std + 0.2, "ANCRA (straight-through attack) does not beat standard training"
+print("advlab attack --set ancra.eval_mask=fixed: %.3f" % cli_fixed)
+# the straight-through backward is the stronger (adaptive) attack: never clearly weaker than
+# the published one on the same points and budget
+assert cli_fixed <= pred + 0.01, "straight-through attack weaker than the published one"
 PY
 echo "e2e ancra: ok"
