@@ -1,4 +1,5 @@
 /* cmd_train.c: advlab train CONFIG.ini [--set section.key=value ...] [--resume CKPT.h5] */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -75,9 +76,14 @@ int al_cmd_train(int argc, char **argv) {
         return 3;
     }
     if (st != AL_OK) return 1;
-    printf("trained %s: %d epochs, %lld steps; test clean accuracy %.2f%%, robust accuracy %.2f%%\n"
+    char robust[48];
+    if (isnan(res.test_robust_acc)) /* eval.attack = none */
+        snprintf(robust, sizeof robust, "not evaluated (eval.attack = none)");
+    else
+        snprintf(robust, sizeof robust, "%.2f%%", 100 * res.test_robust_acc);
+    printf("trained %s: %d epochs, %lld steps; test clean accuracy %.2f%%, robust accuracy %s\n"
            "checkpoint: %s\n",
-           cfg.run.name, res.epochs_done, (long long)res.steps, 100 * res.test_clean_acc,
-           100 * res.test_robust_acc, res.checkpoint);
+           cfg.run.name, res.epochs_done, (long long)res.steps, 100 * res.test_clean_acc, robust,
+           res.checkpoint);
     return 0;
 }
