@@ -720,6 +720,21 @@ al_status al_config_validate(al_config *cfg) {
                        "config: train.lr_schedule = %s needs a peak lr > 0 "
                        "(train.lr_max, or train.lr when lr_max = 0)",
                        al_config_enum_name("train.lr_schedule", (int)t->lr_schedule));
+    /* DRSL is added where core/methods/baselines.c applies it; elsewhere it would be ignored */
+    if (cfg->drsl.weight > 0) {
+        const int m = (int)t->method;
+        if (m != AL_METHOD_STANDARD && m != AL_METHOD_PGD_AT && m != AL_METHOD_FAST_AT &&
+            m != AL_METHOD_TRADES)
+            return AL_FAIL(AL_ERR_VALUE,
+                           "config: drsl.weight = %g is not applied by train.method = %s (only "
+                           "standard, pgd_at, fast_at, trades)",
+                           cfg->drsl.weight, al_config_enum_name("train.method", m));
+        if (m == AL_METHOD_TRADES && cfg->drsl.ce_weight != 1.0)
+            return AL_FAIL(AL_ERR_VALUE,
+                           "config: drsl.ce_weight = %g is not applied by train.method = trades "
+                           "(TRADES keeps its own CE + beta KL; leave ce_weight = 1)",
+                           cfg->drsl.ce_weight);
+    }
     if (t->bn_mode_attack == AL_BN_ATTACK_AUTO) t->bn_mode_attack = method_bn_mode(t->method);
     if (cfg->attack.random_init == AL_RINIT_AUTO)
         cfg->attack.random_init = method_rand_init(t->method);

@@ -4,15 +4,14 @@
  *   drslx: m_i = mean_{j != y_i} z_ij     drsl: m_i = (1/C) sum_{j != y_i} z_ij
  * Gradient (j != y_i):  2b (z_ij - m_i) - (2b / c_m) * sum_{j' != y_i} (z_ij' - m_i)
  * with c_m = C-1 (drslx; the sum of deviations is then 0) or C (drsl); the label logit gets 0.
- * dlogits is ACCUMULATED ('+='): the penalty is added to a CE gradient. CPU; CUDA returns
- * AL_ERR_UNSUPPORTED (no twin yet). */
+ * dlogits is ACCUMULATED ('+='): the penalty is added to a CE gradient. CUDA twin:
+ * cuda/loss_drsl.cu. */
 #include "losses/loss.h"
 
-al_status al_drsl_penalty(al_ctx *ctx, int n, int k, const float *logits, const int32_t *labels,
-                          float weight, int variant, double *pen, float *dlogits) {
-    if (ctx->device != AL_DEV_CPU)
-        return AL_FAIL(AL_ERR_UNSUPPORTED, "drsl: the DRSL penalty has no CUDA kernel yet");
-    if (k < 2) return AL_FAIL(AL_ERR_VALUE, "drsl: needs at least 2 classes (k = %d)", k);
+al_status al_drsl_penalty_cpu(al_ctx *ctx, int n, int k, const float *logits,
+                              const int32_t *labels, float weight, int variant, double *pen,
+                              float *dlogits) {
+    (void)ctx;
     const double c_m = variant == 0 ? (double)(k - 1) : (double)k;
     double total = 0;
     for (int i = 0; i < n; i++) {
@@ -39,4 +38,21 @@ al_status al_drsl_penalty(al_ctx *ctx, int n, int k, const float *logits, const 
     }
     *pen = (double)weight * total;
     return AL_OK;
+}
+
+al_status al_drsl_penalty(al_ctx *ctx, int n, int k, const float *logits, const int32_t *labels,
+                          float weight, int variant, double *pen, float *dlogits) {
+    if (k < 2) return AL_FAIL(AL_ERR_VALUE, "drsl: needs at least 2 classes (k = %d)", k);
+    if (n < 1) return AL_FAIL(AL_ERR_VALUE, "drsl: empty batch (n = %d)", n);
+    switch (ctx->device) {
+    case AL_DEV_CPU:
+        return al_drsl_penalty_cpu(ctx, n, k, logits, labels, weight, variant, pen, dlogits);
+    case AL_DEV_CUDA:
+#ifdef AL_HAVE_CUDA
+        return al_drsl_penalty_cuda(ctx, n, k, logits, labels, weight, variant, pen, dlogits);
+#else
+        return AL_FAIL(AL_ERR_NO_GPU, "drsl: CUDA device requested but advlab was built without CUDA");
+#endif
+    }
+    return AL_FAIL(AL_ERR_VALUE, "drsl: unknown device %d", (int)ctx->device);
 }

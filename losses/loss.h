@@ -91,9 +91,13 @@ al_status al_mart_loss_cpu(al_ctx *ctx, int n, int k, const float *logits_nat,
                            double *parts, float *dlogits_nat, float *dlogits_adv);
 al_status al_cw_margin_cpu(al_ctx *ctx, int n, int k, const float *logits, const int32_t *labels,
                            int targeted, double *loss, float *per_sample, float *dlogits);
+al_status al_drsl_penalty_cpu(al_ctx *ctx, int n, int k, const float *logits,
+                              const int32_t *labels, float weight, int variant, double *pen,
+                              float *dlogits);
 
 #ifdef AL_HAVE_CUDA
-/* CUDA twins (cuda/loss_xent.cu, loss_trades.cu, loss_mart.cu, loss_cw.cu): same arguments
+/* CUDA twins (cuda/loss_xent.cu, loss_trades.cu, loss_mart.cu, loss_cw.cu,
+ * loss_drsl.cu): same arguments
  * and semantics as the CPU references; per-row math in double, batch sums in a fixed order
  * (deterministic); the host scalars come back with one D2H copy + stream sync per call. */
 al_status al_xent_cuda(al_ctx *ctx, int n, int k, const float *logits, const int32_t *labels,
@@ -112,6 +116,9 @@ al_status al_mart_loss_cuda(al_ctx *ctx, int n, int k, const float *logits_nat,
                             double *loss, double *parts, float *dlogits_nat, float *dlogits_adv);
 al_status al_cw_margin_cuda(al_ctx *ctx, int n, int k, const float *logits, const int32_t *labels,
                             int targeted, double *loss, float *per_sample, float *dlogits);
+al_status al_drsl_penalty_cuda(al_ctx *ctx, int n, int k, const float *logits,
+                               const int32_t *labels, float weight, int variant, double *pen,
+                               float *dlogits);
 #endif
 
 /* ---- DLR loss (Croce & Hein 2020, "Reliable evaluation of adversarial robustness with an

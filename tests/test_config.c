@@ -276,6 +276,12 @@ static int case_validate(void) {
         {{"train.lr_schedule=onecycle", "train.lr=0"},
          "config: train.lr_schedule = onecycle needs a peak lr > 0 (train.lr_max, or train.lr when "
          "lr_max = 0)"},
+        {{"train.method=mart", "drsl.weight=0.001"},
+         "config: drsl.weight = 0.001 is not applied by train.method = mart (only standard, "
+         "pgd_at, fast_at, trades)"},
+        {{"train.method=trades", "drsl.weight=0.001", "drsl.ce_weight=0.5"},
+         "config: drsl.ce_weight = 0.5 is not applied by train.method = trades (TRADES keeps its "
+         "own CE + beta KL; leave ce_weight = 1)"},
     };
     int bad = 0;
     for (size_t i = 0; i < AL_ARRAY_LEN(cases); i++) {

@@ -325,6 +325,54 @@ static int case_cw(void) {
     return bad;
 }
 
+/* ---------------------------------------------------------------- DRSL penalty */
+
+static int drsl_one(int n, int k, int variant, float range) {
+    fprintf(stderr, "  drsl n=%d k=%d variant=%d range=%g\n", n, k, variant, (double)range);
+    const size_t ne = (size_t)n * k;
+    const float w = 0.37f;
+    float *z = logits(n, k, 141, -range, range, 0);
+    int32_t *y = hlabels(n, k, 142);
+    float *acc = hrand(ne, 143, -1, 1); /* dlogits is accumulated: start from a CE-like gradient */
+    float *dz_c = hf(ne);
+    memcpy(dz_c, acc, ne * sizeof(float));
+    double pen_c = 0, pen_g = 0, pen_g2 = 0;
+    OK(al_drsl_penalty_cpu(&cpu, n, k, z, y, w, variant, &pen_c, dz_c));
+    float *gz = dnewf(ne, z), *gdz = dnewf(ne, acc);
+    int32_t *gy = dnew((size_t)n * sizeof(int32_t), y);
+    OK(al_drsl_penalty(&gpu, n, k, gz, gy, w, variant, &pen_g, gdz));
+    OK(al_drsl_penalty(&gpu, n, k, gz, gy, w, variant, &pen_g2, NULL)); /* NULL dlogits */
+    int bad = 0;
+    /* a sum of squares: only the order of the double sums differs (relative) */
+    const double rt = 8.0 * (n + 2.0 * k + 8.0) * U_DBL;
+    bad |= al_check_close_d("drsl pen", &pen_g, &pen_c, 1, 0, rt);
+    bad |= al_check_close_d("drsl pen (no dlogits)", &pen_g2, &pen_c, 1, 0, rt);
+    /* each added term |2w((z - m) - d/c)| <= 8 w R is rounded to float once on each side */
+    bad |= dcheck("drsl dlogits (+=)", gdz, dz_c, ne, 8.0 * w * range * AL_F32_EPS, 2 * AL_F32_EPS);
+    return bad;
+}
+
+static int case_drsl(void) {
+    int bad = 0;
+    for (int v = 0; v < 2; v++) {
+        bad |= drsl_one(1, 2, v, 8); /* smallest K */
+        bad |= drsl_one(7, 10, v, 8);
+        bad |= drsl_one(129, 37, v, 8); /* K > 32: lanes stride */
+        bad |= drsl_one(300, 1000, v, 30);
+    }
+    /* a label outside [0, K) is an error naming the row, as the twin */
+    float *gz = dnewf(30, NULL);
+    int32_t *gyb = dnew(3 * sizeof(int32_t), (int32_t[]){0, 10, 1});
+    double pen = 0;
+    al_status st = al_drsl_penalty(&gpu, 3, 10, gz, gyb, 1.0f, 0, &pen, NULL);
+    if (st != AL_ERR_VALUE || !strstr(al_errmsg(), "index 1")) {
+        fprintf(stderr, "  drsl bad label: got %s (%s)\n", al_status_str(st), al_errmsg());
+        bad = 1;
+    }
+    al_clear_error();
+    return bad;
+}
+
 /* ---------------------------------------------------------------- non-finite logits, labels */
 
 static int case_loss_nonfinite(void) {
@@ -709,6 +757,7 @@ static int case_batch(void) {
 CASE(case_trades)
 CASE(case_mart)
 CASE(case_cw)
+CASE(case_drsl)
 CASE(case_loss_nonfinite)
 CASE(case_attack_start)
 CASE(case_zero_rows)
@@ -727,6 +776,7 @@ int main(int argc, char **argv) {
         {"trades", run_case_trades},
         {"mart", run_case_mart},
         {"cw", run_case_cw},
+        {"drsl", run_case_drsl},
         {"loss_nonfinite", run_case_loss_nonfinite},
         {"attack_start", run_case_attack_start},
         {"zero_rows", run_case_zero_rows},

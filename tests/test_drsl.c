@@ -180,23 +180,10 @@ static int case_torch(void) {
     return bad;
 }
 
-/* The penalty has no CUDA twin (losses/drsl.c): the dispatcher must say so, not crash. */
-static int case_cuda_unsupported(void) {
-    if (al_test_no_gpu()) return AL_SKIP_CODE;
-    al_ctx g;
-    AL_EXPECT(al_ctx_init(&g, AL_DEV_CUDA, 0, 0, 1) == AL_OK, "%s", al_errmsg());
-    double pen;
-    AL_EXPECT(al_drsl_penalty(&g, 1, 2, NULL, NULL, 1, 0, &pen, NULL) == AL_ERR_UNSUPPORTED,
-              "CUDA DRSL should be unsupported");
-    al_clear_error();
-    al_ctx_fini(&g);
-    return 0;
-}
-
 int main(int argc, char **argv) {
     static const al_case cases[] = {{"fd", case_fd},
                                     {"invariants", case_invariants},
-                                    {"torch", case_torch},
-                                    {"cuda_unsupported", case_cuda_unsupported}};
+                                    {"torch", case_torch}};
+    /* CPU vs CUDA (cuda/loss_drsl.cu): tests/test_cuda2.c case "drsl" */
     return al_run_cases(cases, (int)(sizeof cases / sizeof cases[0]), argc, argv);
 }
