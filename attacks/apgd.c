@@ -1,6 +1,8 @@
 /* apgd.c: APGD-CE / APGD-DLR / APGD-T driver behind attacks/apgd.h, device-agnostic, plus the
- * CPU reference of the APGD step. Twin of the step: none yet (al_apgd_step returns
- * AL_ERR_UNSUPPORTED on CUDA; TODO(#6): cuda/attack_apgd.cu calling al_apgd_linf_elem).
+ * CPU reference of the APGD step. Twin of the step: cuda/attack_apgd.cu (Linf through the same
+ * AL_HOSTDEV al_apgd_linf_elem). On CUDA the iterates, gradients, losses and step sizes stay on
+ * the device; per iteration only the per-point losses and correct flags (N floats + N bytes)
+ * come to the host for the step-size schedule (and the eta vector goes back at checkpoints).
  * Shapes: x, x_adv and every ws (B, d) buffer are (N, d) with d = C*H*W; logits (N, K).
  *
  * Layout of a call: one clean forward decides which points are attacked (correctly classified
@@ -142,11 +144,49 @@ al_status al_apgd_step(al_ctx *ctx, al_norm norm, int n, size_t d, float *x, flo
     switch (ctx->device) {
     case AL_DEV_CPU: return al_apgd_step_cpu(ctx, norm, n, d, x, x_prev, x0, g, eta, a, eps, tmp);
     case AL_DEV_CUDA:
-        return AL_FAIL(AL_ERR_UNSUPPORTED,
-                       "al_apgd_step: no CUDA implementation yet (APGD runs on --device cpu; "
-                       "TODO(#6))");
+#ifdef AL_HAVE_CUDA
+        return al_apgd_step_cuda(ctx, norm, n, d, x, x_prev, x0, g, eta, a, eps, tmp);
+#else
+        return AL_FAIL(AL_ERR_NO_GPU,
+                       "al_apgd_step: CUDA device requested but advlab was built without CUDA");
+#endif
     }
     return AL_FAIL(AL_ERR_VALUE, "al_apgd_step: unknown device %d", (int)ctx->device);
+}
+
+al_status al_apgd_rows_cpu(al_ctx *ctx, const uint8_t *ops, int n, size_t d, float *xa,
+                           float *grad, float *xbadv, float *xbest, float *gbest) {
+    (void)ctx;
+    for (int p = 0; p < n; p++) {
+        const unsigned op = ops[p];
+        if (!op) continue;
+        const size_t o = (size_t)p * d, nb = d * sizeof(float);
+        if (op & AL_APGD_ROW_BADV) memcpy(xbadv + o, xa + o, nb);
+        if (op & AL_APGD_ROW_BEST) {
+            memcpy(xbest + o, xa + o, nb);
+            memcpy(gbest + o, grad + o, nb);
+        }
+        if (op & AL_APGD_ROW_RESTORE) {
+            memcpy(xa + o, xbest + o, nb);
+            memcpy(grad + o, gbest + o, nb);
+        }
+    }
+    return AL_OK;
+}
+
+al_status al_apgd_rows(al_ctx *ctx, const uint8_t *ops, int n, size_t d, float *xa, float *grad,
+                       float *xbadv, float *xbest, float *gbest) {
+    switch (ctx->device) {
+    case AL_DEV_CPU: return al_apgd_rows_cpu(ctx, ops, n, d, xa, grad, xbadv, xbest, gbest);
+    case AL_DEV_CUDA:
+#ifdef AL_HAVE_CUDA
+        return al_apgd_rows_cuda(ctx, ops, n, d, xa, grad, xbadv, xbest, gbest);
+#else
+        return AL_FAIL(AL_ERR_NO_GPU,
+                       "al_apgd_rows: CUDA device requested but advlab was built without CUDA");
+#endif
+    }
+    return AL_FAIL(AL_ERR_VALUE, "al_apgd_rows: unknown device %d", (int)ctx->device);
 }
 
 /* ---------------------------------------------------------------- workspace */
@@ -160,9 +200,9 @@ void al_apgd_ws_fini(al_ctx *ctx, al_apgd_ws *ws) {
     al_dev_free(ctx, ws->ys);
     al_dev_free(ctx, ws->ts);
     al_dev_free(ctx, ws->flag);
-    void *host[] = {ws->h_x, ws->h_sx, ws->h_sp, ws->h_s0, ws->h_sg, ws->h_dlog, ws->h_logits, ws->h_loss, ws->h_best,  ws->h_best_last,
+    void *host[] = {ws->h_x, ws->h_sx, ws->h_sg, ws->h_logits, ws->h_loss, ws->h_best,  ws->h_best_last,
                     ws->h_eta,     ws->h_hist,   ws->h_reduced, ws->h_acc, ws->h_acc_run,
-                    ws->h_pred,    ws->h_zero,   ws->h_y,    ws->h_ys,  ws->h_t,     ws->h_idx,
+                    ws->h_pred,    ws->h_zero,   ws->h_ops,   ws->h_y,    ws->h_ys,  ws->h_t,     ws->h_idx,
                     ws->h_order};
     for (size_t i = 0; i < AL_ARRAY_LEN(host); i++) al_free(host[i]);
     memset(ws, 0, sizeof *ws);
@@ -173,10 +213,10 @@ size_t al_apgd_ws_bytes(const al_model *m, int max_batch, int n_iter_cap) {
     const size_t k = (size_t)m->num_classes;
     size_t dev = 9 * b * d * sizeof(float) + 2 * b * sizeof(int32_t) + b * k * sizeof(float) +
                  2 * b * sizeof(float) + b;
-    size_t host = 2 * b * k * sizeof(float) + 4 * b * sizeof(float) +
-                  b * (size_t)n_iter_cap * sizeof(float) + 5 * b + 3 * b * sizeof(int32_t) +
+    size_t host = b * k * sizeof(float) + 4 * b * sizeof(float) +
+                  b * (size_t)n_iter_cap * sizeof(float) + 6 * b + 3 * b * sizeof(int32_t) +
                   b * sizeof(int) + b * k * sizeof(int);
-    return dev + host; /* + 5 (B, d) host staging buffers off the CPU */
+    return dev + host; /* + 3 (B, d) host staging buffers off the CPU */
 }
 
 al_status al_apgd_ws_init(al_ctx *ctx, al_apgd_ws *ws, const al_model *m, int max_batch,
@@ -204,11 +244,8 @@ al_status al_apgd_ws_init(al_ctx *ctx, al_apgd_ws *ws, const al_model *m, int ma
     if (ctx->device != AL_DEV_CPU) {
         ws->h_x = al_malloc(bd, "APGD host staging");
         ws->h_sx = al_malloc(bd, "APGD host staging");
-        ws->h_sp = al_malloc(bd, "APGD host staging");
-        ws->h_s0 = al_malloc(bd, "APGD host staging");
         ws->h_sg = al_malloc(bd, "APGD host staging");
     }
-    ws->h_dlog = al_malloc(b * k * sizeof(float), "APGD host dlogits");
     ws->h_logits = al_malloc(b * k * sizeof(float), "APGD host logits");
     ws->h_loss = al_malloc(b * sizeof(float), "APGD host losses");
     ws->h_best = al_malloc(b * sizeof(float), "APGD host best losses");
@@ -220,16 +257,17 @@ al_status al_apgd_ws_init(al_ctx *ctx, al_apgd_ws *ws, const al_model *m, int ma
     ws->h_acc_run = al_malloc(b, "APGD host flags");
     ws->h_pred = al_malloc(b, "APGD host flags");
     ws->h_zero = al_malloc(b, "APGD host flags");
+    ws->h_ops = al_malloc(b, "APGD host row ops");
     ws->h_y = al_malloc(b * sizeof(int32_t), "APGD host labels");
     ws->h_ys = al_malloc(b * sizeof(int32_t), "APGD host labels");
     ws->h_t = al_malloc(b * sizeof(int32_t), "APGD host targets");
     ws->h_idx = al_malloc(b * sizeof(int), "APGD host index");
     ws->h_order = al_malloc(b * k * sizeof(int), "APGD host class order");
     if ((ctx->device != AL_DEV_CPU &&
-         (!ws->h_x || !ws->h_sx || !ws->h_sp || !ws->h_s0 || !ws->h_sg)) ||
-        !ws->h_dlog || !ws->h_logits || !ws->h_loss || !ws->h_best ||
+         (!ws->h_x || !ws->h_sx || !ws->h_sg)) ||
+        !ws->h_logits || !ws->h_loss || !ws->h_best ||
         !ws->h_best_last || !ws->h_eta || !ws->h_hist || !ws->h_reduced || !ws->h_acc ||
-        !ws->h_acc_run || !ws->h_pred || !ws->h_zero || !ws->h_y || !ws->h_ys || !ws->h_t || !ws->h_idx ||
+        !ws->h_acc_run || !ws->h_pred || !ws->h_zero || !ws->h_ops || !ws->h_y || !ws->h_ys || !ws->h_t || !ws->h_idx ||
         !ws->h_order)
         st = AL_ERR_OOM;
 done:
@@ -295,17 +333,8 @@ static al_status objective(al_ctx *ctx, const al_apgd_spec *s, al_apgd_ws *ws, i
     double loss;
     if (s->loss == AL_APGD_CE)
         return al_xent(ctx, m, k, logits, ws->ys, (float)m, &loss, ws->per_sample, dlogits);
-    if (ctx->device == AL_DEV_CPU)
-        return al_dlr_loss(ctx, m, k, logits, ws->ys, s->loss == AL_APGD_T ? ws->ts : NULL,
-                           (float)m, &loss, ws->per_sample, dlogits);
-    /* no DLR kernel yet: (N, K) logits through the host (TODO(#6): cuda/loss_dlr.cu) */
-    const size_t nk = (size_t)m * k;
-    AL_TRY(al_copy_to_host(ctx, ws->h_logits, logits, nk * sizeof(float)));
-    AL_TRY(al_dlr_loss_cpu(ctx, m, k, ws->h_logits, ws->h_ys, s->loss == AL_APGD_T ? ws->h_t : NULL,
-                           (float)m, &loss, ws->h_loss, dlogits ? ws->h_dlog : NULL));
-    AL_TRY(al_copy_to_dev(ctx, ws->per_sample, ws->h_loss, (size_t)m * sizeof(float)));
-    if (dlogits) AL_TRY(al_copy_to_dev(ctx, dlogits, ws->h_dlog, nk * sizeof(float)));
-    return AL_OK;
+    return al_dlr_loss(ctx, m, k, logits, ws->ys, s->loss == AL_APGD_T ? ws->ts : NULL, (float)m,
+                       &loss, ws->per_sample, dlogits);
 }
 
 /* dst += src over n floats (device arrays; staged through the host off the CPU). */
@@ -330,21 +359,10 @@ static al_status scale_dev(al_ctx *ctx, al_apgd_ws *ws, float *x, size_t n, floa
     return h == x ? AL_OK : al_copy_to_dev(ctx, x, h, n * sizeof(float));
 }
 
-/* The APGD step on the run's mr rows: the dispatcher on the CPU; elsewhere, until the kernel
- * lands (TODO(#6): cuda/attack_apgd.cu), the CPU reference on host copies (x0 was staged in
- * h_s0 at the start of the run). */
+/* The APGD step on the run's mr rows (x0 = the gathered clean rows ws->xs). */
 static al_status step_any(al_ctx *ctx, const al_apgd_spec *s, al_apgd_ws *ws, int mr, float a) {
-    const size_t nd = (size_t)mr * ws->d;
-    if (ctx->device == AL_DEV_CPU)
-        return al_apgd_step(ctx, s->norm, mr, ws->d, ws->xa, ws->xprev, ws->xs, ws->grad, ws->eta,
-                            a, s->eps, ws->tmp);
-    AL_TRY(al_copy_to_host(ctx, ws->h_sx, ws->xa, nd * sizeof(float)));
-    AL_TRY(al_copy_to_host(ctx, ws->h_sp, ws->xprev, nd * sizeof(float)));
-    AL_TRY(al_copy_to_host(ctx, ws->h_sg, ws->grad, nd * sizeof(float)));
-    AL_TRY(al_apgd_step_cpu(ctx, s->norm, mr, ws->d, ws->h_sx, ws->h_sp, ws->h_s0, ws->h_sg,
-                            ws->h_eta, a, s->eps, ws->h_x));
-    AL_TRY(al_copy_to_dev(ctx, ws->xa, ws->h_sx, nd * sizeof(float)));
-    return al_copy_to_dev(ctx, ws->xprev, ws->h_sp, nd * sizeof(float));
+    return al_apgd_step(ctx, s->norm, mr, ws->d, ws->xa, ws->xprev, ws->xs, ws->grad, ws->eta, a,
+                        s->eps, ws->tmp);
 }
 
 /* Forward + objective + backward at ws->xa, averaged over eot_iter passes, into ws->grad;
@@ -377,6 +395,17 @@ static al_status grad_at(al_ctx *ctx, al_model *m, const al_apgd_spec *s, al_apg
 
 static al_status copy_row(al_ctx *ctx, float *dst, int di, const float *src, int si, size_t d) {
     return al_copy_dev(ctx, dst + (size_t)di * d, src + (size_t)si * d, d * sizeof(float));
+}
+
+/* Apply the per-row ops of ws->h_ops[0..mr) (AL_APGD_ROW_*) in one pass; off the CPU the
+ * mr-byte op vector goes to the device first (ws->flag is free between forwards). */
+static al_status apply_rows(al_ctx *ctx, al_apgd_ws *ws, int mr) {
+    const uint8_t *ops = ws->h_ops;
+    if (ctx->device != AL_DEV_CPU) {
+        AL_TRY(al_copy_to_dev(ctx, ws->flag, ws->h_ops, (size_t)mr));
+        ops = ws->flag;
+    }
+    return al_apgd_rows(ctx, ops, mr, ws->d, ws->xa, ws->grad, ws->xbadv, ws->xbest, ws->gbest);
 }
 
 /* ws->xa = the random start of run `run` for the m gathered points (see apgd.h). */
@@ -445,7 +474,6 @@ static al_status single_run(al_ctx *ctx, al_model *m, const al_apgd_spec *s, al_
     int h, decr, h_min;
     sched_consts(n_iter, &h, &decr, &h_min);
     AL_TRY(start_point(ctx, s, ws, mr, n, run, seed, stream));
-    if (ctx->device != AL_DEV_CPU) AL_TRY(al_copy_to_host(ctx, ws->h_s0, ws->xs, nd * sizeof(float)));
     uint64_t fstep = (uint64_t)run * (uint64_t)(n_iter + 1);
     AL_TRY(grad_at(ctx, m, s, ws, mr, fstep++));
     if (s->loss != AL_APGD_CE) AL_TRY(zero_grad_check(ctx, ws, mr));
@@ -468,19 +496,23 @@ static al_status single_run(al_ctx *ctx, al_model *m, const al_apgd_spec *s, al_
         const float a = i > 0 ? 0.75f : 1.0f;
         AL_TRY(step_any(ctx, s, ws, mr, a));
         AL_TRY(grad_at(ctx, m, s, ws, mr, fstep++));
+        int any = 0;
         for (int p = 0; p < mr; p++) {
+            uint8_t op = 0;
             if (!ws->h_pred[p]) { /* misclassified: the latest such iterate is kept */
                 ws->h_acc_run[p] = 0;
-                AL_TRY(copy_row(ctx, ws->xbadv, p, ws->xa, p, d));
+                op |= AL_APGD_ROW_BADV;
             }
             const float l = ws->h_loss[p];
             ws->h_hist[(size_t)p * n_iter + i] = l;
             if (l > ws->h_best[p]) {
-                AL_TRY(copy_row(ctx, ws->xbest, p, ws->xa, p, d));
-                AL_TRY(copy_row(ctx, ws->gbest, p, ws->grad, p, d));
+                op |= AL_APGD_ROW_BEST;
                 ws->h_best[p] = l;
             }
+            ws->h_ops[p] = op;
+            any |= op;
         }
+        if (any) AL_TRY(apply_rows(ctx, ws, mr));
         if (++counter < h) continue;
         /* checkpoint: halve the step and go back to the best point where (1) or (2) holds */
         int halved = 0;
@@ -490,14 +522,16 @@ static al_status single_run(al_ctx *ctx, al_model *m, const al_apgd_spec *s, al_
             int fl = osc || no_impr;
             ws->h_reduced[p] = (uint8_t)fl;
             ws->h_best_last[p] = ws->h_best[p];
+            ws->h_ops[p] = fl ? AL_APGD_ROW_RESTORE : 0;
             if (fl) {
                 ws->h_eta[p] /= 2.0f;
-                AL_TRY(copy_row(ctx, ws->xa, p, ws->xbest, p, d));
-                AL_TRY(copy_row(ctx, ws->grad, p, ws->gbest, p, d));
                 halved++;
             }
         }
-        if (halved) AL_TRY(al_copy_to_dev(ctx, ws->eta, ws->h_eta, (size_t)mr * sizeof(float)));
+        if (halved) {
+            AL_TRY(apply_rows(ctx, ws, mr));
+            AL_TRY(al_copy_to_dev(ctx, ws->eta, ws->h_eta, (size_t)mr * sizeof(float)));
+        }
         if (ws->n_checks < (int)AL_ARRAY_LEN(ws->check_iter)) {
             ws->check_iter[ws->n_checks] = i + 1;
             ws->check_halved[ws->n_checks] = halved;

@@ -93,14 +93,34 @@ AL_HOSTDEV float al_apgd_linf_elem(float x, float x_prev, float x0, float g, flo
 /* One APGD step for the whole batch (dispatcher). x (n, d) = x_k in, x_{k+1} out; x_prev (n, d)
  * = x_{k-1} in, x_k out; x0 (n, d) clean; g (n, d) gradient of the loss to ascend; eta (n)
  * per-point step sizes; a = momentum weight (1 on the first iteration, 0.75 after); tmp (n, d)
- * scratch (L2). All on ctx's device. CUDA: AL_ERR_UNSUPPORTED until cuda/attack_apgd.cu lands
- * (al_apgd_run stages through the host meanwhile). */
+ * scratch (L2). All on ctx's device (CUDA twin: cuda/attack_apgd.cu). */
 al_status al_apgd_step(al_ctx *ctx, al_norm norm, int n, size_t d, float *x, float *x_prev,
                        const float *x0, const float *g, const float *eta, float a, float eps,
                        float *tmp);
 al_status al_apgd_step_cpu(al_ctx *ctx, al_norm norm, int n, size_t d, float *x, float *x_prev,
                            const float *x0, const float *g, const float *eta, float a, float eps,
                            float *tmp);
+#ifdef AL_HAVE_CUDA
+al_status al_apgd_step_cuda(al_ctx *ctx, al_norm norm, int n, size_t d, float *x, float *x_prev,
+                            const float *x0, const float *g, const float *eta, float a, float eps,
+                            float *tmp);
+#endif
+
+/* Per-row bookkeeping of an APGD iteration in one pass (one kernel on CUDA instead of a copy per
+ * row): for each row p with ops[p] (device, n bytes) having
+ *   AL_APGD_ROW_BADV:    xbadv_p = xa_p                 (the latest misclassified iterate)
+ *   AL_APGD_ROW_BEST:    xbest_p = xa_p, gbest_p = grad_p (a new best loss)
+ *   AL_APGD_ROW_RESTORE: xa_p = xbest_p, grad_p = gbest_p (a checkpoint halved the step)
+ * applied in that order. All arrays (n, d) on ctx's device; bitwise copies. */
+enum { AL_APGD_ROW_BADV = 1, AL_APGD_ROW_BEST = 2, AL_APGD_ROW_RESTORE = 4 };
+al_status al_apgd_rows(al_ctx *ctx, const uint8_t *ops, int n, size_t d, float *xa, float *grad,
+                       float *xbadv, float *xbest, float *gbest);
+al_status al_apgd_rows_cpu(al_ctx *ctx, const uint8_t *ops, int n, size_t d, float *xa,
+                           float *grad, float *xbadv, float *xbest, float *gbest);
+#ifdef AL_HAVE_CUDA
+al_status al_apgd_rows_cuda(al_ctx *ctx, const uint8_t *ops, int n, size_t d, float *xa,
+                            float *grad, float *xbadv, float *xbest, float *gbest);
+#endif
 
 /* Workspace for batches up to max_batch of model m (device buffers + host bookkeeping).
  * Allocate once: al_apgd_run then never allocates. Errors: AL_ERR_OOM naming the batch size and
@@ -118,11 +138,11 @@ typedef struct al_apgd_ws {
     uint8_t *flag;        /* (B) */
     /* host */
     float *h_x;           /* (B, d) staging (random start, gradient check) on CUDA; NULL on CPU */
-    float *h_sx, *h_sp, *h_s0, *h_sg; /* (B, d) host copies for the step off the CPU; else NULL */
+    float *h_sx, *h_sg; /* (B, d) host staging off the CPU (EOT sums); else NULL */
     float *h_logits;      /* (B, K) clean logits (APGD-T target order) */
-    float *h_dlog;        /* (B, K) DLR gradient staging off the CPU */
     float *h_loss, *h_best, *h_best_last, *h_eta; /* (B) */
     float *h_hist;        /* (B, n_iter_cap) loss history */
+    uint8_t *h_ops;       /* (B) per-row ops of al_apgd_rows */
     uint8_t *h_reduced, *h_acc, *h_acc_run, *h_pred, *h_zero; /* (B) */
     int32_t *h_y, *h_ys, *h_t; /* (B): labels of the batch; labels and targets of the run */
     int *h_idx;           /* (B) batch position of each point of the run */

@@ -122,8 +122,8 @@ al_status al_drsl_penalty_cuda(al_ctx *ctx, int n, int k, const float *logits,
 #endif
 
 /* ---- DLR loss (Croce & Hein 2020, "Reliable evaluation of adversarial robustness with an
- * ensemble of diverse parameter-free attacks"; losses/dlr.c, CPU only so far: the dispatcher
- * returns AL_ERR_UNSUPPORTED on AL_DEV_CUDA). Per row z (K), with z_(1) >= z_(2) >= ... the
+ * ensemble of diverse parameter-free attacks"; losses/dlr.c, CUDA twin cuda/loss_dlr.cu, both
+ * built on the row function of losses/dlr_row.h). Per row z (K), with z_(1) >= z_(2) >= ... the
  * sorted logits (ties: lower class index first), in the form APGD ASCENDS:
  *   untargeted (targets NULL, K >= 3):
  *     L_i = -(z_y - max_{j != y} z_j) / (z_(1) - z_(3) + 1e-12)
@@ -140,6 +140,11 @@ al_status al_dlr_loss(al_ctx *ctx, int n, int k, const float *logits, const int3
 al_status al_dlr_loss_cpu(al_ctx *ctx, int n, int k, const float *logits, const int32_t *labels,
                           const int32_t *targets, float weight, double *loss, float *per_sample,
                           float *dlogits);
+#ifdef AL_HAVE_CUDA
+al_status al_dlr_loss_cuda(al_ctx *ctx, int n, int k, const float *logits,
+                           const int32_t *labels, const int32_t *targets, float weight,
+                           double *loss, float *per_sample, float *dlogits);
+#endif
 
 #ifdef __cplusplus
 }

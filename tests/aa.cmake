@@ -19,3 +19,11 @@ foreach(t autoattack autoattack_resume)
   set_tests_properties(e2e_${t} PROPERTIES FIXTURES_REQUIRED "fmnist;aa_model"
                        LABELS "e2e;cpu" TIMEOUT 900)
 endforeach()
+# AutoAttack on the CUDA backend vs the CPU (GPU machines; "skipped: no GPU" = SKIP elsewhere).
+if(AL_HAVE_CUDA)
+  add_test(NAME e2e_autoattack_cuda COMMAND bash ${AL_AA_E2E_DIR}/autoattack_cuda.sh
+           $<TARGET_FILE:advlab> ${AL_TESTDATA}/e2e_autoattack_cuda ${AL_TESTDATA}/fmnist.h5
+           ${AL_AA_MODEL_DIR})
+  set_tests_properties(e2e_autoattack_cuda PROPERTIES FIXTURES_REQUIRED "fmnist;aa_model"
+                       LABELS "e2e;cuda" TIMEOUT 900 SKIP_RETURN_CODE 77)
+endif()

@@ -2,7 +2,9 @@
  * TRADES loss / KL, MART, CW margin (cuda/loss_{trades,mart,cw}.cu), the attack random start
  * and early-stop row zeroing (cuda/attack_start.cu, also through al_attack_run), the masked
  * sum of squares of gradient clipping (cuda/reduce_sumsq.cu, also through al_optim_clip_coef)
- * and device-resident batch assembly with crop/flip (cuda/data_augment.cu).
+ * and device-resident batch assembly with crop/flip (cuda/data_augment.cu); the DRSL penalty
+ * (cuda/loss_drsl.cu), the DLR loss and the APGD step and row bookkeeping (cuda/loss_dlr.cu,
+ * cuda/attack_apgd.cu).
  * Without a usable GPU: "skipped: no GPU", exit 77.
  *
  * Conventions (as tests/test_cuda.c):
@@ -23,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attacks/apgd.h"
 #include "attacks/attack.h"
 #include "core/ctx.h"
 #include "core/cuda_api.h"
@@ -370,6 +373,124 @@ static int case_drsl(void) {
         bad = 1;
     }
     al_clear_error();
+    return bad;
+}
+
+/* ---------------------------------------------------------------- DLR loss (APGD-DLR / APGD-T) */
+
+static int dlr_one(int n, int k, int targeted, int quantise) {
+    fprintf(stderr, "  dlr n=%d k=%d targeted=%d quantise=%d\n", n, k, targeted, quantise);
+    const size_t ne = (size_t)n * k;
+    float *z = logits(n, k, 151, -8, 8, quantise);
+    int32_t *y = hlabels(n, k, 152), *t = targeted ? hlabels(n, k, 153) : NULL;
+    const float w = (float)n; /* APGD's weight: the gradient of the sum */
+    double loss_c = 0, loss_g = 0, loss_g2 = 0;
+    float *ps_c = hf(n), *dz_c = hf(ne);
+    OK(al_dlr_loss_cpu(&cpu, n, k, z, y, t, w, &loss_c, ps_c, dz_c));
+    float *gz = dnewf(ne, z), *gps = dnewf(n, NULL), *gdz = dnewf(ne, NULL);
+    int32_t *gy = dnew((size_t)n * sizeof(int32_t), y);
+    int32_t *gt = targeted ? dnew((size_t)n * sizeof(int32_t), t) : NULL;
+    OK(al_dlr_loss(&gpu, n, k, gz, gy, gt, w, &loss_g, gps, gdz));
+    OK(al_dlr_loss(&gpu, n, k, gz, gy, gt, w, &loss_g2, NULL, NULL));
+    int bad = 0;
+    /* one row function (losses/dlr_row.h) on both sides: exact */
+    bad |= dcheck("dlr per_sample", gps, ps_c, n, 0, 0);
+    bad |= dcheck("dlr dlogits", gdz, dz_c, ne, 0, 0);
+    /* only the order of the double batch sum differs; |L_i| <= ~1e13 for a zero denominator
+     * guard, so compare relative to the sum of |L_i| */
+    double mag = 0;
+    for (int i = 0; i < n; i++) mag += fabs((double)ps_c[i]) + 1.0;
+    const double at = 4.0 * n * mag * w / n * U_DBL;
+    bad |= al_check_close_d("dlr loss", &loss_g, &loss_c, 1, at, 0);
+    bad |= al_check_close_d("dlr loss (no outputs)", &loss_g2, &loss_c, 1, at, 0);
+    return bad;
+}
+
+static int case_dlr(void) {
+    int bad = 0;
+    for (int tg = 0; tg < 2; tg++) {
+        bad |= dlr_one(1, 4, tg, 0);      /* smallest K of the targeted loss */
+        bad |= dlr_one(7, 10, tg, 0);
+        bad |= dlr_one(129, 10, tg, 1);   /* ties in the top-4 order: lower index first */
+        bad |= dlr_one(300, 100, tg, 0);
+    }
+    /* a bad target is reported as the twin reports it (labels first) */
+    float *gz = dnewf(30, NULL);
+    int32_t *gy = dnew(3 * sizeof(int32_t), (int32_t[]){0, 1, 2});
+    int32_t *gt = dnew(3 * sizeof(int32_t), (int32_t[]){1, 2, -1});
+    double l = 0;
+    al_status st = al_dlr_loss(&gpu, 3, 10, gz, gy, gt, 3.0f, &l, NULL, NULL);
+    if (st != AL_ERR_VALUE || !strstr(al_errmsg(), "target -1 at index 2")) {
+        fprintf(stderr, "  dlr bad target: got %s (%s)\n", al_status_str(st), al_errmsg());
+        bad = 1;
+    }
+    al_clear_error();
+    return bad;
+}
+
+/* ---------------------------------------------------------------- APGD step and row bookkeeping */
+
+static int apgd_step_one(al_norm norm, int n, size_t d, int nonfinite) {
+    fprintf(stderr, "  apgd step norm=%s n=%d d=%zu nonfinite=%d\n", norm == AL_LINF ? "linf" : "l2",
+            n, d, nonfinite);
+    const size_t nd = (size_t)n * d;
+    const float eps = norm == AL_LINF ? 0.1f : 1.5f;
+    float *x0 = hrand(nd, 161, 0, 1), *g = hrand(nd, 162, -1, 1), *eta = hrand(n, 163, 0, 2 * eps);
+    float *x = hf(nd), *xp = hf(nd), *dx = hrand(nd, 164, -eps, eps), *dp = hrand(nd, 165, -eps, eps);
+    for (size_t i = 0; i < nd; i++) {
+        x[i] = al_clampf(x0[i] + dx[i], 0, 1);
+        xp[i] = al_clampf(x0[i] + dp[i], 0, 1);
+    }
+    if (nonfinite) /* NaN/Inf gradients do not move; a non-finite iterate restarts at x0 */
+        for (size_t i = 0; i < nd; i += 37) {
+            g[i] = (i / 37) % 2 ? NAN : INFINITY;
+            if (i % 3 == 0) x[i] = NAN;
+            if (i % 5 == 0) xp[i] = -INFINITY;
+        }
+    float *gx = dnewf(nd, x), *gxp = dnewf(nd, xp), *gx0 = dnewf(nd, x0), *gg = dnewf(nd, g);
+    float *geta = dnewf(n, eta), *gtmp = dnewf(nd, NULL);
+    float *tmp = hf(nd);
+    const float a = 0.75f;
+    OK(al_apgd_step_cpu(&cpu, norm, n, d, x, xp, x0, g, eta, a, eps, tmp));
+    OK(al_apgd_step(&gpu, norm, n, d, gx, gxp, gx0, gg, geta, a, eps, gtmp));
+    int bad = 0;
+    if (norm == AL_LINF) /* the same AL_HOSTDEV element function: exact */
+        bad |= dcheck("apgd linf x", gx, x, nd, 0, 0);
+    else /* the row norms differ in summation order only: a few float ulps of values in [0, 1] */
+        bad |= dcheck("apgd l2 x", gx, x, nd, 16 * AL_F32_EPS, 0);
+    bad |= dcheck("apgd x_prev", gxp, xp, nd, 0, 0); /* a copy of the (sanitised) iterate */
+    return bad;
+}
+
+static int case_apgd_step(void) {
+    int bad = 0;
+    for (int nn = 0; nn < 2; nn++) {
+        al_norm norm = nn ? AL_L2 : AL_LINF;
+        bad |= apgd_step_one(norm, 1, 1, 0);
+        bad |= apgd_step_one(norm, 5, 784, 0);    /* Fashion-MNIST rows */
+        bad |= apgd_step_one(norm, 9, 3072, 1);   /* CIFAR rows, non-finite entries */
+        bad |= apgd_step_one(norm, 3, 100003, 0); /* rows longer than a block's stride */
+    }
+    return bad;
+}
+
+static int case_apgd_rows(void) {
+    int bad = 0;
+    const int n = 37;
+    const size_t d = 300, nd = (size_t)n * d;
+    uint8_t ops[37];
+    for (int p = 0; p < n; p++) ops[p] = (uint8_t)(p % 8); /* every combination, in order */
+    float *h[5], *g[5];
+    for (int i = 0; i < 5; i++) {
+        h[i] = hrand(nd, 170 + (uint64_t)i, -1, 1);
+        g[i] = dnewf(nd, h[i]);
+    }
+    uint8_t *gops = dnew(sizeof ops, ops);
+    OK(al_apgd_rows_cpu(&cpu, ops, n, d, h[0], h[1], h[2], h[3], h[4]));
+    OK(al_apgd_rows(&gpu, gops, n, d, g[0], g[1], g[2], g[3], g[4]));
+    static const char *names[5] = {"apgd rows xa", "apgd rows grad", "apgd rows xbadv",
+                                   "apgd rows xbest", "apgd rows gbest"};
+    for (int i = 0; i < 5; i++) bad |= dcheck(names[i], g[i], h[i], nd, 0, 0);
     return bad;
 }
 
@@ -758,6 +879,9 @@ CASE(case_trades)
 CASE(case_mart)
 CASE(case_cw)
 CASE(case_drsl)
+CASE(case_dlr)
+CASE(case_apgd_step)
+CASE(case_apgd_rows)
 CASE(case_loss_nonfinite)
 CASE(case_attack_start)
 CASE(case_zero_rows)
@@ -777,6 +901,9 @@ int main(int argc, char **argv) {
         {"mart", run_case_mart},
         {"cw", run_case_cw},
         {"drsl", run_case_drsl},
+        {"dlr", run_case_dlr},
+        {"apgd_step", run_case_apgd_step},
+        {"apgd_rows", run_case_apgd_rows},
         {"loss_nonfinite", run_case_loss_nonfinite},
         {"attack_start", run_case_attack_start},
         {"zero_rows", run_case_zero_rows},
