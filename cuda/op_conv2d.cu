@@ -9,7 +9,7 @@
  *   - deterministic ctx: CUDNN_DETERMINISTIC only (style rule 20);
  *   - fp32 precision: FMA math (no TF32) and, in a first pass, no FFT/Winograd (their
  *     transforms lose ~1e-5 relative, beyond the eps*sqrt(K) agreement the CPU twin is held
- *     to); only if that pass finds nothing are they admitted. tf32/bf16 take anything.
+ *     to); only if that pass finds nothing are they admitted. tf32 takes anything.
  * Workspace comes from ctx->scratch; al_conv2d_scratch_bytes_cuda plans at setup (max batch)
  * and reports the largest workspace, so the model reserves it before the hot path. */
 #include <string.h>

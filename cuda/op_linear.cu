@@ -7,7 +7,7 @@
  *   dW^T (In, Out) += x^T (In, N) dy (N, Out)  -> gemm(N, T, In, Out, N,  x ld In,  dy ld Out)
  * Write modes as the twin: y = (bias broadcast first, then beta = 1, as the twin does);
  * dx = (beta 0, cuBLAS then never reads dx) or += (beta 1); dw += (beta 1); db += (the
- * deterministic channel-sum kernel). fp32: CUBLAS_DEFAULT_MATH; tf32/bf16: TF32 tensor cores. */
+ * deterministic channel-sum kernel). fp32: CUBLAS_DEFAULT_MATH; tf32: TF32 tensor cores. */
 #include "core/ops/linear.h"
 #include "cuda/cuda_base.cuh"
 

@@ -5,9 +5,9 @@
 #   1. synthetic CIFAR-10 binaries (gpu_synth_cifar.py, stdlib only) -> `advlab convert
 #      --format cifar10` -> an advlab dataset file (formats.md section 1), made once in $WORK;
 #   2. PyTorch: gpu_pgd_at_torch.py (eager, channels_last, bf16 autocast; also tf32, the
-#      precision advlab's "bf16" currently computes in: cuDNN/cuBLAS TF32 tensor cores);
+#      precision advlab computes in: cuDNN/cuBLAS TF32 tensor cores);
 #   3. advlab: `advlab train` with method pgd_at, attack steps 10, batch 512, 1 epoch,
-#      device cuda, precision $PRECISION; img/s from metrics.jsonl's "epoch" record, and a
+#      device cuda, precision $ADVLAB_PRECISION (tf32); img/s from metrics.jsonl's "epoch" record, and a
 #      steady-state img/s without the first 10 steps (cuDNN plan search, first-touch), from the
 #      time stamps of the "step" records (log_every = 10);
 #   4. one JSON line {"bench":"pgd_at_ratio", ...}: advlab img/s / torch img/s (> 1: advlab
@@ -35,6 +35,8 @@ N_TRAIN=${N_TRAIN:-50000}
 BATCH=${BATCH:-512}
 STEPS=${STEPS:-10}
 PRECISION=${PRECISION:-bf16}
+# advlab's side: tf32 (bf16 activations are not implemented; run.precision = bf16 is an error)
+ADVLAB_PRECISION=${ADVLAB_PRECISION:-tf32}
 AUGMENT=${AUGMENT:-crop_flip}
 DETERMINISTIC=${DETERMINISTIC:-0}
 ADVLAB_TIMEOUT=${ADVLAB_TIMEOUT:-480}
@@ -77,7 +79,7 @@ name = gpu_bench
 out_dir = $WORK/runs
 seed = 0
 device = cuda
-precision = $PRECISION
+precision = $ADVLAB_PRECISION
 deterministic = $DETERMINISTIC
 log_every = 10
 eval_every = 0
