@@ -74,6 +74,12 @@ al_status al_cw_margin(al_ctx *ctx, int n, int k, const float *logits, const int
 al_status al_drsl_penalty(al_ctx *ctx, int n, int k, const float *logits, const int32_t *labels,
                           float weight, int variant, double *pen, float *dlogits);
 
+/* Label-smoothed softmax CE (timm LabelSmoothingCrossEntropy; NoFrost), losses/xent_smooth.c:
+ * L_i = (1-s)(lse_i - z_iy) + s (lse_i - mean_j z_ij); *loss = weight * mean_i L_i; dlogits
+ * (n, k) = d loss / dz ('='), may be NULL. s in [0, 1]; s = 0 is al_xent's loss. */
+al_status al_xent_smooth(al_ctx *ctx, int n, int k, const float *logits, const int32_t *labels,
+                         double smoothing, double weight, double *loss, float *dlogits);
+
 /* CPU references (the dispatchers above call these for AL_DEV_CPU). */
 al_status al_xent_cpu(al_ctx *ctx, int n, int k, const float *logits, const int32_t *labels,
                       float weight, double *loss, float *per_sample, float *dlogits);
@@ -94,6 +100,9 @@ al_status al_cw_margin_cpu(al_ctx *ctx, int n, int k, const float *logits, const
 al_status al_drsl_penalty_cpu(al_ctx *ctx, int n, int k, const float *logits,
                               const int32_t *labels, float weight, int variant, double *pen,
                               float *dlogits);
+al_status al_xent_smooth_cpu(al_ctx *ctx, int n, int k, const float *logits,
+                             const int32_t *labels, double smoothing, double weight, double *loss,
+                             float *dlogits);
 
 #ifdef AL_HAVE_CUDA
 /* CUDA twins (cuda/loss_xent.cu, loss_trades.cu, loss_mart.cu, loss_cw.cu,
@@ -119,6 +128,9 @@ al_status al_cw_margin_cuda(al_ctx *ctx, int n, int k, const float *logits, cons
 al_status al_drsl_penalty_cuda(al_ctx *ctx, int n, int k, const float *logits,
                                const int32_t *labels, float weight, int variant, double *pen,
                                float *dlogits);
+al_status al_xent_smooth_cuda(al_ctx *ctx, int n, int k, const float *logits,
+                              const int32_t *labels, double smoothing, double weight, double *loss,
+                              float *dlogits);
 #endif
 
 /* ---- DLR loss (Croce & Hein 2020, "Reliable evaluation of adversarial robustness with an

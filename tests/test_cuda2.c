@@ -3,7 +3,7 @@
  * and early-stop row zeroing (cuda/attack_start.cu, also through al_attack_run), the masked
  * sum of squares of gradient clipping (cuda/reduce_sumsq.cu, also through al_optim_clip_coef)
  * and device-resident batch assembly with crop/flip (cuda/data_augment.cu); the DRSL penalty
- * (cuda/loss_drsl.cu), the DLR loss and the APGD step and row bookkeeping (cuda/loss_dlr.cu,
+ * (cuda/loss_drsl.cu), the label-smoothed CE (cuda/loss_xent_smooth.cu), the DLR loss and the APGD step and row bookkeeping (cuda/loss_dlr.cu,
  * cuda/attack_apgd.cu).
  * Without a usable GPU: "skipped: no GPU", exit 77.
  *
@@ -373,6 +373,38 @@ static int case_drsl(void) {
         bad = 1;
     }
     al_clear_error();
+    return bad;
+}
+
+/* ---------------------------------------------------------------- label-smoothed CE (NoFrost) */
+
+static int xent_smooth_one(int n, int k, double sm, float range) {
+    fprintf(stderr, "  xent_smooth n=%d k=%d s=%g range=%g\n", n, k, sm, (double)range);
+    const size_t ne = (size_t)n * k;
+    float *z = logits(n, k, 181, -range, range, 0);
+    int32_t *y = hlabels(n, k, 182);
+    double loss_c = 0, loss_g = 0, loss_g2 = 0;
+    float *dz_c = hf(ne);
+    OK(al_xent_smooth_cpu(&cpu, n, k, z, y, sm, 0.7, &loss_c, dz_c));
+    float *gz = dnewf(ne, z), *gdz = dnewf(ne, NULL);
+    int32_t *gy = dnew((size_t)n * sizeof(int32_t), y);
+    OK(al_xent_smooth(&gpu, n, k, gz, gy, sm, 0.7, &loss_g, gdz));
+    OK(al_xent_smooth(&gpu, n, k, gz, gy, sm, 0.7, &loss_g2, NULL));
+    const double D = dbl_budget(n, k, log_spread(-range, range, k), range);
+    int bad = 0;
+    bad |= al_check_close_d("xent_smooth loss", &loss_g, &loss_c, 1, 0.7 * D, 0);
+    bad |= al_check_close_d("xent_smooth loss (no dlogits)", &loss_g2, &loss_c, 1, 0.7 * D, 0);
+    bad |= dcheck("xent_smooth dlogits", gdz, dz_c, ne, 0.7 / n * D, 2 * AL_F32_EPS);
+    return bad;
+}
+
+static int case_xent_smooth(void) {
+    int bad = 0;
+    bad |= xent_smooth_one(1, 2, 0.1, 8);
+    bad |= xent_smooth_one(7, 10, 0.1, 8);
+    bad |= xent_smooth_one(129, 37, 0.3, 8);
+    bad |= xent_smooth_one(300, 1000, 1.0, 30);
+    bad |= xent_smooth_one(33, 10, 0.0, 80); /* s = 0: plain CE, saturated softmax */
     return bad;
 }
 
@@ -879,6 +911,7 @@ CASE(case_trades)
 CASE(case_mart)
 CASE(case_cw)
 CASE(case_drsl)
+CASE(case_xent_smooth)
 CASE(case_dlr)
 CASE(case_apgd_step)
 CASE(case_apgd_rows)
@@ -901,6 +934,7 @@ int main(int argc, char **argv) {
         {"mart", run_case_mart},
         {"cw", run_case_cw},
         {"drsl", run_case_drsl},
+        {"xent_smooth", run_case_xent_smooth},
         {"dlr", run_case_dlr},
         {"apgd_step", run_case_apgd_step},
         {"apgd_rows", run_case_apgd_rows},

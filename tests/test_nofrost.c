@@ -727,8 +727,81 @@ static int cuda_vs_cpu(void) {
 #endif
 }
 
+/* al_xent_smooth (losses/xent_smooth.c) vs 4-point central finite differences of a double
+ * implementation written here from timm's LabelSmoothingCrossEntropy (log_softmax, nll of the
+ * label, mean of -log p over classes, (1-s) nll + s smooth, batch mean); s = 0 equals al_xent. */
+typedef struct lsref {
+    int n, k;
+    const int32_t *y;
+    double s, w;
+} lsref;
+
+static double lsce_fdref(const double *z, void *user) {
+    const lsref *r = user;
+    double tot = 0;
+    for (int i = 0; i < r->n; i++) {
+        const double *zr = z + (size_t)i * r->k;
+        double mx = zr[0], se = 0, mean_lp = 0;
+        for (int j = 1; j < r->k; j++) mx = zr[j] > mx ? zr[j] : mx;
+        for (int j = 0; j < r->k; j++) se += exp(zr[j] - mx);
+        const double lse = mx + log(se);
+        for (int j = 0; j < r->k; j++) mean_lp += (zr[j] - lse) / r->k;
+        tot += (1 - r->s) * (lse - zr[r->y[i]]) + r->s * (-mean_lp);
+    }
+    return r->w * tot / r->n;
+}
+
+static int xent_smooth_fd(void) {
+    al_ctx ctx;
+    AL_EXPECT(al_ctx_init(&ctx, AL_DEV_CPU, 0, 1, 1) == AL_OK, "%s", al_errmsg());
+    int bad = 0;
+    static const struct { int n, k; double s; float scale; } cs[] = {
+        {1, 2, 0.1, 3}, {5, 10, 0.1, 5}, {3, 100, 0.3, 20}, {4, 7, 1.0, 2}, {6, 10, 0.0, 8}};
+    for (size_t c = 0; c < AL_ARRAY_LEN(cs); c++) {
+        const int n = cs[c].n, k = cs[c].k;
+        const size_t nk = (size_t)n * k;
+        float *z = malloc(nk * 4), *g = malloc(nk * 4), *gx = malloc(nk * 4);
+        double *zd = malloc(nk * sizeof(double)), *fd = malloc(nk * sizeof(double));
+        int32_t *y = malloc((size_t)n * 4);
+        al_test_fill(z, nk, 300 + c, -cs[c].scale, cs[c].scale);
+        for (int i = 0; i < n; i++) y[i] = (int32_t)((c + 7 * (size_t)i) % (size_t)k);
+        for (size_t e = 0; e < nk; e++) zd[e] = z[e];
+        lsref r = {n, k, y, cs[c].s, 1.7};
+        double loss = 0;
+        AL_EXPECT(al_xent_smooth(&ctx, n, k, z, y, cs[c].s, 1.7, &loss, g) == AL_OK, "%s",
+                  al_errmsg());
+        const double ref = lsce_fdref(zd, &r);
+        al_fd_grad(lsce_fdref, &r, zd, nk, 1e-3 * cs[c].scale, fd);
+        char what[96];
+        const double vt = al_tol_f32((double)k);
+        snprintf(what, sizeof what, "lsce loss n=%d k=%d s=%g", n, k, cs[c].s);
+        bad |= al_check_close_d(what, &loss, &ref, 1, vt, vt);
+        snprintf(what, sizeof what, "lsce dz vs FD n=%d k=%d s=%g", n, k, cs[c].s);
+        bad |= al_check_close_fd(what, g, fd, nk, vt * 1.7 / n, vt);
+        if (cs[c].s == 0.0) { /* s = 0: the plain CE of al_xent (weight 1.7) */
+            double lx = 0;
+            AL_EXPECT(al_xent(&ctx, n, k, z, y, 1.7f, &lx, NULL, gx) == AL_OK, "%s", al_errmsg());
+            bad |= al_check_close_d("lsce s=0 vs al_xent loss", &loss, &lx, 1, 1e-6, 1e-6);
+            bad |= al_check_close("lsce s=0 vs al_xent dz", g, gx, nk, 1e-7, 1e-5);
+        }
+        free(z), free(g), free(gx), free(zd), free(fd), free(y);
+    }
+    double l;
+    int32_t yb[2] = {0, 10};
+    float zb[20] = {0};
+    AL_EXPECT(al_xent_smooth(&ctx, 2, 10, zb, yb, 0.1, 1, &l, NULL) == AL_ERR_VALUE &&
+                  strstr(al_errmsg(), "index 1"), "bad label: %s", al_errmsg());
+    al_clear_error();
+    AL_EXPECT(al_xent_smooth(&ctx, 1, 10, zb, yb, 1.5, 1, &l, NULL) == AL_ERR_VALUE,
+              "smoothing 1.5 accepted");
+    al_clear_error();
+    al_ctx_fini(&ctx);
+    return bad;
+}
+
 int main(int argc, char **argv) {
     static const al_case cases[] = {
+        {"xent_smooth_fd", xent_smooth_fd},
         {"ws_weight_fd", ws_weight_fd},
         {"wsconv_node_fd", wsconv_node_fd},
         {"pool_ceil", pool_ceil},
