@@ -13,16 +13,12 @@ static __global__ void cw_rows_kernel(int n, int k, const float *__restrict__ lo
                                       const int32_t *__restrict__ labels, float sgn, float g,
                                       double *__restrict__ m_row, float *__restrict__ per_sample,
                                       float *__restrict__ dlogits) {
-    const int lane = threadIdx.x & 31;
-    const int i = blockIdx.x * LR_ROWS_PER_BLOCK + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31, i = lr_row_index();
     if (i >= n) return; /* whole warps exit together */
+    const int y = lr_row_label(labels, i, k, lane, m_row, NULL);
+    if (y < 0) return;
     const size_t off = (size_t)i * k;
     const float *z = logits + off;
-    const int y = labels[i];
-    if (y < 0 || y >= k) { /* reported by the final kernel */
-        if (lane == 0) m_row[i] = NAN;
-        return;
-    }
     const int o = lr_row_argmax_excl(z, k, y, lane); /* k >= 2: o >= 0 and o != y */
     if (lane == 0) {
         const double m = (double)sgn * ((double)z[o] - (double)z[y]);
@@ -44,19 +40,12 @@ extern "C" al_status al_cw_margin_cuda(al_ctx *ctx, int n, int k, const float *l
     const float g = 1.0f / (float)n;
     lr_tmp t;
     AL_TRY(lr_tmp_get(ctx, n, &t));
-    al_status st = AL_OK;
     lr_result r = {};
     cw_rows_kernel<<<lr_grid(n), LR_ROWS_PER_BLOCK * 32, 0, al_stream_of(ctx)>>>(
         n, k, logits, labels, sgn, g, t.a, per_sample, dlogits);
-    AL_CUDA_CHECK(cudaGetLastError());
-    AL_CHECK(lr_finish(ctx, n, k, labels, t.a, NULL, t.d_out, &r));
-    if (r.bad_index >= 0) {
-        st = AL_FAIL(AL_ERR_VALUE, "al_cw_margin: label %d at index %d outside [0,%d)",
-                     r.bad_label, r.bad_index, k);
-        goto done;
-    }
-    *loss = r.sum[0] / n;
-done:
+    const al_status st =
+        lr_finish(ctx, "al_cw_margin", n, k, &t, 1, labels, "label", NULL, NULL, &r);
+    if (st == AL_OK) *loss = r.sum[0] / n;
     al_ctx_scratch_release(ctx, t.mark);
     return st;
 }

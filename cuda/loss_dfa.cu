@@ -268,52 +268,6 @@ static __global__ void __launch_bounds__(DFA_THREADS)
     }
 }
 
-/* Host-visible result of the final kernel (fits lr_tmp's 64-byte result slot). */
-struct dfa_result {
-    double sum[2];       /* sum_i cls_row, sum_i mse_row */
-    int bad_a, label_a;  /* first row with y_a outside [0, K) (or -1) and its label */
-    int bad_b, label_b;
-};
-
-/* Block min of an int (order-free). */
-static __device__ int block_min_int(int x, int *sh) {
-    for (int o = 16; o > 0; o >>= 1) x = min(x, __shfl_xor_sync(0xffffffffu, x, o));
-    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = x;
-    __syncthreads();
-    if (threadIdx.x == 0)
-        for (int w = 1; w < (int)(blockDim.x >> 5); w++) x = min(x, sh[w]);
-    __syncthreads();
-    return x; /* valid in thread 0 */
-}
-
-static __global__ void dfa_final_kernel(int n, int k, const int32_t *__restrict__ y_a,
-                                        const int32_t *__restrict__ y_b,
-                                        const double *__restrict__ cls_row,
-                                        const double *__restrict__ mse_row,
-                                        dfa_result *__restrict__ out) {
-    __shared__ int sh_bad[32];
-    double sc = 0.0, sm = 0.0;
-    int bad_a = n, bad_b = n;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        sc += cls_row[i];
-        sm += mse_row[i];
-        if ((y_a[i] < 0 || y_a[i] >= k) && i < bad_a) bad_a = i;
-        if ((y_b[i] < 0 || y_b[i] >= k) && i < bad_b) bad_b = i;
-    }
-    sc = al_block_sum(sc);
-    sm = al_block_sum(sm);
-    bad_a = block_min_int(bad_a, sh_bad);
-    bad_b = block_min_int(bad_b, sh_bad);
-    if (threadIdx.x == 0) {
-        out->sum[0] = sc;
-        out->sum[1] = sm;
-        out->bad_a = bad_a < n ? bad_a : -1;
-        out->label_a = bad_a < n ? y_a[bad_a] : 0;
-        out->bad_b = bad_b < n ? bad_b : -1;
-        out->label_b = bad_b < n ? y_b[bad_b] : 0;
-    }
-}
-
 extern "C" al_status al_dfa_loss_cuda(al_ctx *ctx, int n, int d, int k, const float *e_mix,
                                       const float *e_a, const float *e_b, const float *w,
                                       float lam, const int32_t *y_a, const int32_t *y_b,
@@ -325,40 +279,23 @@ extern "C" al_status al_dfa_loss_cuda(al_ctx *ctx, int n, int d, int k, const fl
     if (k > DFA_MAX_K)
         return AL_FAIL(AL_ERR_VALUE, "al_dfa_loss: %d classes, the CUDA kernel supports <= %d", k,
                        DFA_MAX_K);
-    static_assert(sizeof(dfa_result) <= 64, "result must fit lr_tmp's result slot");
     lr_tmp t;
     AL_TRY(lr_tmp_get(ctx, n, &t));
-    al_status st = AL_OK;
-    al_cuda_state *s = al_cst(ctx);
-    dfa_result *d_out = (dfa_result *)t.d_out, *h = (dfa_result *)s->h_aux;
-    dfa_rows_kernel<<<n, DFA_THREADS, 4 * (size_t)k * sizeof(double), s->stream>>>(
+    lr_result r = {};
+    dfa_rows_kernel<<<n, DFA_THREADS, 4 * (size_t)k * sizeof(double), al_stream_of(ctx)>>>(
         n, d, k, e_mix, e_a, e_b, w, lam, y_a, y_b, noise_std, seed, stream, t.a, t.b, logits,
         de_mix, de_a, de_b);
-    AL_CUDA_CHECK(cudaGetLastError());
-    dfa_final_kernel<<<1, LR_FINAL_BLOCK, 0, s->stream>>>(n, k, y_a, y_b, t.a, t.b, d_out);
-    AL_CUDA_CHECK(cudaGetLastError());
-    AL_CUDA_CHECK(cudaMemcpyAsync(h, d_out, sizeof *h, cudaMemcpyDeviceToHost, s->stream));
-    AL_CUDA_CHECK(cudaStreamSynchronize(s->stream));
-    if (h->bad_a >= 0) {
-        st = AL_FAIL(AL_ERR_VALUE, "al_dfa_loss: y_a label %d at index %d outside [0,%d)",
-                     h->label_a, h->bad_a, k);
-        goto done;
-    }
-    if (h->bad_b >= 0) {
-        st = AL_FAIL(AL_ERR_VALUE, "al_dfa_loss: y_b label %d at index %d outside [0,%d)",
-                     h->label_b, h->bad_b, k);
-        goto done;
-    }
-    {
+    const al_status st =
+        lr_finish(ctx, "al_dfa_loss", n, k, &t, 2, y_a, "y_a label", y_b, "y_b label", &r);
+    if (st == AL_OK) {
         /* the twin's expressions: sum_cls / N + sum_mse / (N D) */
-        const double cls = h->sum[0] * (1.0 / n), lmix = h->sum[1] / ((double)n * d);
+        const double cls = r.sum[0] * (1.0 / n), lmix = r.sum[1] / ((double)n * d);
         *loss = cls + lmix;
         if (parts) {
             parts[0] = cls;
             parts[1] = lmix;
         }
     }
-done:
     al_ctx_scratch_release(ctx, t.mark);
     return st;
 }

@@ -4,7 +4,8 @@
  * mean is the fixed-tree double sum of loss_rows.cuh (deterministic), equal to the twin's
  * sequential sum up to order. One thread per row (the row work is a top-4 scan of K logits
  * and at most five writes besides the zeroing: latency-bound and tiny next to the backward).
- * Labels (then targets) outside [0, K) are reported as the twin reports them. */
+ * Labels (then targets) outside [0, K) are reported as the twin reports them, both found by
+ * the one final kernel (one sync a call). */
 #include "cuda/loss_rows.cuh"
 #include "losses/dlr_row.h"
 #include "losses/loss.h"
@@ -33,28 +34,13 @@ extern "C" al_status al_dlr_loss_cuda(al_ctx *ctx, int n, int k, const float *lo
     AL_ASSERT(n >= 1 && k >= 3 && logits && labels && loss, "al_dlr_loss_cuda n=%d k=%d", n, k);
     lr_tmp t;
     AL_TRY(lr_tmp_get(ctx, n, &t));
-    al_status st = AL_OK;
-    lr_result r = {}, rt = {};
+    lr_result r = {};
     const double scale = (double)weight / n; /* d(weight * mean) / dL_i, as the twin */
     dlr_rows_kernel<<<(unsigned)AL_CEIL_DIV(n, AL_BLOCK), AL_BLOCK, 0, al_stream_of(ctx)>>>(
         n, k, logits, labels, targets, scale, t.a, per_sample, dlogits);
-    AL_CUDA_CHECK(cudaGetLastError());
-    AL_CHECK(lr_finish(ctx, n, k, labels, t.a, NULL, t.d_out, &r));
-    if (r.bad_index >= 0) {
-        st = AL_FAIL(AL_ERR_VALUE, "al_dlr_loss: label %d at index %d outside [0,%d)",
-                     r.bad_label, r.bad_index, k);
-        goto done;
-    }
-    if (targets) {
-        AL_CHECK(lr_finish(ctx, n, k, targets, t.a, NULL, t.d_out, &rt));
-        if (rt.bad_index >= 0) {
-            st = AL_FAIL(AL_ERR_VALUE, "al_dlr_loss: target %d at index %d outside [0,%d)",
-                         rt.bad_label, rt.bad_index, k);
-            goto done;
-        }
-    }
-    *loss = (double)weight * r.sum[0] / n;
-done:
+    const al_status st =
+        lr_finish(ctx, "al_dlr_loss", n, k, &t, 1, labels, "label", targets, "target", &r);
+    if (st == AL_OK) *loss = (double)weight * r.sum[0] / n;
     al_ctx_scratch_release(ctx, t.mark);
     return st;
 }

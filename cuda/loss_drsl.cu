@@ -13,16 +13,12 @@
 static __global__ void drsl_rows_kernel(int n, int k, const float *__restrict__ logits,
                                         const int32_t *__restrict__ labels, double c_m, float w,
                                         double *__restrict__ q_row, float *__restrict__ dlogits) {
-    const int lane = threadIdx.x & 31;
-    const int i = blockIdx.x * LR_ROWS_PER_BLOCK + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31, i = lr_row_index();
     if (i >= n) return; /* whole warps exit together */
+    const int y = lr_row_label(labels, i, k, lane, q_row, NULL);
+    if (y < 0) return;
     const size_t off = (size_t)i * k;
     const float *z = logits + off;
-    const int y = labels[i];
-    if (y < 0 || y >= k) { /* reported by the final kernel */
-        if (lane == 0) q_row[i] = NAN;
-        return;
-    }
     double s = 0.0;
     for (int j = lane; j < k; j += 32)
         if (j != y) s += (double)z[j];
@@ -52,19 +48,11 @@ extern "C" al_status al_drsl_penalty_cuda(al_ctx *ctx, int n, int k, const float
     const double c_m = variant == 0 ? (double)(k - 1) : (double)k;
     lr_tmp t;
     AL_TRY(lr_tmp_get(ctx, n, &t));
-    al_status st = AL_OK;
     lr_result r = {};
     drsl_rows_kernel<<<lr_grid(n), LR_ROWS_PER_BLOCK * 32, 0, al_stream_of(ctx)>>>(
         n, k, logits, labels, c_m, weight, t.a, dlogits);
-    AL_CUDA_CHECK(cudaGetLastError());
-    AL_CHECK(lr_finish(ctx, n, k, labels, t.a, NULL, t.d_out, &r));
-    if (r.bad_index >= 0) {
-        st = AL_FAIL(AL_ERR_VALUE, "drsl: label %d at index %d outside [0,%d)", r.bad_label,
-                     r.bad_index, k);
-        goto done;
-    }
-    *pen = (double)weight * r.sum[0];
-done:
+    const al_status st = lr_finish(ctx, "drsl", n, k, &t, 1, labels, "label", NULL, NULL, &r);
+    if (st == AL_OK) *pen = (double)weight * r.sum[0];
     al_ctx_scratch_release(ctx, t.mark);
     return st;
 }

@@ -26,16 +26,12 @@ static __global__ void mart_rows_kernel(int n, int k, const float *__restrict__ 
                                         double *__restrict__ klw_row,
                                         float *__restrict__ dnat_all,
                                         float *__restrict__ dadv_all) {
-    const int lane = threadIdx.x & 31;
-    const int i = blockIdx.x * LR_ROWS_PER_BLOCK + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31, i = lr_row_index();
     if (i >= n) return; /* whole warps exit together */
+    const int y = lr_row_label(labels, i, k, lane, bce_row, klw_row);
+    if (y < 0) return;
     const size_t off = (size_t)i * k;
     const float *zn = znat_all + off, *za = zadv_all + off;
-    const int y = labels[i];
-    if (y < 0 || y >= k) { /* reported by the final kernel */
-        if (lane == 0) bce_row[i] = klw_row[i] = NAN;
-        return;
-    }
     const double lse_n = lr_row_lse(zn, k, lane), lse_a = lr_row_lse(za, k, lane);
     /* softmax is monotone: argmax over q == argmax over z_adv (k >= 2, so y2 >= 0) */
     const int y2 = lr_row_argmax_excl(za, k, y, lane);
@@ -85,24 +81,19 @@ extern "C" al_status al_mart_loss_cuda(al_ctx *ctx, int n, int k, const float *l
     const double inv_n = 1.0 / n, bn = (double)beta / n;
     lr_tmp t;
     AL_TRY(lr_tmp_get(ctx, n, &t));
-    al_status st = AL_OK;
     lr_result r = {};
     mart_rows_kernel<<<lr_grid(n), LR_ROWS_PER_BLOCK * 32, 0, al_stream_of(ctx)>>>(
         n, k, logits_nat, logits_adv, labels, inv_n, bn, t.a, t.b, dlogits_nat, dlogits_adv);
-    AL_CUDA_CHECK(cudaGetLastError());
-    AL_CHECK(lr_finish(ctx, n, k, labels, t.a, t.b, t.d_out, &r));
-    if (r.bad_index >= 0) {
-        st = AL_FAIL(AL_ERR_VALUE, "al_mart_loss: label %d at index %d outside [0,%d)",
-                     r.bad_label, r.bad_index, k);
-        goto done;
+    const al_status st =
+        lr_finish(ctx, "al_mart_loss", n, k, &t, 2, labels, "label", NULL, NULL, &r);
+    if (st == AL_OK) {
+        /* the twin's expressions: sum_bce * inv_n + beta * sum_klw * inv_n */
+        *loss = r.sum[0] * inv_n + (double)beta * r.sum[1] * inv_n;
+        if (parts) {
+            parts[0] = r.sum[0] * inv_n;
+            parts[1] = r.sum[1] * inv_n;
+        }
     }
-    /* the twin's expressions: sum_bce * inv_n + beta * sum_klw * inv_n */
-    *loss = r.sum[0] * inv_n + (double)beta * r.sum[1] * inv_n;
-    if (parts) {
-        parts[0] = r.sum[0] * inv_n;
-        parts[1] = r.sum[1] * inv_n;
-    }
-done:
     al_ctx_scratch_release(ctx, t.mark);
     return st;
 }

@@ -1,13 +1,15 @@
-/* loss_rows.cuh: per-row helpers shared by the loss kernels (loss_trades.cu, loss_mart.cu,
- * loss_cw.cu). Twin: losses/rowops.h (row_lse, row_argmax_excl, first_bad_label).
+/* loss_rows.cuh: per-row helpers and the shared launcher tail of the loss kernels (loss_cw,
+ * loss_dfa, loss_dlr, loss_drsl, loss_mart, loss_trades, loss_xent_smooth .cu). Twin:
+ * losses/rowops.h (row_lse, row_argmax_excl, first_bad_label).
  * A row is one example's logits z (K floats); ONE WARP handles a row (lanes stride over K), so
  * every helper here must be called by all 32 lanes of the warp and returns the same value in
  * every lane. Values are evaluated in double from the float inputs, exactly the twin's
  * expressions, so the two backends differ only by the order of double sums (~K * 2^-53
  * relative, far below the final rounding to float).
  * The batch reduction is a second single-block kernel over per-row doubles (fixed tree, no
- * atomics: deterministic, style rule 20) that also finds the first label outside [0, K); its
- * result reaches the host in one D2H copy + stream sync (the scalar loss is a host output). */
+ * atomics: deterministic, style rule 20) that also finds the first label outside [0, K) of up
+ * to two label arrays; its result reaches the host in one D2H copy + stream sync (the scalar
+ * loss is a host output). lr_finish is that tail for every launcher. */
 #ifndef AL_CUDA_LOSS_ROWS_CUH
 #define AL_CUDA_LOSS_ROWS_CUH
 
@@ -77,41 +79,70 @@ static __device__ __forceinline__ int lr_row_argmax_excl(const float *__restrict
     return bj;
 }
 
-/* Host-visible result of the final kernel. */
+/* Row of the calling warp in the one-warp-per-row kernels (LR_ROWS_PER_BLOCK warps a block). */
+static __device__ __forceinline__ int lr_row_index(void) {
+    return (int)(blockIdx.x * LR_ROWS_PER_BLOCK + (threadIdx.x >> 5));
+}
+
+/* Label of row i when it is inside [0, K). Otherwise lane 0 marks the row's per-row sums NaN
+ * (b may be NULL), the final kernel reports the label, and -1 is returned: the warp must then
+ * return without reading z[y]. */
+static __device__ __forceinline__ int lr_row_label(const int32_t *__restrict__ labels, int i,
+                                                   int k, int lane, double *a, double *b) {
+    const int y = labels[i];
+    if (y >= 0 && y < k) return y;
+    if (lane == 0) {
+        a[i] = NAN;
+        if (b) b[i] = NAN;
+    }
+    return -1;
+}
+
+/* Host-visible result of the final kernel (fits lr_tmp's 64-byte result slot). */
 struct lr_result {
-    double sum[2];  /* sum_i a[i], sum_i b[i] */
-    int bad_index;  /* first row whose label is outside [0, K), or -1 (or no labels) */
-    int bad_label;
+    double sum[2];    /* sum_i a[i], sum_i b[i] */
+    int bad_index[2]; /* first row whose y0 / y1 entry is outside [0, K), or -1 (or no array) */
+    int bad_label[2];
 };
 
-/* One block: out->sum = fixed-tree double sums of a (and b, when non-NULL); first bad label
- * when labels != NULL. Deterministic for a fixed blockDim (LR_FINAL_BLOCK). */
-static __global__ void lr_final_kernel(int n, int k, const int32_t *__restrict__ labels,
+/* Block min of an int, valid in thread 0 (integers: order-free). */
+static __device__ int lr_block_min_int(int x, int *sh) {
+    for (int o = 16; o > 0; o >>= 1) x = min(x, __shfl_xor_sync(0xffffffffu, x, o));
+    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = x;
+    __syncthreads();
+    if (threadIdx.x == 0)
+        for (int w = 1; w < (int)(blockDim.x >> 5); w++) x = min(x, sh[w]);
+    __syncthreads();
+    return x;
+}
+
+/* One block: out->sum = fixed-tree double sums of a (and b, when non-NULL); the first entry
+ * outside [0, K) of each label array y0, y1 that is non-NULL. Deterministic for a fixed
+ * blockDim (LR_FINAL_BLOCK). */
+static __global__ void lr_final_kernel(int n, int k, const int32_t *__restrict__ y0,
+                                       const int32_t *__restrict__ y1,
                                        const double *__restrict__ a, const double *__restrict__ b,
                                        lr_result *__restrict__ out) {
     __shared__ int sh_bad[32];
     double sa = 0.0, sb = 0.0;
-    int bad = n; /* n = none */
+    int bad0 = n, bad1 = n; /* n = none */
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
         sa += a[i];
         if (b) sb += b[i];
-        if (labels) {
-            const int y = labels[i];
-            if ((y < 0 || y >= k) && i < bad) bad = i;
-        }
+        if (y0 && (y0[i] < 0 || y0[i] >= k) && i < bad0) bad0 = i;
+        if (y1 && (y1[i] < 0 || y1[i] >= k) && i < bad1) bad1 = i;
     }
     sa = al_block_sum(sa);
     sb = al_block_sum(sb);
-    /* block min of `bad` (integers: order-free) */
-    for (int o = 16; o > 0; o >>= 1) bad = min(bad, __shfl_xor_sync(0xffffffffu, bad, o));
-    if ((threadIdx.x & 31) == 0) sh_bad[threadIdx.x >> 5] = bad;
-    __syncthreads();
+    bad0 = lr_block_min_int(bad0, sh_bad);
+    bad1 = lr_block_min_int(bad1, sh_bad);
     if (threadIdx.x == 0) {
-        for (int w = 1; w < (int)(blockDim.x >> 5); w++) bad = min(bad, sh_bad[w]);
         out->sum[0] = sa;
         out->sum[1] = sb;
-        out->bad_index = bad < n ? bad : -1;
-        out->bad_label = bad < n ? labels[bad] : 0;
+        out->bad_index[0] = bad0 < n ? bad0 : -1;
+        out->bad_label[0] = bad0 < n ? y0[bad0] : 0;
+        out->bad_index[1] = bad1 < n ? bad1 : -1;
+        out->bad_label[1] = bad1 < n ? y1[bad1] : 0;
     }
 }
 
@@ -124,6 +155,7 @@ typedef struct lr_tmp {
 
 static inline al_status lr_tmp_get(al_ctx *ctx, int n, lr_tmp *t) {
     void *p;
+    static_assert(sizeof(lr_result) <= 64, "lr_result must fit the 64-byte result slot");
     AL_TRY(al_cuda_tmp(ctx, 64 + 2 * (size_t)n * sizeof(double), &p, &t->mark));
     t->d_out = (lr_result *)p;
     t->a = (double *)((char *)p + 64);
@@ -131,17 +163,32 @@ static inline al_status lr_tmp_get(al_ctx *ctx, int n, lr_tmp *t) {
     return AL_OK;
 }
 
-/* Launch the final kernel and bring its result to the host (pinned aux, one sync). */
-static inline al_status lr_finish(al_ctx *ctx, int n, int k, const int32_t *labels,
-                                  const double *a, const double *b, lr_result *d_out,
-                                  lr_result *h_out) {
+/* The tail every row-loss launcher shares, called right after its row kernel was launched:
+ * check that launch, sum t->a (and t->b when nsums == 2) in the final kernel, bring the result
+ * to the host (pinned aux, one sync) and report the first entry of y0 (then y1) outside
+ * [0, K) exactly as the CPU twins word it: "<fn>: <name> <v> at index <i> outside [0,K)".
+ * y0 / y1 may be NULL (nothing to check). Does not release t: the caller does, on every path. */
+static inline al_status lr_finish(al_ctx *ctx, const char *fn, int n, int k, const lr_tmp *t,
+                                  int nsums, const int32_t *y0, const char *name0,
+                                  const int32_t *y1, const char *name1, lr_result *r) {
+    const cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess)
+        return al_cuda_fail(AL_ERR_CUDA, __FILE__, __LINE__, fn, "row kernel launch",
+                            cudaGetErrorName(e));
     al_cuda_state *s = al_cst(ctx);
-    lr_final_kernel<<<1, LR_FINAL_BLOCK, 0, s->stream>>>(n, k, labels, a, b, d_out);
+    lr_final_kernel<<<1, LR_FINAL_BLOCK, 0, s->stream>>>(n, k, y0, y1, t->a,
+                                                         nsums == 2 ? t->b : NULL, t->d_out);
     AL_LAUNCH_CHECK(ctx);
     lr_result *h = (lr_result *)s->h_aux;
-    AL_CUDA_TRY(cudaMemcpyAsync(h, d_out, sizeof *h, cudaMemcpyDeviceToHost, s->stream));
+    AL_CUDA_TRY(cudaMemcpyAsync(h, t->d_out, sizeof *h, cudaMemcpyDeviceToHost, s->stream));
     AL_CUDA_TRY(cudaStreamSynchronize(s->stream));
-    *h_out = *h;
+    *r = *h;
+    for (int u = 0; u < 2; u++) {
+        const char *name = u == 0 ? name0 : name1;
+        if (r->bad_index[u] >= 0)
+            return AL_FAIL(AL_ERR_VALUE, "%s: %s %d at index %d outside [0,%d)", fn,
+                           name ? name : "label", r->bad_label[u], r->bad_index[u], k);
+    }
     return AL_OK;
 }
 

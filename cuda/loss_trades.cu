@@ -21,16 +21,12 @@ static __global__ void trades_rows_kernel(int n, int k, const float *__restrict_
                                           double bn, int shared, double *__restrict__ ce_row,
                                           double *__restrict__ kl_row, float *dnat_all,
                                           float *dkl_all, float *__restrict__ dadv_all) {
-    const int lane = threadIdx.x & 31;
-    const int i = blockIdx.x * LR_ROWS_PER_BLOCK + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31, i = lr_row_index();
     if (i >= n) return; /* whole warps exit together: the shuffles stay full-warp */
+    const int y = lr_row_label(labels, i, k, lane, ce_row, kl_row);
+    if (y < 0) return; /* never read zn[y] */
     const size_t off = (size_t)i * k;
     const float *zn = znat_all + off, *zk = zkl_all + off, *za = zadv_all + off;
-    const int y = labels[i];
-    if (y < 0 || y >= k) { /* reported by the final kernel; never read zn[y] */
-        if (lane == 0) ce_row[i] = kl_row[i] = NAN;
-        return;
-    }
     const double lse_n = lr_row_lse(zn, k, lane), lse_k = lr_row_lse(zk, k, lane);
     const double lse_a = lr_row_lse(za, k, lane);
     double kl = 0.0;
@@ -69,8 +65,7 @@ static __global__ void trades_kl_rows_kernel(int n, int k, const float *__restri
                                              double *__restrict__ kl_row,
                                              float *__restrict__ per_sample,
                                              float *__restrict__ dadv_all) {
-    const int lane = threadIdx.x & 31;
-    const int i = blockIdx.x * LR_ROWS_PER_BLOCK + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31, i = lr_row_index();
     if (i >= n) return;
     const size_t off = (size_t)i * k;
     const float *zn = znat_all + off, *za = zadv_all + off;
@@ -107,25 +102,20 @@ extern "C" al_status al_trades_loss_cuda(al_ctx *ctx, int n, int k, const float 
     const double inv_n = 1.0 / n, bn = (double)beta / n;
     lr_tmp t;
     AL_TRY(lr_tmp_get(ctx, n, &t));
-    al_status st = AL_OK;
     lr_result r = {};
     trades_rows_kernel<<<lr_grid(n), LR_ROWS_PER_BLOCK * 32, 0, al_stream_of(ctx)>>>(
         n, k, logits_nat, zkl, logits_adv, labels, inv_n, bn, shared, t.a, t.b, dlogits_nat, dkl,
         dlogits_adv);
-    AL_CUDA_CHECK(cudaGetLastError());
-    AL_CHECK(lr_finish(ctx, n, k, labels, t.a, t.b, t.d_out, &r));
-    if (r.bad_index >= 0) {
-        st = AL_FAIL(AL_ERR_VALUE, "al_trades_loss: label %d at index %d outside [0,%d)",
-                     r.bad_label, r.bad_index, k);
-        goto done;
+    const al_status st =
+        lr_finish(ctx, "al_trades_loss", n, k, &t, 2, labels, "label", NULL, NULL, &r);
+    if (st == AL_OK) {
+        /* the twin's expressions: sum_ce * inv_n + beta * sum_kl * inv_n */
+        *loss = r.sum[0] * inv_n + (double)beta * r.sum[1] * inv_n;
+        if (parts) {
+            parts[0] = r.sum[0] * inv_n;
+            parts[1] = r.sum[1] * inv_n;
+        }
     }
-    /* the twin's expressions: sum_ce * inv_n + beta * sum_kl * inv_n */
-    *loss = r.sum[0] * inv_n + (double)beta * r.sum[1] * inv_n;
-    if (parts) {
-        parts[0] = r.sum[0] * inv_n;
-        parts[1] = r.sum[1] * inv_n;
-    }
-done:
     al_ctx_scratch_release(ctx, t.mark);
     return st;
 }
@@ -137,14 +127,11 @@ extern "C" al_status al_trades_kl_cuda(al_ctx *ctx, int n, int k, const float *l
               n, k);
     lr_tmp t;
     AL_TRY(lr_tmp_get(ctx, n, &t));
-    al_status st = AL_OK;
     lr_result r = {};
     trades_kl_rows_kernel<<<lr_grid(n), LR_ROWS_PER_BLOCK * 32, 0, al_stream_of(ctx)>>>(
         n, k, logits_nat, logits_adv, t.a, per_sample, dlogits_adv);
-    AL_CUDA_CHECK(cudaGetLastError());
-    AL_CHECK(lr_finish(ctx, n, k, NULL, t.a, NULL, t.d_out, &r));
-    *loss = r.sum[0]; /* a SUM over the batch, as the twin */
-done:
+    const al_status st = lr_finish(ctx, "al_trades_kl", n, k, &t, 1, NULL, NULL, NULL, NULL, &r);
+    if (st == AL_OK) *loss = r.sum[0]; /* a SUM over the batch, as the twin */
     al_ctx_scratch_release(ctx, t.mark);
     return st;
 }

@@ -11,16 +11,12 @@ static __global__ void xent_smooth_rows_kernel(int n, int k, const float *__rest
                                                const int32_t *__restrict__ labels, double s,
                                                double scale, double *__restrict__ l_row,
                                                float *__restrict__ dlogits) {
-    const int lane = threadIdx.x & 31;
-    const int i = blockIdx.x * LR_ROWS_PER_BLOCK + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31, i = lr_row_index();
     if (i >= n) return; /* whole warps exit together */
+    const int y = lr_row_label(labels, i, k, lane, l_row, NULL);
+    if (y < 0) return;
     const size_t off = (size_t)i * k;
     const float *z = logits + off;
-    const int y = labels[i];
-    if (y < 0 || y >= k) { /* reported by the final kernel */
-        if (lane == 0) l_row[i] = NAN;
-        return;
-    }
     const double lse = lr_row_lse(z, k, lane);
     double sz = 0.0;
     for (int j = lane; j < k; j += 32) sz += (double)z[j];
@@ -40,19 +36,12 @@ extern "C" al_status al_xent_smooth_cuda(al_ctx *ctx, int n, int k, const float 
     AL_ASSERT(n >= 1 && k >= 2 && logits && labels && loss, "al_xent_smooth_cuda n=%d k=%d", n, k);
     lr_tmp t;
     AL_TRY(lr_tmp_get(ctx, n, &t));
-    al_status st = AL_OK;
     lr_result r = {};
     xent_smooth_rows_kernel<<<lr_grid(n), LR_ROWS_PER_BLOCK * 32, 0, al_stream_of(ctx)>>>(
         n, k, logits, labels, smoothing, weight / n, t.a, dlogits);
-    AL_CUDA_CHECK(cudaGetLastError());
-    AL_CHECK(lr_finish(ctx, n, k, labels, t.a, NULL, t.d_out, &r));
-    if (r.bad_index >= 0) {
-        st = AL_FAIL(AL_ERR_VALUE, "al_xent_smooth: label %d at index %d outside [0,%d)",
-                     r.bad_label, r.bad_index, k);
-        goto done;
-    }
-    *loss = weight * r.sum[0] / n;
-done:
+    const al_status st =
+        lr_finish(ctx, "al_xent_smooth", n, k, &t, 1, labels, "label", NULL, NULL, &r);
+    if (st == AL_OK) *loss = weight * r.sum[0] / n;
     al_ctx_scratch_release(ctx, t.mark);
     return st;
 }

@@ -1029,6 +1029,32 @@ static int case_cuda(void) {
     bad |= cuda_loss_one(5, 640, 10, 0.7f, 710);
     bad |= cuda_loss_one(33, 257, 37, 0.5f, 720);
     bad |= cuda_loss_one(3, 100, 100, 1.0f, 730);
+    /* bad labels: the shared final kernel checks both arrays and words it as the twin */
+    {
+        float e[6] = {1, 0, 0, 1, 0.6f, 0.8f}, w[4] = {1, 0, 0, 1};
+        int32_t ya[3] = {0, 1, 0}, yb[3] = {1, 0, 2}, yab[3] = {0, -1, 5};
+        float *de = dup_dev(e, sizeof e), *dw = dup_dev(w, sizeof w);
+        int32_t *dya = dup_dev(ya, sizeof ya), *dyb = dup_dev(yb, sizeof yb);
+        int32_t *dyab = dup_dev(yab, sizeof yab);
+        double l;
+        /* n = 2: both arrays valid over the rows read */
+        al_status st = al_dfa_loss(&gpu, 2, 2, 2, de, de, de, dw, 0.5f, dya, dyb, 0, 1, 1, &l, NULL,
+                                   NULL, NULL, NULL, NULL);
+        AL_EXPECT(st == AL_OK && isfinite(l), "n = 2 valid rows: %s: %s", al_status_str(st),
+                  al_errmsg());
+        st = al_dfa_loss(&gpu, 3, 2, 2, de, de, de, dw, 0.5f, dya, dyb, 0, 1, 1, &l, NULL, NULL,
+                         NULL, NULL, NULL);
+        AL_EXPECT(st == AL_ERR_VALUE && strstr(al_errmsg(), "y_b label 2 at index 2"),
+                  "cuda y_b: %s: %s", al_status_str(st), al_errmsg());
+        /* y_a is reported before y_b, the first bad index of it */
+        st = al_dfa_loss(&gpu, 3, 2, 2, de, de, de, dw, 0.5f, dyab, dyb, 0, 1, 1, &l, NULL, NULL,
+                         NULL, NULL, NULL);
+        AL_EXPECT(st == AL_ERR_VALUE && strstr(al_errmsg(), "y_a label -1 at index 1"),
+                  "cuda y_a first: %s: %s", al_status_str(st), al_errmsg());
+        al_clear_error();
+        void *ptrs[] = {de, dw, dya, dyb, dyab};
+        for (size_t i = 0; i < AL_ARRAY_LEN(ptrs); i++) al_dev_free(&gpu, ptrs[i]);
+    }
     /* head ops and mixup */
     {
         const int n = 37, d = 130;
