@@ -144,12 +144,7 @@ al_status al_apgd_step(al_ctx *ctx, al_norm norm, int n, size_t d, float *x, flo
     switch (ctx->device) {
     case AL_DEV_CPU: return al_apgd_step_cpu(ctx, norm, n, d, x, x_prev, x0, g, eta, a, eps, tmp);
     case AL_DEV_CUDA:
-#ifdef AL_HAVE_CUDA
-        return al_apgd_step_cuda(ctx, norm, n, d, x, x_prev, x0, g, eta, a, eps, tmp);
-#else
-        return AL_FAIL(AL_ERR_NO_GPU,
-                       "al_apgd_step: CUDA device requested but advlab was built without CUDA");
-#endif
+        AL_CUDA_OR_FAIL(al_apgd_step_cuda(ctx, norm, n, d, x, x_prev, x0, g, eta, a, eps, tmp));
     }
     return AL_FAIL(AL_ERR_VALUE, "al_apgd_step: unknown device %d", (int)ctx->device);
 }
@@ -179,12 +174,7 @@ al_status al_apgd_rows(al_ctx *ctx, const uint8_t *ops, int n, size_t d, float *
     switch (ctx->device) {
     case AL_DEV_CPU: return al_apgd_rows_cpu(ctx, ops, n, d, xa, grad, xbadv, xbest, gbest);
     case AL_DEV_CUDA:
-#ifdef AL_HAVE_CUDA
-        return al_apgd_rows_cuda(ctx, ops, n, d, xa, grad, xbadv, xbest, gbest);
-#else
-        return AL_FAIL(AL_ERR_NO_GPU,
-                       "al_apgd_rows: CUDA device requested but advlab was built without CUDA");
-#endif
+        AL_CUDA_OR_FAIL(al_apgd_rows_cuda(ctx, ops, n, d, xa, grad, xbadv, xbest, gbest));
     }
     return AL_FAIL(AL_ERR_VALUE, "al_apgd_rows: unknown device %d", (int)ctx->device);
 }

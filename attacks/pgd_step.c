@@ -58,12 +58,7 @@ al_status al_pgd_step(al_ctx *ctx, al_norm norm, int n, size_t d, float *x, cons
     switch (ctx->device) {
     case AL_DEV_CPU: return al_pgd_step_cpu(ctx, norm, n, d, x, x0, g, alpha, eps);
     case AL_DEV_CUDA:
-#ifdef AL_HAVE_CUDA
-        return al_pgd_step_cuda(ctx, norm, n, d, x, x0, g, alpha, eps);
-#else
-        return AL_FAIL(AL_ERR_NO_GPU,
-                       "al_pgd_step: CUDA device requested but advlab was built without CUDA");
-#endif
+        AL_CUDA_OR_FAIL(al_pgd_step_cuda(ctx, norm, n, d, x, x0, g, alpha, eps));
     }
     return AL_FAIL(AL_ERR_VALUE, "al_pgd_step: unknown device %d", (int)ctx->device);
 }

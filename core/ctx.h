@@ -50,6 +50,19 @@ al_status al_copy_dev(al_ctx *ctx, void *dst, const void *src, size_t n_bytes);
 al_status al_memset_dev(al_ctx *ctx, void *dst, int value, size_t n_bytes);
 al_status al_sync(al_ctx *ctx);
 
+/* The CUDA arm of every backend dispatcher: `case AL_DEV_CUDA: AL_CUDA_OR_FAIL(al_x_cuda(...));`
+ * returns the CUDA twin's status; in a build without CUDA (where the twin is not even declared)
+ * it returns AL_ERR_NO_GPU naming the dispatching function. */
+#ifdef AL_HAVE_CUDA
+#define AL_CUDA_OR_FAIL(call) return (call)
+#else
+#define AL_CUDA_OR_FAIL(call)                                                                  \
+    return AL_FAIL(AL_ERR_NO_GPU,                                                              \
+                   "%s: the context's device is CUDA but advlab was built without CUDA "       \
+                   "(configure with -DADVLAB_CUDA=ON)",                                        \
+                   __func__)
+#endif
+
 /* Is a CUDA device usable in this build/process? (1/0, with no error recorded). */
 int al_cuda_available(void);
 

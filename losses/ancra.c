@@ -108,19 +108,11 @@ al_status al_ancra_gather_cpu(al_ctx *ctx, int n, size_t d, const float *src, co
 
 /* ---------------------------------------------------------------- dispatchers */
 
-#ifdef AL_HAVE_CUDA
 #define DISPATCH(cpu_call, cuda_call)                                                          \
     do {                                                                                       \
         if (ctx->device == AL_DEV_CPU) return cpu_call;                                        \
-        return cuda_call;                                                                      \
+        AL_CUDA_OR_FAIL(cuda_call);                                                            \
     } while (0)
-#else
-#define DISPATCH(cpu_call, cuda_call)                                                          \
-    do {                                                                                       \
-        if (ctx->device == AL_DEV_CPU) return cpu_call;                                        \
-        return AL_FAIL(AL_ERR_NO_GPU, "%s: built without CUDA", __func__);                     \
-    } while (0)
-#endif
 
 al_status al_ancra_head_loss(al_ctx *ctx, int n, int k, const float *z_nat, const float *z_adv,
                              const float *z_neg, const int32_t *labels, const uint8_t *pair,

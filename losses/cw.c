@@ -43,12 +43,8 @@ al_status al_cw_margin(al_ctx *ctx, int n, int k, const float *logits, const int
     case AL_DEV_CPU:
         return al_cw_margin_cpu(ctx, n, k, logits, labels, targeted, loss, per_sample, dlogits);
     case AL_DEV_CUDA:
-#ifdef AL_HAVE_CUDA
-        return al_cw_margin_cuda(ctx, n, k, logits, labels, targeted, loss, per_sample, dlogits);
-#else
-        return AL_FAIL(AL_ERR_NO_GPU,
-                       "al_cw_margin: CUDA device requested but advlab was built without CUDA");
-#endif
+        AL_CUDA_OR_FAIL(al_cw_margin_cuda(ctx, n, k, logits, labels, targeted, loss, per_sample,
+                                          dlogits));
     }
     return AL_FAIL(AL_ERR_VALUE, "al_cw_margin: unknown device %d", (int)ctx->device);
 }

@@ -111,12 +111,7 @@ al_status al_mixup_pairs(al_ctx *ctx, int n, size_t d_in, float lam, const float
     switch (ctx->device) {
     case AL_DEV_CPU: return al_mixup_pairs_cpu(ctx, n, d_in, lam, x, y, idx, x_b, x_mix, y_b);
     case AL_DEV_CUDA:
-#ifdef AL_HAVE_CUDA
-        return al_mixup_pairs_cuda(ctx, n, d_in, lam, x, y, idx, x_b, x_mix, y_b);
-#else
-        return AL_FAIL(AL_ERR_NO_GPU,
-                       "al_mixup_pairs: CUDA device requested but advlab was built without CUDA");
-#endif
+        AL_CUDA_OR_FAIL(al_mixup_pairs_cuda(ctx, n, d_in, lam, x, y, idx, x_b, x_mix, y_b));
     }
     return AL_FAIL(AL_ERR_VALUE, "al_mixup_pairs: unknown device %d", (int)ctx->device);
 }
@@ -233,13 +228,8 @@ al_status al_dfa_loss(al_ctx *ctx, int n, int d, int k, const float *e_mix, cons
         return al_dfa_loss_cpu(ctx, n, d, k, e_mix, e_a, e_b, w, lam, y_a, y_b, noise_std, seed,
                                stream, loss, parts, logits, de_mix, de_a, de_b);
     case AL_DEV_CUDA:
-#ifdef AL_HAVE_CUDA
-        return al_dfa_loss_cuda(ctx, n, d, k, e_mix, e_a, e_b, w, lam, y_a, y_b, noise_std, seed,
-                                stream, loss, parts, logits, de_mix, de_a, de_b);
-#else
-        return AL_FAIL(AL_ERR_NO_GPU,
-                       "al_dfa_loss: CUDA device requested but advlab was built without CUDA");
-#endif
+        AL_CUDA_OR_FAIL(al_dfa_loss_cuda(ctx, n, d, k, e_mix, e_a, e_b, w, lam, y_a, y_b, noise_std,
+                                         seed, stream, loss, parts, logits, de_mix, de_a, de_b));
     }
     return AL_FAIL(AL_ERR_VALUE, "al_dfa_loss: unknown device %d", (int)ctx->device);
 }

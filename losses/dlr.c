@@ -45,13 +45,8 @@ al_status al_dlr_loss(al_ctx *ctx, int n, int k, const float *logits, const int3
         return al_dlr_loss_cpu(ctx, n, k, logits, labels, targets, weight, loss, per_sample,
                                dlogits);
     case AL_DEV_CUDA:
-#ifdef AL_HAVE_CUDA
-        return al_dlr_loss_cuda(ctx, n, k, logits, labels, targets, weight, loss, per_sample,
-                                dlogits);
-#else
-        return AL_FAIL(AL_ERR_NO_GPU,
-                       "al_dlr_loss: CUDA device requested but advlab was built without CUDA");
-#endif
+        AL_CUDA_OR_FAIL(al_dlr_loss_cuda(ctx, n, k, logits, labels, targets, weight, loss,
+                                         per_sample, dlogits));
     }
     return AL_FAIL(AL_ERR_VALUE, "al_dlr_loss: unknown device %d", (int)ctx->device);
 }

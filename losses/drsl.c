@@ -48,11 +48,8 @@ al_status al_drsl_penalty(al_ctx *ctx, int n, int k, const float *logits, const 
     case AL_DEV_CPU:
         return al_drsl_penalty_cpu(ctx, n, k, logits, labels, weight, variant, pen, dlogits);
     case AL_DEV_CUDA:
-#ifdef AL_HAVE_CUDA
-        return al_drsl_penalty_cuda(ctx, n, k, logits, labels, weight, variant, pen, dlogits);
-#else
-        return AL_FAIL(AL_ERR_NO_GPU, "drsl: CUDA device requested but advlab was built without CUDA");
-#endif
+        AL_CUDA_OR_FAIL(al_drsl_penalty_cuda(ctx, n, k, logits, labels, weight, variant, pen,
+                                             dlogits));
     }
     return AL_FAIL(AL_ERR_VALUE, "drsl: unknown device %d", (int)ctx->device);
 }

@@ -89,13 +89,8 @@ al_status al_mart_loss(al_ctx *ctx, int n, int k, const float *logits_nat, const
         return al_mart_loss_cpu(ctx, n, k, logits_nat, logits_adv, labels, beta, loss, parts,
                                 dlogits_nat, dlogits_adv);
     case AL_DEV_CUDA:
-#ifdef AL_HAVE_CUDA
-        return al_mart_loss_cuda(ctx, n, k, logits_nat, logits_adv, labels, beta, loss, parts,
-                                 dlogits_nat, dlogits_adv);
-#else
-        return AL_FAIL(AL_ERR_NO_GPU,
-                       "al_mart_loss: CUDA device requested but advlab was built without CUDA");
-#endif
+        AL_CUDA_OR_FAIL(al_mart_loss_cuda(ctx, n, k, logits_nat, logits_adv, labels, beta, loss,
+                                          parts, dlogits_nat, dlogits_adv));
     }
     return AL_FAIL(AL_ERR_VALUE, "al_mart_loss: unknown device %d", (int)ctx->device);
 }

@@ -107,13 +107,9 @@ al_status al_trades_loss(al_ctx *ctx, int n, int k, const float *logits_nat,
         return al_trades_loss_cpu(ctx, n, k, logits_nat, logits_nat_kl, logits_adv, labels, beta,
                                   loss, parts, dlogits_nat, dlogits_nat_kl, dlogits_adv);
     case AL_DEV_CUDA:
-#ifdef AL_HAVE_CUDA
-        return al_trades_loss_cuda(ctx, n, k, logits_nat, logits_nat_kl, logits_adv, labels, beta,
-                                   loss, parts, dlogits_nat, dlogits_nat_kl, dlogits_adv);
-#else
-        return AL_FAIL(AL_ERR_NO_GPU,
-                       "al_trades_loss: CUDA device requested but advlab was built without CUDA");
-#endif
+        AL_CUDA_OR_FAIL(al_trades_loss_cuda(ctx, n, k, logits_nat, logits_nat_kl, logits_adv,
+                                            labels, beta, loss, parts, dlogits_nat, dlogits_nat_kl,
+                                            dlogits_adv));
     }
     return AL_FAIL(AL_ERR_VALUE, "al_trades_loss: unknown device %d", (int)ctx->device);
 }
@@ -126,12 +122,8 @@ al_status al_trades_kl(al_ctx *ctx, int n, int k, const float *logits_nat, const
     case AL_DEV_CPU:
         return al_trades_kl_cpu(ctx, n, k, logits_nat, logits_adv, loss, per_sample, dlogits_adv);
     case AL_DEV_CUDA:
-#ifdef AL_HAVE_CUDA
-        return al_trades_kl_cuda(ctx, n, k, logits_nat, logits_adv, loss, per_sample, dlogits_adv);
-#else
-        return AL_FAIL(AL_ERR_NO_GPU,
-                       "al_trades_kl: CUDA device requested but advlab was built without CUDA");
-#endif
+        AL_CUDA_OR_FAIL(al_trades_kl_cuda(ctx, n, k, logits_nat, logits_adv, loss, per_sample,
+                                          dlogits_adv));
     }
     return AL_FAIL(AL_ERR_VALUE, "al_trades_kl: unknown device %d", (int)ctx->device);
 }

@@ -65,12 +65,7 @@ al_status al_xent(al_ctx *ctx, int n, int k, const float *logits, const int32_t 
     case AL_DEV_CPU:
         return al_xent_cpu(ctx, n, k, logits, labels, weight, loss, per_sample, dlogits);
     case AL_DEV_CUDA:
-#ifdef AL_HAVE_CUDA
-        return al_xent_cuda(ctx, n, k, logits, labels, weight, loss, per_sample, dlogits);
-#else
-        return AL_FAIL(AL_ERR_NO_GPU,
-                       "al_xent: CUDA device requested but advlab was built without CUDA");
-#endif
+        AL_CUDA_OR_FAIL(al_xent_cuda(ctx, n, k, logits, labels, weight, loss, per_sample, dlogits));
     }
     return AL_FAIL(AL_ERR_VALUE, "al_xent: unknown device %d", (int)ctx->device);
 }
@@ -81,12 +76,7 @@ al_status al_count_correct(al_ctx *ctx, int n, int k, const float *logits, const
     switch (ctx->device) {
     case AL_DEV_CPU: return al_count_correct_cpu(ctx, n, k, logits, labels, n_correct, correct);
     case AL_DEV_CUDA:
-#ifdef AL_HAVE_CUDA
-        return al_count_correct_cuda(ctx, n, k, logits, labels, n_correct, correct);
-#else
-        return AL_FAIL(AL_ERR_NO_GPU,
-                       "al_count_correct: CUDA device requested but advlab was built without CUDA");
-#endif
+        AL_CUDA_OR_FAIL(al_count_correct_cuda(ctx, n, k, logits, labels, n_correct, correct));
     }
     return AL_FAIL(AL_ERR_VALUE, "al_count_correct: unknown device %d", (int)ctx->device);
 }

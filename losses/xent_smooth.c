@@ -48,12 +48,8 @@ al_status al_xent_smooth(al_ctx *ctx, int n, int k, const float *logits, const i
     case AL_DEV_CPU:
         return al_xent_smooth_cpu(ctx, n, k, logits, labels, smoothing, weight, loss, dlogits);
     case AL_DEV_CUDA:
-#ifdef AL_HAVE_CUDA
-        return al_xent_smooth_cuda(ctx, n, k, logits, labels, smoothing, weight, loss, dlogits);
-#else
-        return AL_FAIL(AL_ERR_NO_GPU,
-                       "al_xent_smooth: CUDA device requested but advlab was built without CUDA");
-#endif
+        AL_CUDA_OR_FAIL(al_xent_smooth_cuda(ctx, n, k, logits, labels, smoothing, weight, loss,
+                                            dlogits));
     }
     return AL_FAIL(AL_ERR_VALUE, "al_xent_smooth: unknown device %d", (int)ctx->device);
 }

@@ -11,16 +11,6 @@
 #include <math.h>
 #include <omp.h>
 
-#ifdef AL_HAVE_CUDA
-#define CUDA_OR_FAIL(call, name) return (call)
-#else
-#define CUDA_OR_FAIL(call, name)                                                             \
-    return AL_FAIL(AL_ERR_NO_GPU,                                                          \
-                   "%s: ctx device is CUDA but advlab was built without CUDA "             \
-                   "(configure with -DADVLAB_CUDA=ON)",                                    \
-                   name)
-#endif
-
 /* Eight independent double accumulators: the compiler can vectorise them without reassociating
  * (no -ffast-math, style rule 2), and the combination order below is fixed. */
 #define LANES 8
@@ -178,9 +168,8 @@ al_status al_bn_forward(al_ctx *ctx, const al_bn_desc *d, const float *x, const 
         return al_bn_forward_cpu(ctx, d, x, gamma, beta, running_mean, running_var, y, save_mean,
                                  save_invstd);
     case AL_DEV_CUDA:
-        CUDA_OR_FAIL(al_bn_forward_cuda(ctx, d, x, gamma, beta, running_mean, running_var, y,
-                                        save_mean, save_invstd),
-                     "al_bn_forward");
+        AL_CUDA_OR_FAIL(al_bn_forward_cuda(ctx, d, x, gamma, beta, running_mean, running_var, y,
+                                        save_mean, save_invstd));
     }
     return AL_FAIL(AL_ERR_VALUE, "al_bn_forward: unknown device %d", (int)ctx->device);
 }
@@ -193,9 +182,8 @@ al_status al_bn_backward(al_ctx *ctx, const al_bn_desc *d, const float *x, const
         return al_bn_backward_cpu(ctx, d, x, gamma, save_mean, save_invstd, dy, dx, dx_accum,
                                   dgamma, dbeta);
     case AL_DEV_CUDA:
-        CUDA_OR_FAIL(al_bn_backward_cuda(ctx, d, x, gamma, save_mean, save_invstd, dy, dx,
-                                         dx_accum, dgamma, dbeta),
-                     "al_bn_backward");
+        AL_CUDA_OR_FAIL(al_bn_backward_cuda(ctx, d, x, gamma, save_mean, save_invstd, dy, dx,
+                                         dx_accum, dgamma, dbeta));
     }
     return AL_FAIL(AL_ERR_VALUE, "al_bn_backward: unknown device %d", (int)ctx->device);
 }

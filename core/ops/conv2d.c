@@ -21,16 +21,6 @@
  * columns), so small planes (8x8, 4x4) are batched several images per GEMM. */
 #define CONV_TARGET_COLS 256
 
-#ifdef AL_HAVE_CUDA
-#define CUDA_OR_FAIL(call, name) return (call)
-#else
-#define CUDA_OR_FAIL(call, name)                                                             \
-    return AL_FAIL(AL_ERR_NO_GPU,                                                          \
-                   "%s: ctx device is CUDA but advlab was built without CUDA "             \
-                   "(configure with -DADVLAB_CUDA=ON)",                                    \
-                   name)
-#endif
-
 void al_conv2d_desc_init(al_conv2d_desc *d, int n, int c_in, int h_in, int w_in, int c_out, int k,
                          int stride, int pad) {
     AL_ASSERT(n >= 1 && c_in >= 1 && h_in >= 1 && w_in >= 1 && c_out >= 1,
@@ -626,7 +616,7 @@ al_status al_conv2d_forward(al_ctx *ctx, const al_conv2d_desc *d, const float *x
                             const float *b, float *y) {
     switch (ctx->device) {
     case AL_DEV_CPU: return al_conv2d_forward_cpu(ctx, d, x, w, b, y);
-    case AL_DEV_CUDA: CUDA_OR_FAIL(al_conv2d_forward_cuda(ctx, d, x, w, b, y), "al_conv2d_forward");
+    case AL_DEV_CUDA: AL_CUDA_OR_FAIL(al_conv2d_forward_cuda(ctx, d, x, w, b, y));
     }
     return AL_FAIL(AL_ERR_VALUE, "al_conv2d_forward: unknown device %d", (int)ctx->device);
 }
@@ -636,8 +626,7 @@ al_status al_conv2d_backward(al_ctx *ctx, const al_conv2d_desc *d, const float *
     switch (ctx->device) {
     case AL_DEV_CPU: return al_conv2d_backward_cpu(ctx, d, x, w, dy, dx, dx_accum, dw, db);
     case AL_DEV_CUDA:
-        CUDA_OR_FAIL(al_conv2d_backward_cuda(ctx, d, x, w, dy, dx, dx_accum, dw, db),
-                     "al_conv2d_backward");
+        AL_CUDA_OR_FAIL(al_conv2d_backward_cuda(ctx, d, x, w, dy, dx, dx_accum, dw, db));
     }
     return AL_FAIL(AL_ERR_VALUE, "al_conv2d_backward: unknown device %d", (int)ctx->device);
 }

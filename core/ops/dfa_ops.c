@@ -9,16 +9,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#ifdef AL_HAVE_CUDA
-#define CUDA_OR_FAIL(call, name) return (call)
-#else
-#define CUDA_OR_FAIL(call, name)                                                             \
-    return AL_FAIL(AL_ERR_NO_GPU,                                                          \
-                   "%s: ctx device is CUDA but advlab was built without CUDA "             \
-                   "(configure with -DADVLAB_CUDA=ON)",                                    \
-                   name)
-#endif
-
 /* ------------------------------------------------------------------ CPU references */
 
 al_status al_l2normalize_forward_cpu(al_ctx *ctx, int n, int d, const float *restrict x,
@@ -88,7 +78,7 @@ al_status al_l2normalize_forward(al_ctx *ctx, int n, int d, const float *x, floa
                                  float *norm) {
     AL_ASSERT(n >= 0 && d >= 1, "al_l2normalize_forward n=%d d=%d", n, d);
     if (ctx->device == AL_DEV_CPU) return al_l2normalize_forward_cpu(ctx, n, d, x, y, norm);
-    CUDA_OR_FAIL(al_l2normalize_forward_cuda(ctx, n, d, x, y, norm), "al_l2normalize_forward");
+    AL_CUDA_OR_FAIL(al_l2normalize_forward_cuda(ctx, n, d, x, y, norm));
 }
 
 al_status al_l2normalize_backward(al_ctx *ctx, int n, int d, const float *y, const float *norm,
@@ -96,19 +86,18 @@ al_status al_l2normalize_backward(al_ctx *ctx, int n, int d, const float *y, con
     AL_ASSERT(n >= 0 && d >= 1, "al_l2normalize_backward n=%d d=%d", n, d);
     if (ctx->device == AL_DEV_CPU)
         return al_l2normalize_backward_cpu(ctx, n, d, y, norm, dy, dx, dx_accum);
-    CUDA_OR_FAIL(al_l2normalize_backward_cuda(ctx, n, d, y, norm, dy, dx, dx_accum),
-                 "al_l2normalize_backward");
+    AL_CUDA_OR_FAIL(al_l2normalize_backward_cuda(ctx, n, d, y, norm, dy, dx, dx_accum));
 }
 
 al_status al_abs_forward(al_ctx *ctx, size_t n, const float *x, float *y) {
     if (ctx->device == AL_DEV_CPU) return al_abs_forward_cpu(ctx, n, x, y);
-    CUDA_OR_FAIL(al_abs_forward_cuda(ctx, n, x, y), "al_abs_forward");
+    AL_CUDA_OR_FAIL(al_abs_forward_cuda(ctx, n, x, y));
 }
 
 al_status al_abs_backward(al_ctx *ctx, size_t n, const float *x, const float *dy, float *dx,
                           int dx_accum) {
     if (ctx->device == AL_DEV_CPU) return al_abs_backward_cpu(ctx, n, x, dy, dx, dx_accum);
-    CUDA_OR_FAIL(al_abs_backward_cuda(ctx, n, x, dy, dx, dx_accum), "al_abs_backward");
+    AL_CUDA_OR_FAIL(al_abs_backward_cuda(ctx, n, x, dy, dx, dx_accum));
 }
 
 /* ------------------------------------------------------------------ graph nodes */

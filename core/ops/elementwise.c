@@ -10,16 +10,6 @@
 
 #include "core/rng.h"
 
-#ifdef AL_HAVE_CUDA
-#define CUDA_OR_FAIL(call, name) return (call)
-#else
-#define CUDA_OR_FAIL(call, name)                                                             \
-    return AL_FAIL(AL_ERR_NO_GPU,                                                          \
-                   "%s: ctx device is CUDA but advlab was built without CUDA "             \
-                   "(configure with -DADVLAB_CUDA=ON)",                                    \
-                   name)
-#endif
-
 /* Fork/join costs a few microseconds; below 64K floats (256 KB, L2-resident) one thread
  * streams the data in about the same time. */
 #define EW_PAR_MIN ((size_t)1 << 16)
@@ -155,7 +145,7 @@ al_status al_dropout_backward_cpu(al_ctx *ctx, size_t n, const float *restrict m
 al_status al_relu_forward(al_ctx *ctx, size_t n, const float *x, float *y) {
     switch (ctx->device) {
     case AL_DEV_CPU: return al_relu_forward_cpu(ctx, n, x, y);
-    case AL_DEV_CUDA: CUDA_OR_FAIL(al_relu_forward_cuda(ctx, n, x, y), "al_relu_forward");
+    case AL_DEV_CUDA: AL_CUDA_OR_FAIL(al_relu_forward_cuda(ctx, n, x, y));
     }
     return DEV_FAIL("al_relu_forward");
 }
@@ -165,7 +155,7 @@ al_status al_relu_backward(al_ctx *ctx, size_t n, const float *y, const float *d
     switch (ctx->device) {
     case AL_DEV_CPU: return al_relu_backward_cpu(ctx, n, y, dy, dx, dx_accum);
     case AL_DEV_CUDA:
-        CUDA_OR_FAIL(al_relu_backward_cuda(ctx, n, y, dy, dx, dx_accum), "al_relu_backward");
+        AL_CUDA_OR_FAIL(al_relu_backward_cuda(ctx, n, y, dy, dx, dx_accum));
     }
     return DEV_FAIL("al_relu_backward");
 }
@@ -173,7 +163,7 @@ al_status al_relu_backward(al_ctx *ctx, size_t n, const float *y, const float *d
 al_status al_add_forward(al_ctx *ctx, size_t n, const float *a, const float *b, float *y) {
     switch (ctx->device) {
     case AL_DEV_CPU: return al_add_forward_cpu(ctx, n, a, b, y);
-    case AL_DEV_CUDA: CUDA_OR_FAIL(al_add_forward_cuda(ctx, n, a, b, y), "al_add_forward");
+    case AL_DEV_CUDA: AL_CUDA_OR_FAIL(al_add_forward_cuda(ctx, n, a, b, y));
     }
     return DEV_FAIL("al_add_forward");
 }
@@ -181,7 +171,7 @@ al_status al_add_forward(al_ctx *ctx, size_t n, const float *a, const float *b, 
 al_status al_accumulate(al_ctx *ctx, size_t n, const float *src, float *dst, int accum) {
     switch (ctx->device) {
     case AL_DEV_CPU: return al_accumulate_cpu(ctx, n, src, dst, accum);
-    case AL_DEV_CUDA: CUDA_OR_FAIL(al_accumulate_cuda(ctx, n, src, dst, accum), "al_accumulate");
+    case AL_DEV_CUDA: AL_CUDA_OR_FAIL(al_accumulate_cuda(ctx, n, src, dst, accum));
     }
     return DEV_FAIL("al_accumulate");
 }
@@ -191,8 +181,7 @@ al_status al_normalize_forward(al_ctx *ctx, int n, int c, int hw, const float *x
     switch (ctx->device) {
     case AL_DEV_CPU: return al_normalize_forward_cpu(ctx, n, c, hw, x, mean, std, y);
     case AL_DEV_CUDA:
-        CUDA_OR_FAIL(al_normalize_forward_cuda(ctx, n, c, hw, x, mean, std, y),
-                     "al_normalize_forward");
+        AL_CUDA_OR_FAIL(al_normalize_forward_cuda(ctx, n, c, hw, x, mean, std, y));
     }
     return DEV_FAIL("al_normalize_forward");
 }
@@ -202,8 +191,7 @@ al_status al_normalize_backward(al_ctx *ctx, int n, int c, int hw, const float *
     switch (ctx->device) {
     case AL_DEV_CPU: return al_normalize_backward_cpu(ctx, n, c, hw, std, dy, dx, dx_accum);
     case AL_DEV_CUDA:
-        CUDA_OR_FAIL(al_normalize_backward_cuda(ctx, n, c, hw, std, dy, dx, dx_accum),
-                     "al_normalize_backward");
+        AL_CUDA_OR_FAIL(al_normalize_backward_cuda(ctx, n, c, hw, std, dy, dx, dx_accum));
     }
     return DEV_FAIL("al_normalize_backward");
 }
@@ -213,8 +201,7 @@ al_status al_dropout_forward(al_ctx *ctx, size_t n, float p, uint64_t seed, uint
     switch (ctx->device) {
     case AL_DEV_CPU: return al_dropout_forward_cpu(ctx, n, p, seed, stream, x, y, mask);
     case AL_DEV_CUDA:
-        CUDA_OR_FAIL(al_dropout_forward_cuda(ctx, n, p, seed, stream, x, y, mask),
-                     "al_dropout_forward");
+        AL_CUDA_OR_FAIL(al_dropout_forward_cuda(ctx, n, p, seed, stream, x, y, mask));
     }
     return DEV_FAIL("al_dropout_forward");
 }
@@ -224,8 +211,7 @@ al_status al_dropout_backward(al_ctx *ctx, size_t n, const float *mask, const fl
     switch (ctx->device) {
     case AL_DEV_CPU: return al_dropout_backward_cpu(ctx, n, mask, dy, dx, dx_accum);
     case AL_DEV_CUDA:
-        CUDA_OR_FAIL(al_dropout_backward_cuda(ctx, n, mask, dy, dx, dx_accum),
-                     "al_dropout_backward");
+        AL_CUDA_OR_FAIL(al_dropout_backward_cuda(ctx, n, mask, dy, dx, dx_accum));
     }
     return DEV_FAIL("al_dropout_backward");
 }

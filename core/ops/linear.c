@@ -8,16 +8,6 @@
 #include <cblas.h>
 #include <omp.h>
 
-#ifdef AL_HAVE_CUDA
-#define CUDA_OR_FAIL(call, name) return (call)
-#else
-#define CUDA_OR_FAIL(call, name)                                                             \
-    return AL_FAIL(AL_ERR_NO_GPU,                                                          \
-                   "%s: ctx device is CUDA but advlab was built without CUDA "             \
-                   "(configure with -DADVLAB_CUDA=ON)",                                    \
-                   name)
-#endif
-
 /* Below ~256K multiply-adds a GEMM takes a few tens of microseconds: splitting it over
  * threads costs more in fork/join and packing than it saves. */
 #define LINEAR_SPLIT_MACS (1 << 18)
@@ -96,7 +86,7 @@ al_status al_linear_forward(al_ctx *ctx, int n, int in, int out, const float *x,
     switch (ctx->device) {
     case AL_DEV_CPU: return al_linear_forward_cpu(ctx, n, in, out, x, w, b, y);
     case AL_DEV_CUDA:
-        CUDA_OR_FAIL(al_linear_forward_cuda(ctx, n, in, out, x, w, b, y), "al_linear_forward");
+        AL_CUDA_OR_FAIL(al_linear_forward_cuda(ctx, n, in, out, x, w, b, y));
     }
     return AL_FAIL(AL_ERR_VALUE, "al_linear_forward: unknown device %d", (int)ctx->device);
 }
@@ -107,8 +97,7 @@ al_status al_linear_backward(al_ctx *ctx, int n, int in, int out, const float *x
     case AL_DEV_CPU:
         return al_linear_backward_cpu(ctx, n, in, out, x, w, dy, dx, dx_accum, dw, db);
     case AL_DEV_CUDA:
-        CUDA_OR_FAIL(al_linear_backward_cuda(ctx, n, in, out, x, w, dy, dx, dx_accum, dw, db),
-                     "al_linear_backward");
+        AL_CUDA_OR_FAIL(al_linear_backward_cuda(ctx, n, in, out, x, w, dy, dx, dx_accum, dw, db));
     }
     return AL_FAIL(AL_ERR_VALUE, "al_linear_backward: unknown device %d", (int)ctx->device);
 }

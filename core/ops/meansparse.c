@@ -17,16 +17,6 @@
 #include "core/log.h"
 #include "datasets/sampler.h"
 
-#ifdef AL_HAVE_CUDA
-#define CUDA_OR_FAIL(call, name) return (call)
-#else
-#define CUDA_OR_FAIL(call, name)                                                             \
-    return AL_FAIL(AL_ERR_NO_GPU,                                                          \
-                   "%s: ctx device is CUDA but advlab was built without CUDA "             \
-                   "(configure with -DADVLAB_CUDA=ON)",                                    \
-                   name)
-#endif
-
 /* Below 64K elements one thread streams the data as fast as a fork/join (elementwise.c). */
 #define MS_PAR_MIN ((size_t)1 << 16)
 
@@ -128,8 +118,7 @@ al_status al_meansparse_forward(al_ctx *ctx, int n, int c, int hw, const float *
                                 const float *mean, const float *var, float alpha, float *y) {
     AL_TRY(check_shape("al_meansparse_forward", n, c, hw, alpha));
     if (ctx->device == AL_DEV_CUDA)
-        CUDA_OR_FAIL(al_meansparse_forward_cuda(ctx, n, c, hw, x, mean, var, alpha, y),
-                     "al_meansparse_forward");
+        AL_CUDA_OR_FAIL(al_meansparse_forward_cuda(ctx, n, c, hw, x, mean, var, alpha, y));
     return al_meansparse_forward_cpu(ctx, n, c, hw, x, mean, var, alpha, y);
 }
 
@@ -138,9 +127,8 @@ al_status al_meansparse_backward(al_ctx *ctx, int n, int c, int hw, const float 
                                  const float *dy, float *dx, int dx_accum) {
     AL_TRY(check_shape("al_meansparse_backward", n, c, hw, alpha));
     if (ctx->device == AL_DEV_CUDA)
-        CUDA_OR_FAIL(al_meansparse_backward_cuda(ctx, n, c, hw, x, mean, var, alpha, bpda, dy, dx,
-                                                 dx_accum),
-                     "al_meansparse_backward");
+        AL_CUDA_OR_FAIL(al_meansparse_backward_cuda(ctx, n, c, hw, x, mean, var, alpha, bpda, dy, dx,
+                                                 dx_accum));
     return al_meansparse_backward_cpu(ctx, n, c, hw, x, mean, var, alpha, bpda, dy, dx, dx_accum);
 }
 
@@ -148,8 +136,7 @@ al_status al_meansparse_batch_stats(al_ctx *ctx, int n, int c, int hw, const flo
                                     double *h_mean, double *h_var) {
     AL_TRY(check_shape("al_meansparse_batch_stats", n, c, hw, 0.0f));
     if (ctx->device == AL_DEV_CUDA)
-        CUDA_OR_FAIL(al_meansparse_batch_stats_cuda(ctx, n, c, hw, x, h_mean, h_var),
-                     "al_meansparse_batch_stats");
+        AL_CUDA_OR_FAIL(al_meansparse_batch_stats_cuda(ctx, n, c, hw, x, h_mean, h_var));
     return al_meansparse_batch_stats_cpu(ctx, n, c, hw, x, h_mean, h_var);
 }
 

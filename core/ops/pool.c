@@ -11,16 +11,6 @@
 #include <omp.h>
 #include <string.h>
 
-#ifdef AL_HAVE_CUDA
-#define CUDA_OR_FAIL(call, name) return (call)
-#else
-#define CUDA_OR_FAIL(call, name)                                                             \
-    return AL_FAIL(AL_ERR_NO_GPU,                                                          \
-                   "%s: ctx device is CUDA but advlab was built without CUDA "             \
-                   "(configure with -DADVLAB_CUDA=ON)",                                    \
-                   name)
-#endif
-
 void al_pool_desc_init(al_pool_desc *d, int n, int c, int h, int w, int k, int stride) {
     AL_ASSERT(n >= 1 && c >= 1 && h >= 1 && w >= 1, "pool shape n=%d c=%d h=%d w=%d", n, c, h, w);
     AL_ASSERT(k >= 1 && stride >= 1 && k <= h && k <= w, "pool k=%d stride=%d on %dx%d", k, stride,
@@ -176,7 +166,7 @@ al_status al_maxpool_forward(al_ctx *ctx, const al_pool_desc *d, const float *x,
     switch (ctx->device) {
     case AL_DEV_CPU: return al_maxpool_forward_cpu(ctx, d, x, y, argmax);
     case AL_DEV_CUDA:
-        CUDA_OR_FAIL(al_maxpool_forward_cuda(ctx, d, x, y, argmax), "al_maxpool_forward");
+        AL_CUDA_OR_FAIL(al_maxpool_forward_cuda(ctx, d, x, y, argmax));
     }
     return AL_FAIL(AL_ERR_VALUE, "al_maxpool_forward: unknown device %d", (int)ctx->device);
 }
@@ -186,8 +176,7 @@ al_status al_maxpool_backward(al_ctx *ctx, const al_pool_desc *d, const int32_t 
     switch (ctx->device) {
     case AL_DEV_CPU: return al_maxpool_backward_cpu(ctx, d, argmax, dy, dx, dx_accum);
     case AL_DEV_CUDA:
-        CUDA_OR_FAIL(al_maxpool_backward_cuda(ctx, d, argmax, dy, dx, dx_accum),
-                     "al_maxpool_backward");
+        AL_CUDA_OR_FAIL(al_maxpool_backward_cuda(ctx, d, argmax, dy, dx, dx_accum));
     }
     return AL_FAIL(AL_ERR_VALUE, "al_maxpool_backward: unknown device %d", (int)ctx->device);
 }
@@ -195,7 +184,7 @@ al_status al_maxpool_backward(al_ctx *ctx, const al_pool_desc *d, const int32_t 
 al_status al_avgpool_forward(al_ctx *ctx, const al_pool_desc *d, const float *x, float *y) {
     switch (ctx->device) {
     case AL_DEV_CPU: return al_avgpool_forward_cpu(ctx, d, x, y);
-    case AL_DEV_CUDA: CUDA_OR_FAIL(al_avgpool_forward_cuda(ctx, d, x, y), "al_avgpool_forward");
+    case AL_DEV_CUDA: AL_CUDA_OR_FAIL(al_avgpool_forward_cuda(ctx, d, x, y));
     }
     return AL_FAIL(AL_ERR_VALUE, "al_avgpool_forward: unknown device %d", (int)ctx->device);
 }
@@ -205,7 +194,7 @@ al_status al_avgpool_backward(al_ctx *ctx, const al_pool_desc *d, const float *d
     switch (ctx->device) {
     case AL_DEV_CPU: return al_avgpool_backward_cpu(ctx, d, dy, dx, dx_accum);
     case AL_DEV_CUDA:
-        CUDA_OR_FAIL(al_avgpool_backward_cuda(ctx, d, dy, dx, dx_accum), "al_avgpool_backward");
+        AL_CUDA_OR_FAIL(al_avgpool_backward_cuda(ctx, d, dy, dx, dx_accum));
     }
     return AL_FAIL(AL_ERR_VALUE, "al_avgpool_backward: unknown device %d", (int)ctx->device);
 }

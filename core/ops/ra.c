@@ -134,11 +134,7 @@ al_status al_ra_forward(al_ctx *ctx, int n, int c, int hw, int k, const float *z
     switch (ctx->device) {
     case AL_DEV_CPU: return al_ra_forward_cpu(ctx, n, c, hw, k, z, w, p, labels, y, sel);
     case AL_DEV_CUDA:
-#ifdef AL_HAVE_CUDA
-        return al_ra_forward_cuda(ctx, n, c, hw, k, z, w, p, labels, y, sel);
-#else
-        return AL_FAIL(AL_ERR_NO_GPU, "al_ra_forward: built without CUDA");
-#endif
+        AL_CUDA_OR_FAIL(al_ra_forward_cuda(ctx, n, c, hw, k, z, w, p, labels, y, sel));
     }
     return AL_FAIL(AL_ERR_VALUE, "al_ra_forward: device %d", (int)ctx->device);
 }
@@ -154,12 +150,8 @@ al_status al_ra_backward(al_ctx *ctx, int n, int c, int hw, int k, const float *
         return al_ra_backward_cpu(ctx, n, c, hw, k, z, w, p, sel, dy, dz, acc_z, dw, dp, acc_p,
                                   straight_through);
     case AL_DEV_CUDA:
-#ifdef AL_HAVE_CUDA
-        return al_ra_backward_cuda(ctx, n, c, hw, k, z, w, p, sel, dy, dz, acc_z, dw, dp, acc_p,
-                                   straight_through);
-#else
-        return AL_FAIL(AL_ERR_NO_GPU, "al_ra_backward: built without CUDA");
-#endif
+        AL_CUDA_OR_FAIL(al_ra_backward_cuda(ctx, n, c, hw, k, z, w, p, sel, dy, dz, acc_z, dw, dp,
+                                            acc_p, straight_through));
     }
     return AL_FAIL(AL_ERR_VALUE, "al_ra_backward: device %d", (int)ctx->device);
 }

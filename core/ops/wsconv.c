@@ -15,16 +15,6 @@
 
 #include "core/ops/conv2d.h"
 
-#ifdef AL_HAVE_CUDA
-#define CUDA_OR_FAIL(call, name) return (call)
-#else
-#define CUDA_OR_FAIL(call, name)                                                             \
-    return AL_FAIL(AL_ERR_NO_GPU,                                                          \
-                   "%s: ctx device is CUDA but advlab was built without CUDA "             \
-                   "(configure with -DADVLAB_CUDA=ON)",                                    \
-                   name)
-#endif
-
 #define WS_PAR_MIN ((size_t)1 << 16)
 
 /* ================================================================ CPU reference */
@@ -175,8 +165,7 @@ al_status al_ws_weight_forward(al_ctx *ctx, int co, int fan_in, float gamma, flo
     if (!(eps > 0.0f))
         return AL_FAIL(AL_ERR_VALUE, "al_ws_weight_forward: eps = %g, expected > 0", (double)eps);
     if (ctx->device == AL_DEV_CUDA)
-        CUDA_OR_FAIL(al_ws_weight_forward_cuda(ctx, co, fan_in, gamma, eps, w, gain, w_hat, mean, rstd),
-                     "al_ws_weight_forward");
+        AL_CUDA_OR_FAIL(al_ws_weight_forward_cuda(ctx, co, fan_in, gamma, eps, w, gain, w_hat, mean, rstd));
     return al_ws_weight_forward_cpu(ctx, co, fan_in, gamma, eps, w, gain, w_hat, mean, rstd);
 }
 
@@ -187,8 +176,7 @@ al_status al_ws_weight_backward(al_ctx *ctx, int co, int fan_in, float gamma, fl
         return AL_FAIL(AL_ERR_VALUE, "al_ws_weight_backward: co=%d fan_in=%d, both must be >= 1", co, fan_in);
     if (!dw && !dgain) return AL_OK;
     if (ctx->device == AL_DEV_CUDA)
-        CUDA_OR_FAIL(al_ws_weight_backward_cuda(ctx, co, fan_in, gamma, eps, w, gain, dw_hat, dw, dgain),
-                     "al_ws_weight_backward");
+        AL_CUDA_OR_FAIL(al_ws_weight_backward_cuda(ctx, co, fan_in, gamma, eps, w, gain, dw_hat, dw, dgain));
     return al_ws_weight_backward_cpu(ctx, co, fan_in, gamma, eps, w, gain, dw_hat, dw, dgain);
 }
 
@@ -197,7 +185,7 @@ al_status al_avgpool2_ceil_forward(al_ctx *ctx, int n, int c, int h, int w, cons
     if (n < 1 || c < 1 || h < 1 || w < 1)
         return AL_FAIL(AL_ERR_VALUE, "al_avgpool2_ceil_forward: shape %dx%dx%dx%d", n, c, h, w);
     if (ctx->device == AL_DEV_CUDA)
-        CUDA_OR_FAIL(al_avgpool2_ceil_forward_cuda(ctx, n, c, h, w, x, y), "al_avgpool2_ceil_forward");
+        AL_CUDA_OR_FAIL(al_avgpool2_ceil_forward_cuda(ctx, n, c, h, w, x, y));
     return al_avgpool2_ceil_forward_cpu(ctx, n, c, h, w, x, y);
 }
 
@@ -206,8 +194,7 @@ al_status al_avgpool2_ceil_backward(al_ctx *ctx, int n, int c, int h, int w, con
     if (n < 1 || c < 1 || h < 1 || w < 1)
         return AL_FAIL(AL_ERR_VALUE, "al_avgpool2_ceil_backward: shape %dx%dx%dx%d", n, c, h, w);
     if (ctx->device == AL_DEV_CUDA)
-        CUDA_OR_FAIL(al_avgpool2_ceil_backward_cuda(ctx, n, c, h, w, dy, dx, dx_accum),
-                     "al_avgpool2_ceil_backward");
+        AL_CUDA_OR_FAIL(al_avgpool2_ceil_backward_cuda(ctx, n, c, h, w, dy, dx, dx_accum));
     return al_avgpool2_ceil_backward_cpu(ctx, n, c, h, w, dy, dx, dx_accum);
 }
 
@@ -215,7 +202,7 @@ al_status al_scale_add_forward(al_ctx *ctx, size_t n, float a, const float *x0, 
                                float *y) {
     if (n == 0) return AL_OK;
     if (ctx->device == AL_DEV_CUDA)
-        CUDA_OR_FAIL(al_scale_add_forward_cuda(ctx, n, a, x0, x1, y), "al_scale_add_forward");
+        AL_CUDA_OR_FAIL(al_scale_add_forward_cuda(ctx, n, a, x0, x1, y));
     return al_scale_add_forward_cpu(ctx, n, a, x0, x1, y);
 }
 
@@ -223,8 +210,7 @@ al_status al_scale_add_backward(al_ctx *ctx, size_t n, float a, const float *dy,
                                 int acc0, float *dx1, int acc1) {
     if (n == 0 || (!dx0 && !dx1)) return AL_OK;
     if (ctx->device == AL_DEV_CUDA)
-        CUDA_OR_FAIL(al_scale_add_backward_cuda(ctx, n, a, dy, dx0, acc0, dx1, acc1),
-                     "al_scale_add_backward");
+        AL_CUDA_OR_FAIL(al_scale_add_backward_cuda(ctx, n, a, dy, dx0, acc0, dx1, acc1));
     return al_scale_add_backward_cpu(ctx, n, a, dy, dx0, acc0, dx1, acc1);
 }
 
