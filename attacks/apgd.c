@@ -317,14 +317,15 @@ static al_status validate(const al_model *m, const al_apgd_spec *s, const al_apg
 }
 
 /* Loss to ascend for the m points of the run: per_sample into ws->per_sample and, if dlogits,
- * the gradient of their SUM. */
+ * the gradient of their SUM. The host scalar is unused: asked for only when check_labels (it
+ * is what makes the CUDA twins check labels and targets), so later iterations skip its sync. */
 static al_status objective(al_ctx *ctx, const al_apgd_spec *s, al_apgd_ws *ws, int m, int k,
-                           const float *logits, float *dlogits) {
-    double loss;
+                           const float *logits, float *dlogits, int check_labels) {
+    double loss_v, *loss = check_labels ? &loss_v : NULL;
     if (s->loss == AL_APGD_CE)
-        return al_xent(ctx, m, k, logits, ws->ys, (float)m, &loss, ws->per_sample, dlogits);
+        return al_xent(ctx, m, k, logits, ws->ys, (float)m, loss, ws->per_sample, dlogits);
     return al_dlr_loss(ctx, m, k, logits, ws->ys, s->loss == AL_APGD_T ? ws->ts : NULL, (float)m,
-                       &loss, ws->per_sample, dlogits);
+                       loss, ws->per_sample, dlogits);
 }
 
 /* dst += src over n floats (device arrays; staged through the host off the CPU). */
@@ -358,7 +359,7 @@ static al_status step_any(al_ctx *ctx, const al_apgd_spec *s, al_apgd_ws *ws, in
 /* Forward + objective + backward at ws->xa, averaged over eot_iter passes, into ws->grad;
  * per-point loss in ws->h_loss and correct-prediction flags in ws->h_pred (last pass). */
 static al_status grad_at(al_ctx *ctx, al_model *m, const al_apgd_spec *s, al_apgd_ws *ws, int mr,
-                         uint64_t step_base) {
+                         uint64_t step_base, int check_labels) {
     const int k = m->num_classes, slot = s->fwd.slot;
     const size_t nd = (size_t)mr * ws->d;
     for (int e = 0; e < s->eot_iter; e++) {
@@ -367,13 +368,13 @@ static al_status grad_at(al_ctx *ctx, al_model *m, const al_apgd_spec *s, al_apg
         fwd.step = s->fwd.step + step_base * (uint64_t)s->eot_iter + (uint64_t)e;
         AL_TRY(al_model_forward(ctx, m, ws->xa, mr, &fwd));
         const float *logits = al_model_logits(m, slot);
-        AL_TRY(objective(ctx, s, ws, mr, k, logits, ws->dlogits));
+        AL_TRY(objective(ctx, s, ws, mr, k, logits, ws->dlogits, check_labels && e == 0));
         float *dst = e == 0 ? ws->grad : ws->gtmp;
         AL_TRY(al_model_backward(ctx, m, slot, ws->dlogits, NULL, AL_BWD_INPUT, dst));
         if (e > 0) AL_TRY(add_dev(ctx, ws, ws->grad, ws->gtmp, nd));
         if (e == s->eot_iter - 1) {
-            int n_correct;
-            AL_TRY(al_count_correct(ctx, mr, k, logits, ws->ys, &n_correct, ws->flag));
+            /* the flags come back below; the count is not needed */
+            AL_TRY(al_count_correct(ctx, mr, k, logits, ws->ys, NULL, ws->flag));
             AL_TRY(al_copy_to_host(ctx, ws->h_pred, ws->flag, (size_t)mr));
             AL_TRY(al_copy_to_host(ctx, ws->h_loss, ws->per_sample, (size_t)mr * sizeof(float)));
         }
@@ -465,7 +466,7 @@ static al_status single_run(al_ctx *ctx, al_model *m, const al_apgd_spec *s, al_
     sched_consts(n_iter, &h, &decr, &h_min);
     AL_TRY(start_point(ctx, s, ws, mr, n, run, seed, stream));
     uint64_t fstep = (uint64_t)run * (uint64_t)(n_iter + 1);
-    AL_TRY(grad_at(ctx, m, s, ws, mr, fstep++));
+    AL_TRY(grad_at(ctx, m, s, ws, mr, fstep++, 1)); /* each run's first: labels, targets */
     if (s->loss != AL_APGD_CE) AL_TRY(zero_grad_check(ctx, ws, mr));
     AL_TRY(al_copy_dev(ctx, ws->xbest, ws->xa, nd * sizeof(float)));
     AL_TRY(al_copy_dev(ctx, ws->xbadv, ws->xa, nd * sizeof(float)));
@@ -485,7 +486,7 @@ static al_status single_run(al_ctx *ctx, al_model *m, const al_apgd_spec *s, al_
     for (int i = 0; i < n_iter; i++) {
         const float a = i > 0 ? 0.75f : 1.0f;
         AL_TRY(step_any(ctx, s, ws, mr, a));
-        AL_TRY(grad_at(ctx, m, s, ws, mr, fstep++));
+        AL_TRY(grad_at(ctx, m, s, ws, mr, fstep++, 0));
         int any = 0;
         for (int p = 0; p < mr; p++) {
             uint8_t op = 0;

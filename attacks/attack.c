@@ -137,18 +137,21 @@ static al_status validate(const al_model *m, const al_attack_spec *s, const al_a
 }
 
 /* Per-example objective (ascended) into ws->per_sample and, if dlogits, its gradient. */
+/* check_labels: ask for the (unused) host scalar, which is what makes the CUDA twins check
+ * the labels; every other call asks for none, so an attack iteration waits on nothing. */
 static al_status objective(al_ctx *ctx, const al_attack_spec *s, al_attack_ws *ws, int n, int k,
-                           const float *logits, const int32_t *y, float *dlogits) {
-    double loss;
+                           const float *logits, const int32_t *y, float *dlogits,
+                           int check_labels) {
+    double loss_v, *loss = check_labels ? &loss_v : NULL;
     const int32_t *lab = s->targeted ? s->targets : y;
     switch (s->loss) {
     case AL_ATTACK_LOSS_CE: /* targeted: weight -1 turns descent on CE(z, t) into ascent */
-        return al_xent(ctx, n, k, logits, lab, s->targeted ? -1.0f : 1.0f, &loss, ws->per_sample,
+        return al_xent(ctx, n, k, logits, lab, s->targeted ? -1.0f : 1.0f, loss, ws->per_sample,
                        dlogits);
     case AL_ATTACK_LOSS_CW:
-        return al_cw_margin(ctx, n, k, logits, lab, s->targeted, &loss, ws->per_sample, dlogits);
+        return al_cw_margin(ctx, n, k, logits, lab, s->targeted, loss, ws->per_sample, dlogits);
     case AL_ATTACK_LOSS_KL_TRADES:
-        return al_trades_kl(ctx, n, k, ws->logits_ref, logits, &loss, ws->per_sample, dlogits);
+        return al_trades_kl(ctx, n, k, ws->logits_ref, logits, loss, ws->per_sample, dlogits);
     }
     return AL_FAIL(AL_ERR_VALUE, "al_attack_run: spec.loss %d", (int)s->loss);
 }
@@ -265,8 +268,13 @@ al_status al_attack_run(al_ctx *ctx, al_model *m, const al_attack_spec *spec, al
         for (int t = 0; t < steps; t++) {
             AL_CHECK(al_model_forward(ctx, m, ws->x_cur, n, &fwd));
             const float *logits = al_model_logits(m, slot);
-            AL_CHECK(objective(ctx, spec, ws, n, k, logits, y, ws->dlogits));
-            if (spec->early_stop) AL_CHECK(success_flags(ctx, spec, ws, n, k, logits, y, &n_succ));
+            AL_CHECK(objective(ctx, spec, ws, n, k, logits, y, ws->dlogits, r == 0 && t == 0));
+            if (spec->early_stop && ctx->device == AL_DEV_CUDA)
+                /* the flags stay on the device for the zeroing kernel below: no host read */
+                AL_CHECK(al_count_correct(ctx, n, k, logits, spec->targeted ? spec->targets : y,
+                                          NULL, ws->flag));
+            else if (spec->early_stop)
+                AL_CHECK(success_flags(ctx, spec, ws, n, k, logits, y, &n_succ));
             AL_CHECK(al_model_backward(ctx, m, slot, ws->dlogits, NULL, AL_BWD_INPUT, ws->grad));
 #ifdef AL_HAVE_CUDA
             /* CUDA: one launch on the device flags (success = correct for targeted attacks,
@@ -294,7 +302,7 @@ al_status al_attack_run(al_ctx *ctx, al_model *m, const al_attack_spec *spec, al
         }
         AL_CHECK(al_model_forward(ctx, m, ws->x_cur, n, &fwd_quiet));
         const float *logits = al_model_logits(m, slot);
-        AL_CHECK(objective(ctx, spec, ws, n, k, logits, y, NULL));
+        AL_CHECK(objective(ctx, spec, ws, n, k, logits, y, NULL, 0));
         AL_CHECK(success_flags(ctx, spec, ws, n, k, logits, y, &n_succ));
         AL_CHECK(al_copy_to_host(ctx, ws->h_loss, ws->per_sample, (size_t)n * sizeof(float)));
         int all_done = 1;

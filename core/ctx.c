@@ -64,6 +64,7 @@ void *al_ctx_scratch(al_ctx *ctx, size_t n_bytes) {
 
 al_status al_dev_alloc(al_ctx *ctx, void **p, size_t n_bytes, const char *what) {
     *p = NULL;
+    ctx->n_dev_allocs++;
     if (ctx->device == AL_DEV_CUDA) {
 #ifdef AL_HAVE_CUDA
         return al_cuda_malloc(ctx, p, n_bytes, what);
@@ -96,6 +97,7 @@ al_status al_copy_to_dev(al_ctx *ctx, void *dst, const void *src, size_t n) {
 }
 
 al_status al_copy_to_host(al_ctx *ctx, void *dst, const void *src, size_t n) {
+    ctx->n_host_reads++;
 #ifdef AL_HAVE_CUDA
     if (ctx->device == AL_DEV_CUDA) return al_cuda_memcpy(ctx, dst, src, n, 2);
 #endif
@@ -120,6 +122,7 @@ al_status al_memset_dev(al_ctx *ctx, void *dst, int value, size_t n) {
 }
 
 al_status al_sync(al_ctx *ctx) {
+    ctx->n_host_reads++;
 #ifdef AL_HAVE_CUDA
     if (ctx->device == AL_DEV_CUDA) return al_cuda_sync(ctx);
 #endif

@@ -26,7 +26,17 @@ typedef struct al_ctx {
     void *scratch;
     size_t scratch_bytes, scratch_used;
     void *cuda;           /* struct al_cuda_state * when device == AL_DEV_CUDA */
+    /* Hot-path audit (style rule 15), on every backend; tests assert their deltas over a loop:
+     * n_dev_allocs: al_dev_alloc calls; n_host_reads: values brought back to the host
+     * (al_copy_to_host, al_sync, and each op call that returns a host scalar: on CUDA every one
+     * is a D2H copy + stream sync, which cuda/ counts separately as al_cuda_sync_count). */
+    uint64_t n_dev_allocs, n_host_reads;
 } al_ctx;
+
+/* Count one host read when the caller asked for a host result (want != NULL). */
+static inline void al_note_host_read(al_ctx *ctx, const void *want) {
+    if (want) ctx->n_host_reads++;
+}
 
 /* Create a context. device CPU always works; CUDA returns AL_ERR_NO_GPU with a message when
  * the build has no CUDA or no device is present. */

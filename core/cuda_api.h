@@ -21,6 +21,9 @@ al_status al_cuda_sync(al_ctx *ctx);
 /* Number of device allocations made through al_cuda_malloc on this ctx (tests assert it is
  * unchanged after step 1 of a repeated forward/backward: style rule 15). */
 uint64_t al_cuda_alloc_count(const al_ctx *ctx);
+/* Number of host waits on this ctx's stream (al_cuda_host_sync: D2H copies, scalar results,
+ * al_sync). Tests assert how many an attack loop makes. */
+uint64_t al_cuda_sync_count(const al_ctx *ctx);
 
 /* Fused SGD + EMA: the CUDA twin of al_sgd_step_cpu (core/optim.h), same arguments after ctx.
  * One launch over the ONE flat buffer (style rule 17); every element runs the shared

@@ -134,6 +134,7 @@ al_status al_optim_clip_coef(al_ctx *ctx, const al_optim *o, const al_model *m, 
     *coef = 1.0;
     if (norm) *norm = 0;
     if (!(max_norm > 0)) return AL_OK;
+    al_note_host_read(ctx, coef);
     if (ctx->device == AL_DEV_CUDA) {
 #ifdef AL_HAVE_CUDA
         /* the CPU tail below, on the deterministic masked sum of cuda/reduce_sumsq.cu */

@@ -52,6 +52,7 @@ struct al_cuda_state {
     int cublas_math;           /* cublasMath_t currently set on the handle (-1 = unknown) */
     int sync_check;            /* ADVLAB_SYNC_CHECK=1: sync after each launch */
     uint64_t n_allocs;         /* cudaMalloc calls through al_cuda_malloc (hot-path check) */
+    uint64_t n_syncs;          /* host waits on the stream via al_cuda_host_sync (hot path) */
     uint64_t n_alloc_bytes;
     void *aux;                 /* device, AL_CUDA_AUX_BYTES */
     void *h_aux;               /* pinned host, AL_CUDA_AUX_BYTES: D2H of scalar results */
@@ -131,6 +132,16 @@ const char *al_cublas_status_name(cublasStatus_t s);
         AL_CUDA_TRY(cudaGetLastError());                                                   \
         if (al_cst(ctx)->sync_check) AL_CUDA_TRY(cudaStreamSynchronize(al_stream_of(ctx))); \
     } while (0)
+
+/* The host waits for the ctx stream: every result the host reads (a scalar loss, a D2H copy)
+ * goes through here, so al_cuda_sync_count tells a test how often a loop waited (the
+ * ADVLAB_SYNC_CHECK debug syncs are not counted). */
+static inline al_status al_cuda_host_sync(al_ctx *ctx) {
+    al_cuda_state *s = al_cst(ctx);
+    s->n_syncs++;
+    AL_CUDA_TRY(cudaStreamSynchronize(s->stream));
+    return AL_OK;
+}
 
 /* ---------------------------------------------------------------- launch helpers */
 

@@ -176,7 +176,7 @@ extern "C" al_status al_cuda_memcpy(al_ctx *ctx, void *dst, const void *src, siz
     case 1: AL_CUDA_TRY(cudaMemcpyAsync(dst, src, n_bytes, cudaMemcpyHostToDevice, st)); break;
     case 2:
         AL_CUDA_TRY(cudaMemcpyAsync(dst, src, n_bytes, cudaMemcpyDeviceToHost, st));
-        AL_CUDA_TRY(cudaStreamSynchronize(st));
+        AL_TRY(al_cuda_host_sync(ctx));
         break;
     case 3:
         if (dst != src)
@@ -195,9 +195,10 @@ extern "C" al_status al_cuda_memset(al_ctx *ctx, void *dst, int value, size_t n_
     return AL_OK;
 }
 
-extern "C" al_status al_cuda_sync(al_ctx *ctx) {
-    AL_CUDA_TRY(cudaStreamSynchronize(al_stream_of(ctx)));
-    return AL_OK;
+extern "C" al_status al_cuda_sync(al_ctx *ctx) { return al_cuda_host_sync(ctx); }
+
+extern "C" uint64_t al_cuda_sync_count(const al_ctx *ctx) {
+    return ctx && ctx->cuda ? ((const al_cuda_state *)ctx->cuda)->n_syncs : 0;
 }
 
 al_status al_cuda_tmp(al_ctx *ctx, size_t n_bytes, void **p, size_t *mark) {

@@ -126,7 +126,7 @@ extern "C" al_status al_ancra_head_loss_cuda(al_ctx *ctx, int n, int k, const fl
     AL_CUDA_CHECK(cudaGetLastError());
     h = (ancra_result *)cs->h_aux;
     AL_CUDA_CHECK(cudaMemcpyAsync(h, d_out, sizeof *h, cudaMemcpyDeviceToHost, cs->stream));
-    AL_CUDA_CHECK(cudaStreamSynchronize(cs->stream));
+    AL_CHECK(al_cuda_host_sync(ctx));
     if (h->bad_index >= 0) {
         st = AL_FAIL(AL_ERR_VALUE, "al_ancra_head_loss: label %d at index %d outside [0,%d)",
                      h->bad_label, h->bad_index, k);

@@ -35,7 +35,7 @@ static __global__ void cw_rows_kernel(int n, int k, const float *__restrict__ lo
 extern "C" al_status al_cw_margin_cuda(al_ctx *ctx, int n, int k, const float *logits,
                                        const int32_t *labels, int targeted, double *loss,
                                        float *per_sample, float *dlogits) {
-    AL_ASSERT(n >= 1 && k >= 2 && logits && labels && loss, "al_cw_margin_cuda n=%d k=%d", n, k);
+    AL_ASSERT(n >= 1 && k >= 2 && logits && labels, "al_cw_margin_cuda n=%d k=%d", n, k);
     const float sgn = targeted ? -1.0f : 1.0f;
     const float g = 1.0f / (float)n;
     lr_tmp t;
@@ -44,8 +44,9 @@ extern "C" al_status al_cw_margin_cuda(al_ctx *ctx, int n, int k, const float *l
     cw_rows_kernel<<<lr_grid(n), LR_ROWS_PER_BLOCK * 32, 0, al_stream_of(ctx)>>>(
         n, k, logits, labels, sgn, g, t.a, per_sample, dlogits);
     const al_status st =
-        lr_finish(ctx, "al_cw_margin", n, k, &t, 1, labels, "label", NULL, NULL, &r);
-    if (st == AL_OK) *loss = r.sum[0] / n;
+        lr_finish(ctx, "al_cw_margin", n, k, &t, 1, labels, "label", NULL, NULL,
+                  loss ? &r : NULL);
+    if (st == AL_OK && loss) *loss = r.sum[0] / n;
     al_ctx_scratch_release(ctx, t.mark);
     return st;
 }

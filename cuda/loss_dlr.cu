@@ -31,7 +31,7 @@ static __global__ void dlr_rows_kernel(int n, int k, const float *__restrict__ l
 extern "C" al_status al_dlr_loss_cuda(al_ctx *ctx, int n, int k, const float *logits,
                                       const int32_t *labels, const int32_t *targets, float weight,
                                       double *loss, float *per_sample, float *dlogits) {
-    AL_ASSERT(n >= 1 && k >= 3 && logits && labels && loss, "al_dlr_loss_cuda n=%d k=%d", n, k);
+    AL_ASSERT(n >= 1 && k >= 3 && logits && labels, "al_dlr_loss_cuda n=%d k=%d", n, k);
     lr_tmp t;
     AL_TRY(lr_tmp_get(ctx, n, &t));
     lr_result r = {};
@@ -39,8 +39,9 @@ extern "C" al_status al_dlr_loss_cuda(al_ctx *ctx, int n, int k, const float *lo
     dlr_rows_kernel<<<(unsigned)AL_CEIL_DIV(n, AL_BLOCK), AL_BLOCK, 0, al_stream_of(ctx)>>>(
         n, k, logits, labels, targets, scale, t.a, per_sample, dlogits);
     const al_status st =
-        lr_finish(ctx, "al_dlr_loss", n, k, &t, 1, labels, "label", targets, "target", &r);
-    if (st == AL_OK) *loss = (double)weight * r.sum[0] / n;
+        lr_finish(ctx, "al_dlr_loss", n, k, &t, 1, labels, "label", targets, "target",
+                  loss ? &r : NULL);
+    if (st == AL_OK && loss) *loss = (double)weight * r.sum[0] / n;
     al_ctx_scratch_release(ctx, t.mark);
     return st;
 }

@@ -167,7 +167,10 @@ static inline al_status lr_tmp_get(al_ctx *ctx, int n, lr_tmp *t) {
  * check that launch, sum t->a (and t->b when nsums == 2) in the final kernel, bring the result
  * to the host (pinned aux, one sync) and report the first entry of y0 (then y1) outside
  * [0, K) exactly as the CPU twins word it: "<fn>: <name> <v> at index <i> outside [0,K)".
- * y0 / y1 may be NULL (nothing to check). Does not release t: the caller does, on every path. */
+ * y0 / y1 may be NULL (nothing to check). r == NULL: the caller wants no host result (an
+ * attack iteration): only the launch is checked; no final kernel, no copy, no sync, and the
+ * labels are NOT checked (a bad row is NaN / its gradient unspecified). Does not release t:
+ * the caller does, on every path. */
 static inline al_status lr_finish(al_ctx *ctx, const char *fn, int n, int k, const lr_tmp *t,
                                   int nsums, const int32_t *y0, const char *name0,
                                   const int32_t *y1, const char *name1, lr_result *r) {
@@ -176,12 +179,16 @@ static inline al_status lr_finish(al_ctx *ctx, const char *fn, int n, int k, con
         return al_cuda_fail(AL_ERR_CUDA, __FILE__, __LINE__, fn, "row kernel launch",
                             cudaGetErrorName(e));
     al_cuda_state *s = al_cst(ctx);
+    if (!r) {
+        if (s->sync_check) AL_CUDA_TRY(cudaStreamSynchronize(s->stream));
+        return AL_OK;
+    }
     lr_final_kernel<<<1, LR_FINAL_BLOCK, 0, s->stream>>>(n, k, y0, y1, t->a,
                                                          nsums == 2 ? t->b : NULL, t->d_out);
     AL_LAUNCH_CHECK(ctx);
     lr_result *h = (lr_result *)s->h_aux;
     AL_CUDA_TRY(cudaMemcpyAsync(h, t->d_out, sizeof *h, cudaMemcpyDeviceToHost, s->stream));
-    AL_CUDA_TRY(cudaStreamSynchronize(s->stream));
+    AL_TRY(al_cuda_host_sync(ctx));
     *r = *h;
     for (int u = 0; u < 2; u++) {
         const char *name = u == 0 ? name0 : name1;

@@ -123,15 +123,15 @@ extern "C" al_status al_trades_loss_cuda(al_ctx *ctx, int n, int k, const float 
 extern "C" al_status al_trades_kl_cuda(al_ctx *ctx, int n, int k, const float *logits_nat,
                                        const float *logits_adv, double *loss, float *per_sample,
                                        float *dlogits_adv) {
-    AL_ASSERT(n >= 1 && k >= 1 && logits_nat && logits_adv && loss, "al_trades_kl_cuda n=%d k=%d",
-              n, k);
+    AL_ASSERT(n >= 1 && k >= 1 && logits_nat && logits_adv, "al_trades_kl_cuda n=%d k=%d", n, k);
     lr_tmp t;
     AL_TRY(lr_tmp_get(ctx, n, &t));
     lr_result r = {};
     trades_kl_rows_kernel<<<lr_grid(n), LR_ROWS_PER_BLOCK * 32, 0, al_stream_of(ctx)>>>(
         n, k, logits_nat, logits_adv, t.a, per_sample, dlogits_adv);
-    const al_status st = lr_finish(ctx, "al_trades_kl", n, k, &t, 1, NULL, NULL, NULL, NULL, &r);
-    if (st == AL_OK) *loss = r.sum[0]; /* a SUM over the batch, as the twin */
+    const al_status st =
+        lr_finish(ctx, "al_trades_kl", n, k, &t, 1, NULL, NULL, NULL, NULL, loss ? &r : NULL);
+    if (st == AL_OK && loss) *loss = r.sum[0]; /* a SUM over the batch, as the twin */
     al_ctx_scratch_release(ctx, t.mark);
     return st;
 }

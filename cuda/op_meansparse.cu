@@ -117,7 +117,7 @@ extern "C" al_status al_meansparse_batch_stats_cuda(al_ctx *ctx, int n, int c, i
                                   cudaMemcpyDeviceToHost, s));
     AL_CUDA_CHECK(cudaMemcpyAsync(h_var, d_out + c, (size_t)c * sizeof(double),
                                   cudaMemcpyDeviceToHost, s));
-    AL_CUDA_CHECK(cudaStreamSynchronize(s));
+    AL_CHECK(al_cuda_host_sync(ctx));
 done:
     al_ctx_scratch_release(ctx, mark);
     return st;

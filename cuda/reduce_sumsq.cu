@@ -53,7 +53,7 @@ extern "C" al_status al_masked_sumsq_cuda(al_ctx *ctx, size_t n, const float *x,
     sumsq_final_kernel<<<1, SUMSQ_BLOCK, 0, s->stream>>>(part, d_out);
     AL_CUDA_CHECK(cudaGetLastError());
     AL_CUDA_CHECK(cudaMemcpyAsync(h, d_out, sizeof *h, cudaMemcpyDeviceToHost, s->stream));
-    AL_CUDA_CHECK(cudaStreamSynchronize(s->stream));
+    AL_CHECK(al_cuda_host_sync(ctx));
     *h_sum = *h;
 done:
     al_ctx_scratch_release(ctx, mark);

@@ -120,6 +120,7 @@ al_status al_ancra_head_loss(al_ctx *ctx, int n, int k, const float *z_nat, cons
                              double *parts, float *d_nat, float *d_adv, float *d_neg) {
     AL_ASSERT(n >= 1 && k >= 1 && z_nat && z_adv && z_neg && labels && loss,
               "al_ancra_head_loss n=%d k=%d", n, k);
+    al_note_host_read(ctx, loss);
     DISPATCH(al_ancra_head_loss_cpu(ctx, n, k, z_nat, z_adv, z_neg, labels, pair, weight, beta,
                                     zeta, alpha, loss, parts, d_nat, d_adv, d_neg),
              al_ancra_head_loss_cuda(ctx, n, k, z_nat, z_adv, z_neg, labels, pair, weight, beta,

@@ -31,7 +31,7 @@ al_status al_cw_margin_cpu(al_ctx *ctx, int n, int k, const float *logits, const
             dz[y] = -sgn * g;
         }
     }
-    *loss = sum / n;
+    if (loss) *loss = sum / n;
     return AL_OK;
 }
 
@@ -39,6 +39,7 @@ al_status al_cw_margin(al_ctx *ctx, int n, int k, const float *logits, const int
                        int targeted, double *loss, float *per_sample, float *dlogits) {
     if (n < 1 || k < 2)
         return AL_FAIL(AL_ERR_VALUE, "al_cw_margin: n=%d k=%d (need n >= 1, k >= 2)", n, k);
+    al_note_host_read(ctx, loss);
     switch (ctx->device) {
     case AL_DEV_CPU:
         return al_cw_margin_cpu(ctx, n, k, logits, labels, targeted, loss, per_sample, dlogits);

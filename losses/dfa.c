@@ -223,6 +223,7 @@ al_status al_dfa_loss(al_ctx *ctx, int n, int d, int k, const float *e_mix, cons
                        k);
     if (!(lam >= 0.0f && lam <= 1.0f))
         return AL_FAIL(AL_ERR_VALUE, "al_dfa_loss: lam = %g outside [0, 1]", (double)lam);
+    al_note_host_read(ctx, loss);
     switch (ctx->device) {
     case AL_DEV_CPU:
         return al_dfa_loss_cpu(ctx, n, d, k, e_mix, e_a, e_b, w, lam, y_a, y_b, noise_std, seed,

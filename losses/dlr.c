@@ -28,7 +28,7 @@ al_status al_dlr_loss_cpu(al_ctx *ctx, int n, int k, const float *logits, const 
         sum += l;
         if (per_sample) per_sample[i] = (float)l;
     }
-    *loss = (double)weight * sum / n;
+    if (loss) *loss = (double)weight * sum / n;
     return AL_OK;
 }
 
@@ -40,6 +40,7 @@ al_status al_dlr_loss(al_ctx *ctx, int n, int k, const float *logits, const int3
         return AL_FAIL(AL_ERR_VALUE,
                        "al_dlr_loss: n=%d k=%d (the %s DLR loss needs n >= 1 and k >= %d classes)",
                        n, k, targets ? "targeted" : "untargeted", k_min);
+    al_note_host_read(ctx, loss);
     switch (ctx->device) {
     case AL_DEV_CPU:
         return al_dlr_loss_cpu(ctx, n, k, logits, labels, targets, weight, loss, per_sample,

@@ -44,6 +44,7 @@ al_status al_drsl_penalty(al_ctx *ctx, int n, int k, const float *logits, const 
                           float weight, int variant, double *pen, float *dlogits) {
     if (k < 2) return AL_FAIL(AL_ERR_VALUE, "drsl: needs at least 2 classes (k = %d)", k);
     if (n < 1) return AL_FAIL(AL_ERR_VALUE, "drsl: empty batch (n = %d)", n);
+    al_note_host_read(ctx, pen);
     switch (ctx->device) {
     case AL_DEV_CPU:
         return al_drsl_penalty_cpu(ctx, n, k, logits, labels, weight, variant, pen, dlogits);

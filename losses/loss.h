@@ -4,7 +4,12 @@
  * Gradients are of the RETURNED value (so they include the 1/N of a mean).
  * Memory: logits, labels and every per-example output (per_sample, dlogits*, correct) live on
  * ctx's device; scalar outputs (loss, parts, n_correct) are host. Every output pointer except
- * `loss` / `n_correct` may be NULL to skip it. The CPU reference evaluates each row in double
+ * `loss` / `n_correct` may be NULL to skip it; so may those of the attack objectives
+ * (al_xent, al_count_correct, al_cw_margin, al_trades_kl, al_dlr_loss): with no host scalar
+ * the CUDA twin neither reduces nor syncs (an attack iteration then waits on nothing), and the
+ * labels are checked only by the CPU reference: a caller passing NULL on CUDA has checked them
+ * once (al_attack_run's first iteration asks for the loss). A call that returns a host scalar
+ * counts one ctx->n_host_reads. The CPU reference evaluates each row in double
  * with max-subtracted log-sum-exp (stable for any finite logits) and rounds once to float.
  * Labels outside [0, k) return AL_ERR_VALUE naming the index. */
 #ifndef AL_LOSS_H

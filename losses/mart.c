@@ -84,6 +84,7 @@ al_status al_mart_loss(al_ctx *ctx, int n, int k, const float *logits_nat, const
                        float *dlogits_nat, float *dlogits_adv) {
     if (n < 1 || k < 2)
         return AL_FAIL(AL_ERR_VALUE, "al_mart_loss: n=%d k=%d (need n >= 1, k >= 2)", n, k);
+    al_note_host_read(ctx, loss);
     switch (ctx->device) {
     case AL_DEV_CPU:
         return al_mart_loss_cpu(ctx, n, k, logits_nat, logits_adv, labels, beta, loss, parts,

@@ -87,7 +87,7 @@ al_status al_trades_kl_cpu(al_ctx *ctx, int n, int k, const float *logits_nat,
                 dlogits_adv[off + j] =
                     (float)(exp((double)za[j] - lse_a) - exp((double)zn[j] - lse_n));
     }
-    *loss = sum;
+    if (loss) *loss = sum;
     return AL_OK;
 }
 
@@ -102,6 +102,7 @@ al_status al_trades_loss(al_ctx *ctx, int n, int k, const float *logits_nat,
     if (!logits_nat_kl && dlogits_nat_kl)
         return AL_FAIL(AL_ERR_VALUE, "al_trades_loss: dlogits_nat_kl given without logits_nat_kl "
                                      "(the KL gradient goes to dlogits_nat then)");
+    al_note_host_read(ctx, loss);
     switch (ctx->device) {
     case AL_DEV_CPU:
         return al_trades_loss_cpu(ctx, n, k, logits_nat, logits_nat_kl, logits_adv, labels, beta,
@@ -118,6 +119,7 @@ al_status al_trades_kl(al_ctx *ctx, int n, int k, const float *logits_nat, const
                        double *loss, float *per_sample, float *dlogits_adv) {
     if (n < 1 || k < 1)
         return AL_FAIL(AL_ERR_VALUE, "al_trades_kl: n=%d k=%d (need n >= 1, k >= 1)", n, k);
+    al_note_host_read(ctx, loss);
     switch (ctx->device) {
     case AL_DEV_CPU:
         return al_trades_kl_cpu(ctx, n, k, logits_nat, logits_adv, loss, per_sample, dlogits_adv);

@@ -29,7 +29,7 @@ al_status al_xent_cpu(al_ctx *ctx, int n, int k, const float *logits, const int3
                 dz[j] = (float)(scale * (exp((double)z[j] - lse) - (j == y ? 1.0 : 0.0)));
         }
     }
-    *loss = (double)weight * sum / n;
+    if (loss) *loss = (double)weight * sum / n;
     return AL_OK;
 }
 
@@ -46,7 +46,7 @@ al_status al_count_correct_cpu(al_ctx *ctx, int n, int k, const float *logits,
         cnt += ok;
         if (correct) correct[i] = (uint8_t)ok;
     }
-    *n_correct = cnt;
+    if (n_correct) *n_correct = cnt;
     return AL_OK;
 }
 
@@ -61,6 +61,7 @@ static al_status check_shape(const char *fn, int n, int k, int k_min) {
 al_status al_xent(al_ctx *ctx, int n, int k, const float *logits, const int32_t *labels,
                   float weight, double *loss, float *per_sample, float *dlogits) {
     AL_TRY(check_shape("al_xent", n, k, 1));
+    al_note_host_read(ctx, loss);
     switch (ctx->device) {
     case AL_DEV_CPU:
         return al_xent_cpu(ctx, n, k, logits, labels, weight, loss, per_sample, dlogits);
@@ -73,6 +74,7 @@ al_status al_xent(al_ctx *ctx, int n, int k, const float *logits, const int32_t 
 al_status al_count_correct(al_ctx *ctx, int n, int k, const float *logits, const int32_t *labels,
                            int *n_correct, uint8_t *correct) {
     AL_TRY(check_shape("al_count_correct", n, k, 1));
+    al_note_host_read(ctx, n_correct);
     switch (ctx->device) {
     case AL_DEV_CPU: return al_count_correct_cpu(ctx, n, k, logits, labels, n_correct, correct);
     case AL_DEV_CUDA:

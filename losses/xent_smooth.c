@@ -44,6 +44,7 @@ al_status al_xent_smooth(al_ctx *ctx, int n, int k, const float *logits, const i
     if (!(smoothing >= 0.0 && smoothing <= 1.0))
         return AL_FAIL(AL_ERR_VALUE, "al_xent_smooth: smoothing %g outside [0, 1]",
                        smoothing);
+    al_note_host_read(ctx, loss);
     switch (ctx->device) {
     case AL_DEV_CPU:
         return al_xent_smooth_cpu(ctx, n, k, logits, labels, smoothing, weight, loss, dlogits);

@@ -471,6 +471,23 @@ static int case_schedule_run_determinism(void) {
                   AL_OK,
               "%s", al_errmsg());
     AL_EXPECT(memcmp(g_xa, g_xb, sizeof g_xa) != 0 || n1 == 2, "another seed, same images");
+    /* host reads per APGD iteration: the per-point losses and the prediction flags (the
+     * schedule is decided on the host), nothing else: 50 more iterations, 100 more reads */
+    {
+        al_apgd_spec s2 = s;
+        uint64_t r[2];
+        for (int v = 0; v < 2; v++) {
+            s2.n_iter = v == 0 ? 40 : 90;
+            const uint64_t r0 = f.ctx.n_host_reads, d0 = f.ctx.n_dev_allocs;
+            AL_EXPECT(al_apgd_run(&f.ctx, f.m, &s2, &ws, f.x, f.y, NB, 9, 1, g_xb, g_sb, &n3,
+                                  NULL) == AL_OK,
+                      "%s", al_errmsg());
+            r[v] = f.ctx.n_host_reads - r0;
+            AL_EXPECT(f.ctx.n_dev_allocs == d0, "apgd run made device allocations");
+        }
+        AL_EXPECT(r[1] - r[0] == 100, "host reads: %llu at 40 iterations, %llu at 90 (want +100)",
+                  (unsigned long long)r[0], (unsigned long long)r[1]);
+    }
     AL_EXPECT(memcmp(f.m->grads, sentinel, np * sizeof(float)) == 0, "APGD touched model->grads");
     al_apgd_ws_fini(&f.ctx, &ws);
     free(sentinel);

@@ -492,9 +492,17 @@ static int case_determinism_and_grads(void) {
     al_attack_ws ws;
     AL_EXPECT(al_attack_ws_init(&f.ctx, &ws, f.m, NB) == AL_OK, "%s", al_errmsg());
     uint64_t a0 = al_alloc_count();
+    const uint64_t r0 = f.ctx.n_host_reads, d0 = f.ctx.n_dev_allocs;
     AL_EXPECT(al_attack_run(&f.ctx, f.m, &s, &ws, f.x, f.y, NB, 42, 1, g_xb, NULL, NULL) == AL_OK,
               "%s", al_errmsg());
     AL_EXPECT(al_alloc_count() == a0, "al_attack_run with a workspace allocated");
+    /* the hot path of a training-mode run (one restart, no success wanted): no device
+     * allocation and ONE host read in all, whatever the step count (the first iteration's
+     * loss, which is what checks the labels on CUDA; every later one asks for none) */
+    AL_EXPECT(f.ctx.n_dev_allocs == d0, "attack run made %llu device allocations",
+              (unsigned long long)(f.ctx.n_dev_allocs - d0));
+    AL_EXPECT(f.ctx.n_host_reads - r0 == 1, "training-mode attack run (%d steps): %llu host reads",
+              s.steps, (unsigned long long)(f.ctx.n_host_reads - r0));
     AL_EXPECT(memcmp(g_xa, g_xb, sizeof g_xa) == 0, "workspace run differs");
     AL_EXPECT(al_attack_run(&f.ctx, f.m, &s, &ws, f.x, f.y, 5, 42, 1, g_xb, NULL, NULL) == AL_OK,
               "batch below the workspace size");

@@ -899,6 +899,75 @@ static int case_batch(void) {
     return bad;
 }
 
+/* ---------------------------------------------------------------- hot path */
+
+/* The attack loop waits on the device once per run: a training-mode PGD-10 (one restart, no
+ * success wanted) with a workspace makes no device allocation and exactly one stream sync
+ * (the first iteration's loss, which checks the labels), with and without early stopping
+ * (its flags stay on the device). The loss calls without a host scalar give the same device
+ * outputs as those with one. */
+static int case_hot_path(void) {
+    const int B = 8, K = 10;
+    const size_t d = 784, ne = (size_t)B * d;
+    al_model *mg = NULL;
+    OK(al_model_create("smallcnn", K, 1, 28, &mg));
+    OK(al_model_setup(&gpu, mg, B, 1));
+    OK(al_model_init_params(&gpu, mg, 5));
+    float *x = hrand(ne, 191, 0, 1);
+    int32_t *y = hlabels(B, K, 192);
+    float *gx = dnewf(ne, x), *gxa = dnewf(ne, NULL);
+    int32_t *gy = dnew((size_t)B * sizeof(int32_t), y);
+    al_attack_ws ws;
+    OK(al_attack_ws_init(&gpu, &ws, mg, B));
+    int bad = 0;
+    for (int es = 0; es <= 1; es++) {
+        al_attack_spec s = al_attack_spec_make(AL_ATTACK_PGD, AL_LINF, 0.1f, 0.025f, 10);
+        s.keep_clean_if_failed = 0;
+        s.early_stop = es;
+        OK(al_attack_run(&gpu, mg, &s, &ws, gx, gy, B, 7, 1, gxa, NULL, NULL)); /* warm-up */
+        OK(al_sync(&gpu));
+        const uint64_t s0 = al_cuda_sync_count(&gpu), a0 = al_cuda_alloc_count(&gpu);
+        const uint64_t r0 = gpu.n_host_reads;
+        OK(al_attack_run(&gpu, mg, &s, &ws, gx, gy, B, 7, 1, gxa, NULL, NULL));
+        const uint64_t ds = al_cuda_sync_count(&gpu) - s0, dr = gpu.n_host_reads - r0;
+        fprintf(stderr, "  PGD-10 early_stop=%d: %llu stream syncs, %llu host reads\n", es,
+                (unsigned long long)ds, (unsigned long long)dr);
+        AL_EXPECT(ds == 1 && dr == 1, "PGD-10 (early_stop %d): %llu syncs, %llu host reads (want 1)",
+                  es, (unsigned long long)ds, (unsigned long long)dr);
+        AL_EXPECT(al_cuda_alloc_count(&gpu) == a0, "PGD-10 allocated on the device");
+    }
+    /* loss == NULL / n_correct == NULL: same device outputs, no sync */
+    const size_t nk = (size_t)B * K;
+    float *z = hrand(nk, 193, -4, 4);
+    float *gz = dnewf(nk, z), *gd1 = dnewf(nk, NULL), *gd2 = dnewf(nk, NULL);
+    float *gp1 = dnewf((size_t)B, NULL), *gp2 = dnewf((size_t)B, NULL);
+    uint8_t *gf1 = dnew((size_t)B, NULL), *gf2 = dnew((size_t)B, NULL);
+    double l;
+    int nc;
+    OK(al_xent(&gpu, B, K, gz, gy, 1.0f, &l, gp1, gd1));
+    OK(al_count_correct(&gpu, B, K, gz, gy, &nc, gf1));
+    OK(al_sync(&gpu));
+    const uint64_t s0 = al_cuda_sync_count(&gpu);
+    OK(al_xent(&gpu, B, K, gz, gy, 1.0f, NULL, gp2, gd2));
+    OK(al_count_correct(&gpu, B, K, gz, gy, NULL, gf2));
+    OK(al_cw_margin(&gpu, B, K, gz, gy, 0, NULL, gp2, gd2));
+    OK(al_dlr_loss(&gpu, B, K, gz, gy, NULL, 1.0f, NULL, gp2, gd2));
+    OK(al_trades_kl(&gpu, B, K, gz, gz, NULL, gp2, gd2));
+    AL_EXPECT(al_cuda_sync_count(&gpu) == s0, "a loss without a host scalar synced");
+    OK(al_xent(&gpu, B, K, gz, gy, 1.0f, NULL, gp2, gd2));
+    float *h1 = hf(nk), *h2 = hf(nk);
+    bad |= dget("xent dlogits", gd1, h1, nk * sizeof(float));
+    bad |= dget("xent dlogits (no scalar)", gd2, h2, nk * sizeof(float));
+    AL_EXPECT(memcmp(h1, h2, nk * sizeof(float)) == 0, "xent dlogits differ without the scalar");
+    uint8_t f1[8], f2[8];
+    bad |= dget("flags", gf1, f1, (size_t)B);
+    bad |= dget("flags (no count)", gf2, f2, (size_t)B);
+    AL_EXPECT(memcmp(f1, f2, (size_t)B) == 0, "count_correct flags differ without the count");
+    al_attack_ws_fini(&gpu, &ws);
+    al_model_destroy(&gpu, mg);
+    return bad;
+}
+
 /* ---------------------------------------------------------------- main */
 
 #define CASE(fn)                                                                           \
@@ -920,6 +989,7 @@ CASE(case_attack_start)
 CASE(case_zero_rows)
 CASE(case_sumsq)
 CASE(case_batch)
+CASE(case_hot_path)
 
 int main(int argc, char **argv) {
     if (al_test_no_gpu()) return AL_SKIP_CODE;
@@ -943,6 +1013,7 @@ int main(int argc, char **argv) {
         {"zero_rows", run_case_zero_rows},
         {"sumsq", run_case_sumsq},
         {"batch", run_case_batch},
+        {"hot_path", run_case_hot_path},
     };
     int rc = al_run_cases(cases, (int)AL_ARRAY_LEN(cases), argc, argv);
     al_ctx_fini(&gpu);

@@ -135,6 +135,7 @@ al_status al_meansparse_backward(al_ctx *ctx, int n, int c, int hw, const float 
 al_status al_meansparse_batch_stats(al_ctx *ctx, int n, int c, int hw, const float *x,
                                     double *h_mean, double *h_var) {
     AL_TRY(check_shape("al_meansparse_batch_stats", n, c, hw, 0.0f));
+    al_note_host_read(ctx, h_mean);
     if (ctx->device == AL_DEV_CUDA)
         AL_CUDA_OR_FAIL(al_meansparse_batch_stats_cuda(ctx, n, c, hw, x, h_mean, h_var));
     return al_meansparse_batch_stats_cpu(ctx, n, c, hw, x, h_mean, h_var);
