@@ -423,6 +423,9 @@ al_status al_model_setup(al_ctx *ctx, al_model *m, int max_batch, int n_slots) {
                                 nd->stride, nd->pad);
             size_t s = al_conv2d_scratch_bytes(ctx, &d);
             if (s > scratch) scratch = s;
+        } else if (nd->kind == AL_NODE_CUSTOM && nd->ops->scratch_bytes) {
+            size_t s = nd->ops->scratch_bytes(ctx, m, nd, max_batch);
+            if (s > scratch) scratch = s;
         }
     }
     /* linear backward on CPU may need a (in x out) per-thread scratch: covered by conv sizes

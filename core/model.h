@@ -93,6 +93,9 @@ typedef struct al_node_ops {
                           float *dx0, int acc0, float *dx1, int acc1, int want_w,
                           const float *save, const int32_t *labels);
     int has_weights;          /* 1: the node's parameters (param[0][*]) receive gradients */
+    /* optional: ctx scratch bytes the node needs at batch max_batch (reserved by setup) */
+    size_t (*scratch_bytes)(const al_ctx *ctx, const struct al_model *m,
+                            const struct al_node *nd, int max_batch);
 } al_node_ops;
 
 typedef struct al_buf {

@@ -13,3 +13,6 @@ endforeach()
 add_test(NAME e2e_multibn_cli COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/e2e/multibn.sh
          $<TARGET_FILE:advlab> ${AL_TESTDATA}/e2e_multibn_cli ${AL_TESTDATA}/fmnist.h5)
 set_tests_properties(e2e_multibn_cli PROPERTIES FIXTURES_REQUIRED fmnist LABELS "e2e;cpu" TIMEOUT 600)
+# The gate's CUDA twin vs the CPU nodes (GPU only; 77 = skip without one).
+add_test(NAME test_multibn_cuda COMMAND test_multibn cuda WORKING_DIRECTORY ${CMAKE_BINARY_DIR})
+set_tests_properties(test_multibn_cuda PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300 LABELS cuda)

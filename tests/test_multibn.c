@@ -1109,6 +1109,71 @@ static int e2e_case(al_method method) {
 static int case_e2e_advprop(void) { return e2e_case(AL_METHOD_ADVPROP); }
 static int case_e2e_mdprop(void) { return e2e_case(AL_METHOD_MDPROP); }
 static int case_e2e_multibn(void) { return e2e_case(AL_METHOD_MULTIBN); }
+/* The gate's CUDA twin (cuda/op_bn_gate.cu) end to end: the gated test net in routed eval mode
+ * (soft and hard), forward + backward (input and weight gradients, gate included) on both
+ * backends from the same parameters. GPU-only: 77 without one. */
+static int case_cuda(void) {
+#ifndef AL_HAVE_CUDA
+    printf("skipped: no GPU (built without CUDA)\n");
+    return AL_SKIP_CODE;
+#else
+    if (al_test_no_gpu()) return AL_SKIP_CODE;
+    al_ctx *cpu = ctx_cpu(), gpu;
+    if (al_ctx_init(&gpu, AL_DEV_CUDA, 0, 0, 42) != AL_OK) {
+        fprintf(stderr, "cuda ctx: %s\n", al_errmsg());
+        return 1;
+    }
+    gpu.deterministic = 1;
+    int bad = 0;
+    const int n = 5;
+    for (int hard = 0; hard <= 1; hard++) {
+        al_model *mc = tnet_setup(cpu, T_BR, 1, hard, n), *mg = build_tnet(T_BR, 1, hard);
+        TRY_T(al_model_setup(&gpu, mg, n, 2));
+        const size_t np = mc->n_param_floats, nin = (size_t)n * T_C * T_HW * T_HW;
+        const size_t nout = (size_t)n * T_K;
+        TRY_T(al_copy_to_dev(&gpu, mg->data, mc->data, np * sizeof(float)));
+        mc->eval_branch = mg->eval_branch = -1; /* routed */
+        float *x = tnet_input(n, 6), *dl = falloc(nout), *dxc = falloc(nin), *h = falloc(np);
+        al_test_fill(dl, nout, 61, -1.0f, 1.0f);
+        float *gx, *gdl, *gdx;
+        TRY_T(al_dev_alloc(&gpu, (void **)&gx, nin * sizeof(float), "x"));
+        TRY_T(al_dev_alloc(&gpu, (void **)&gdl, nout * sizeof(float), "dl"));
+        TRY_T(al_dev_alloc(&gpu, (void **)&gdx, nin * sizeof(float), "dx"));
+        TRY_T(al_copy_to_dev(&gpu, gx, x, nin * sizeof(float)));
+        TRY_T(al_copy_to_dev(&gpu, gdl, dl, nout * sizeof(float)));
+        al_fwd_opts o = {0, 0, 0, 0, 0, NULL};
+        const int flags = AL_BWD_WEIGHTS | AL_BWD_INPUT;
+        TRY_T(al_model_forward(cpu, mc, x, n, &o));
+        TRY_T(al_model_zero_grad(cpu, mc));
+        TRY_T(al_model_backward(cpu, mc, 0, dl, NULL, flags, dxc));
+        TRY_T(al_model_forward(&gpu, mg, gx, n, &o));
+        TRY_T(al_model_zero_grad(&gpu, mg));
+        TRY_T(al_model_backward(&gpu, mg, 0, gdl, NULL, flags, gdx));
+        char tag[64];
+        /* double reductions in another order, float rounding once per op: a few ulp */
+        const double rt = 1e-5, at = 1e-6;
+        TRY_T(al_copy_to_host(&gpu, h, al_model_logits(mg, 0), nout * sizeof(float)));
+        snprintf(tag, sizeof tag, "%s logits", hard ? "hard" : "soft");
+        bad |= al_check_close(tag, h, al_model_logits(mc, 0), nout, at, rt);
+        TRY_T(al_copy_to_host(&gpu, h, gdx, nin * sizeof(float)));
+        snprintf(tag, sizeof tag, "%s dx", hard ? "hard" : "soft");
+        bad |= al_check_close(tag, h, dxc, nin, at, rt);
+        TRY_T(al_copy_to_host(&gpu, h, mg->grads, np * sizeof(float)));
+        for (int i = 0; i < mc->n_params; i++) {
+            const al_param *p = &mc->params[i];
+            if (!p->trainable) continue;
+            bad |= al_check_close(p->name, h + p->offset, mc->grads + p->offset, p->n_elems, at,
+                                  rt);
+        }
+        al_dev_free(&gpu, gx), al_dev_free(&gpu, gdl), al_dev_free(&gpu, gdx);
+        free(x), free(dl), free(dxc), free(h);
+        al_model_destroy(cpu, mc);
+        al_model_destroy(&gpu, mg);
+    }
+    al_ctx_fini(&gpu);
+    return bad;
+#endif
+}
 
 int main(int argc, char **argv) {
     al_log_set_level(AL_LOG_WARN);
@@ -1120,6 +1185,12 @@ int main(int argc, char **argv) {
         {"checkpoint_roundtrip", case_checkpoint_roundtrip},
         {"eval_branch_attacks", case_eval_branch_attacks},
     };
+    if (argc > 1 && strcmp(argv[1], "cuda") == 0) {
+        static const al_case cu[] = {{"cuda", case_cuda}};
+        int rc = al_run_cases(cu, 1, argc, argv);
+        if (ctx_ready) al_ctx_fini(&g_ctx);
+        return rc;
+    }
     static const al_case e2e[] = {
         {"e2e_advprop", case_e2e_advprop},
         {"e2e_mdprop", case_e2e_mdprop},

@@ -1,5 +1,5 @@
 /* bn_gate.c: the learned BN-branch selector of bn_gate.h as three custom graph nodes (CPU
- * reference; CUDA twin: none yet, TODO(#7)).
+ * reference; CUDA twin: cuda/op_bn_gate.cu, dispatched from each node below).
  *   bn_gate.stats   (N, C, H, W) -> (N, 2C): [mean_hw(a_c), sqrt(var_hw(a_c) + 1e-5)]
  *   bn_gate.softmax (N, B) -> (N, B): softmax (soft) or one-hot argmax (hard, no gradient)
  *   gated BN        (x (N, C, H, W), p (N, B)) -> (N, C, H, W)
@@ -35,21 +35,51 @@ static int effective_branch(const al_model *m, int train, int branch, int *route
     return m->eval_branch;
 }
 
-static al_status need_cpu(al_ctx *ctx, const char *what) {
-    if (ctx->device == AL_DEV_CPU) return AL_OK;
-    return AL_FAIL(AL_ERR_UNSUPPORTED, "%s: the BN gate has no CUDA twin yet (TODO(#7)); run the "
-                                       "multibn gate on run.device = cpu",
-                   what);
+#ifdef AL_HAVE_CUDA
+/* The branches' parameter (and wanted gradient) pointers of a gated BN node, for the CUDA twin. */
+static al_gbn_branches gbn_branches(al_model *m, const al_node *nd, int want_w) {
+    al_gbn_branches br;
+    memset(&br, 0, sizeof br);
+    br.n_branches = m->n_branches;
+    br.eps = nd->eps;
+    for (int q = 0; q < m->n_branches; q++) {
+        const int *pp = nd->param[q];
+        br.gamma[q] = al_param_data(m, pp[0]);
+        br.beta[q] = al_param_data(m, pp[1]);
+        br.rmean[q] = al_param_data(m, pp[2]);
+        br.rvar[q] = al_param_data(m, pp[3]);
+        br.dgamma[q] = want_w && m->params[pp[0]].trainable ? al_param_grad(m, pp[0]) : NULL;
+        br.dbeta[q] = want_w && m->params[pp[1]].trainable ? al_param_grad(m, pp[1]) : NULL;
+    }
+    return br;
 }
+
+static al_status gbn_forward_cuda(al_ctx *ctx, al_model *m, const al_node *nd, int n,
+                                  const float *x, const float *p, float *y) {
+    const al_buf ib = m->bufs[nd->in0];
+    const al_gbn_branches br = gbn_branches(m, nd, 0);
+    return al_gated_bn_forward_cuda(ctx, n, ib.c, ib.h * ib.w, &br, x, p, y);
+}
+
+static al_status gbn_backward_cuda(al_ctx *ctx, al_model *m, const al_node *nd, int n,
+                                   int want_w, const float *x, const float *p, const float *dy,
+                                   float *dx, int acc0, float *dp, int acc1) {
+    const al_buf ib = m->bufs[nd->in0];
+    const al_gbn_branches br = gbn_branches(m, nd, want_w);
+    return al_gated_bn_backward_cuda(ctx, n, ib.c, ib.h * ib.w, &br, x, p, dy, dx, acc0, dp,
+                                     acc1);
+}
+#endif
 
 /* ---------------------------------------------------------------- bn_gate.stats */
 
 static al_status stats_forward(al_ctx *ctx, al_model *m, al_node *nd, const al_fwd_opts *o,
                                int n, const float *x, const float *x1, float *y, float *save) {
     (void)o, (void)x1, (void)save;
-    AL_TRY(need_cpu(ctx, "bn_gate.stats"));
     const al_buf ib = m->bufs[nd->in0];
     const int c_n = ib.c, hw = ib.h * ib.w;
+    if (ctx->device == AL_DEV_CUDA)
+        AL_CUDA_OR_FAIL(al_bn_gate_stats_forward_cuda(ctx, n, c_n, hw, x, y));
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < c_n; c++) {
@@ -72,10 +102,11 @@ static al_status stats_backward(al_ctx *ctx, al_model *m, al_node *nd, int n, in
                                 float *dx, int acc0, float *dx1, int acc1, int want_w,
                                 const float *save, const int32_t *labels) {
     (void)train, (void)x1, (void)dx1, (void)acc1, (void)want_w, (void)save, (void)labels;
-    AL_TRY(need_cpu(ctx, "bn_gate.stats"));
     if (!dx) return AL_OK;
     const al_buf ib = m->bufs[nd->in0];
     const int c_n = ib.c, hw = ib.h * ib.w;
+    if (ctx->device == AL_DEV_CUDA)
+        AL_CUDA_OR_FAIL(al_bn_gate_stats_backward_cuda(ctx, n, c_n, hw, x, y, dy, dx, acc0));
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < c_n; c++) {
@@ -99,9 +130,10 @@ static const al_node_ops g_stats_ops = {"bn_gate_stats", stats_forward, stats_ba
 static al_status softmax_forward(al_ctx *ctx, al_model *m, al_node *nd, const al_fwd_opts *o,
                                  int n, const float *z, const float *x1, float *p, float *save) {
     (void)o, (void)x1, (void)save;
-    AL_TRY(need_cpu(ctx, "bn_gate.softmax"));
     const int b_n = (int)m->bufs[nd->in0].per_sample;
     const int hard = nd->iparam[0];
+    if (ctx->device == AL_DEV_CUDA)
+        AL_CUDA_OR_FAIL(al_bn_gate_softmax_forward_cuda(ctx, n, b_n, hard, z, p));
     for (int i = 0; i < n; i++) {
         const float *zr = z + (size_t)i * b_n;
         float *pr = p + (size_t)i * b_n;
@@ -131,10 +163,11 @@ static al_status softmax_backward(al_ctx *ctx, al_model *m, al_node *nd, int n, 
                                   float *dz, int acc0, float *dx1, int acc1, int want_w,
                                   const float *save, const int32_t *labels) {
     (void)train, (void)z, (void)x1, (void)dx1, (void)acc1, (void)want_w, (void)save, (void)labels;
-    AL_TRY(need_cpu(ctx, "bn_gate.softmax"));
     if (!dz) return AL_OK;
     const int b_n = (int)m->bufs[nd->in0].per_sample;
     const int hard = nd->iparam[0];
+    if (ctx->device == AL_DEV_CUDA)
+        AL_CUDA_OR_FAIL(al_bn_gate_softmax_backward_cuda(ctx, n, b_n, hard, p, dp, dz, acc0));
     for (int i = 0; i < n; i++) {
         const float *pr = p + (size_t)i * b_n, *gr = dp + (size_t)i * b_n;
         float *dr = dz + (size_t)i * b_n;
@@ -170,7 +203,7 @@ static al_status gbn_forward(al_ctx *ctx, al_model *m, al_node *nd, const al_fwd
         if (d.update_running) nd->bn_tracked[b]++;
         return AL_OK;
     }
-    AL_TRY(need_cpu(ctx, "gated BN (routed)"));
+    if (ctx->device == AL_DEV_CUDA) AL_CUDA_OR_FAIL(gbn_forward_cuda(ctx, m, nd, n, x, p, y));
     /* per branch: the eval-mode affine map of al_bn_forward_cpu, (x - mean_f) * scale + shift,
      * with the same float rounding, so a one-hot p reproduces the plain branch bit for bit */
     float mean_f[AL_MAX_BN_BRANCHES], scale[AL_MAX_BN_BRANCHES], shift[AL_MAX_BN_BRANCHES];
@@ -221,7 +254,8 @@ static al_status gbn_backward(al_ctx *ctx, al_model *m, al_node *nd, int n, int 
         if (dp && !acc1) AL_TRY(al_memset_dev(ctx, dp, 0, (size_t)n * b_n * sizeof(float)));
         return AL_OK;
     }
-    AL_TRY(need_cpu(ctx, "gated BN (routed)"));
+    if (ctx->device == AL_DEV_CUDA)
+        AL_CUDA_OR_FAIL(gbn_backward_cuda(ctx, m, nd, n, want_w, x, p, dy, dx, acc0, dp, acc1));
     /* Per (i, c): S0 = sum_hw dy, S1 = sum_hw x dy. With xhat_q = (x - rm_q) invstd_q:
      *   dx        = (sum_q p_q gamma_q invstd_q) dy
      *   dgamma_q += sum_i p_iq invstd_q (S1 - rm_q S0),  dbeta_q += sum_i p_iq S0
@@ -264,7 +298,15 @@ static al_status gbn_backward(al_ctx *ctx, al_model *m, al_node *nd, int n, int 
     return AL_OK;
 }
 
-static const al_node_ops g_gbn_ops = {"gated_bn", gbn_forward, gbn_backward, 1};
+/* The CUDA backward's per-(i, c) sums S0, S1 (2 N C doubles); nothing on the CPU. */
+static size_t gbn_scratch_bytes(const al_ctx *ctx, const al_model *m, const al_node *nd,
+                                int max_batch) {
+    if (ctx->device != AL_DEV_CUDA) return 0;
+    return 2 * (size_t)max_batch * (size_t)m->bufs[nd->in0].c * sizeof(double) + 64;
+}
+
+static const al_node_ops g_gbn_ops = {"gated_bn", gbn_forward, gbn_backward, 1,
+                                      gbn_scratch_bytes};
 
 /* ---------------------------------------------------------------- graph rewrite */
 

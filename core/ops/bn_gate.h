@@ -1,7 +1,6 @@
 /* bn_gate.h: learned per-example BN-branch selector (MultiBN, issue #7; design after Gated BN,
  * Liu et al., arXiv 2012.01654, which soft-routes one BN branch per perturbation type).
- * CPU reference: core/ops/bn_gate.c. CUDA twin: none yet (TODO(#7)): on a CUDA context the
- * gate nodes return AL_ERR_UNSUPPORTED; models without the gate never reach this code.
+ * CPU reference: core/ops/bn_gate.c. CUDA twin: cuda/op_bn_gate.cu (the entry points below).
  *
  * al_bn_gate_attach rewrites a built multi-branch model BEFORE al_model_setup:
  *   a   = input of the first BN node, (N, C, H, W) (the first conv's output in every arch here)
@@ -52,6 +51,34 @@ int al_bn_gate_is_bn_node(const al_node *nd);
  * wherever a checkpoint's model is rebuilt from its stored config. */
 struct al_config;
 al_status al_multibn_build(al_model *m, const struct al_config *cfg);
+
+/* A gated BN node's branch parameters for the CUDA twin (device pointers). */
+typedef struct al_gbn_branches {
+    int n_branches;
+    float eps;
+    const float *gamma[AL_MAX_BN_BRANCHES], *beta[AL_MAX_BN_BRANCHES];
+    const float *rmean[AL_MAX_BN_BRANCHES], *rvar[AL_MAX_BN_BRANCHES];
+    float *dgamma[AL_MAX_BN_BRANCHES], *dbeta[AL_MAX_BN_BRANCHES]; /* NULL: not wanted */
+} al_gbn_branches;
+
+#ifdef AL_HAVE_CUDA
+/* CUDA twins of the three gate nodes (cuda/op_bn_gate.cu); device pointers, no sync. Shapes
+ * and write modes as the CPU nodes in bn_gate.c: x (N, C, HW), stats y (N, 2C), z / p (N, B). */
+al_status al_bn_gate_stats_forward_cuda(al_ctx *ctx, int n, int c, int hw, const float *x,
+                                        float *y);
+al_status al_bn_gate_stats_backward_cuda(al_ctx *ctx, int n, int c, int hw, const float *x,
+                                         const float *y, const float *dy, float *dx, int acc);
+al_status al_bn_gate_softmax_forward_cuda(al_ctx *ctx, int n, int b, int hard, const float *z,
+                                          float *p);
+al_status al_bn_gate_softmax_backward_cuda(al_ctx *ctx, int n, int b, int hard, const float *p,
+                                           const float *dp, float *dz, int acc);
+/* Routed (per-example mixture) gated BN. The backward takes 2 N C doubles of ctx scratch. */
+al_status al_gated_bn_forward_cuda(al_ctx *ctx, int n, int c, int hw, const al_gbn_branches *br,
+                                   const float *x, const float *p, float *y);
+al_status al_gated_bn_backward_cuda(al_ctx *ctx, int n, int c, int hw, const al_gbn_branches *br,
+                                    const float *x, const float *p, const float *dy, float *dx,
+                                    int acc0, float *dp, int acc1);
+#endif
 
 #ifdef __cplusplus
 }

@@ -2,10 +2,9 @@
  * Twin: cuda/op_wsconv.cu. Row statistics of the weight standardisation and its backward are
  * accumulated in double and rounded once; pooling and scale-add are plain float loops that
  * the CUDA kernels mirror expression by expression.
- * Conv scratch: al_model_setup reserves ctx scratch only for built-in conv nodes, so a WS conv
- * node grows ctx->scratch itself on its first call (when nothing holds scratch, i.e. between
- * ops) to what its conv needs at the model's max batch. TODO(#7): an al_node_ops scratch hook
- * in core/model.c would make this a setup-time reservation. */
+ * Conv scratch: the node's scratch_bytes hook makes al_model_setup reserve what its conv needs
+ * at the model's max batch; ensure_scratch stays as a guard for a smaller batch whose conv
+ * layout needs more (it grows ctx->scratch only between ops, when nothing holds it). */
 #include "core/ops/wsconv.h"
 
 #include <math.h>
@@ -282,7 +281,15 @@ static al_status wsconv_backward(al_ctx *ctx, al_model *m, al_node *nd, int n, i
     return AL_OK;
 }
 
-const al_node_ops al_wsconv_node_ops = {"wsconv", wsconv_forward, wsconv_backward, 1};
+static size_t wsconv_scratch_bytes(const al_ctx *ctx, const al_model *m, const al_node *nd,
+                                   int max_batch) {
+    al_conv2d_desc d;
+    ws_desc(m, nd, max_batch, &d);
+    return al_conv2d_scratch_bytes(ctx, &d) + 64;
+}
+
+const al_node_ops al_wsconv_node_ops = {"wsconv", wsconv_forward, wsconv_backward, 1,
+                                        wsconv_scratch_bytes};
 
 int al_model_wsconv(al_model *m, const char *name, int in, int c_out, int k, int stride, int pad,
                     int bias, float gamma, float eps, int gain_zero) {
