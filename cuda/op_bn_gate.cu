@@ -3,7 +3,8 @@
  * - stats: one warp per (i, c), the two double sums (mean, squared deviations) in warp order
  *   instead of the twin's sequential order (relative ~HW 2^-53, below the float rounding);
  *   its backward is elementwise and bitwise the twin's given the same inputs.
- * - softmax: one thread per row running the twin's row loop (B <= AL_MAX_BN_BRANCHES).
+ * - softmax: one thread per row running the shared AL_HOSTDEV row (core/ops/bn_gate_row.h):
+ *   bitwise the twin's.
  * - routed gated BN forward: elementwise, the twin's float expression in its branch order
  *   (--fmad=false): bitwise. Backward: one warp per (i, c) computes S0 = sum dy and
  *   S1 = sum x dy (double) and writes dx; then one thread per (c, q) adds the twin's float
@@ -13,6 +14,7 @@
 #include <math.h>
 
 #include "core/ops/bn_gate.h"
+#include "core/ops/bn_gate_row.h"
 #include "cuda/cuda_base.cuh"
 
 #define GATE_STD_EPS 1e-5 /* as bn_gate.c */
@@ -82,40 +84,16 @@ extern "C" al_status al_bn_gate_stats_backward_cuda(al_ctx *ctx, int n, int c, i
 static __global__ void softmax_fwd_kernel(int n, int b_n, int hard, const float *__restrict__ z,
                                           float *__restrict__ p) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    const float *zr = z + (size_t)i * b_n;
-    float *pr = p + (size_t)i * b_n;
-    int arg = 0, nan = 0;
-    for (int b = 0; b < b_n; b++) {
-        if (isnan(zr[b])) nan = 1;
-        if (zr[b] > zr[arg]) arg = b;
-    }
-    if (nan) {
-        for (int b = 0; b < b_n; b++) pr[b] = NAN;
-        return;
-    }
-    if (hard) {
-        for (int b = 0; b < b_n; b++) pr[b] = b == arg ? 1.0f : 0.0f;
-        return;
-    }
-    double s = 0.0;
-    for (int b = 0; b < b_n; b++) s += exp((double)zr[b] - zr[arg]);
-    for (int b = 0; b < b_n; b++) pr[b] = (float)(exp((double)zr[b] - zr[arg]) / s);
+    if (i < n) al_gate_softmax_row(z + (size_t)i * b_n, b_n, hard, p + (size_t)i * b_n);
 }
 
 static __global__ void softmax_bwd_kernel(int n, int b_n, int hard, int acc,
                                           const float *__restrict__ p,
                                           const float *__restrict__ dp, float *__restrict__ dz) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    const float *pr = p + (size_t)i * b_n, *gr = dp + (size_t)i * b_n;
-    float *dr = dz + (size_t)i * b_n;
-    double dot = 0.0;
-    for (int b = 0; b < b_n; b++) dot += (double)pr[b] * gr[b];
-    for (int b = 0; b < b_n; b++) {
-        const float g = hard ? 0.0f : (float)(pr[b] * (gr[b] - dot));
-        dr[b] = acc ? dr[b] + g : g;
-    }
+    if (i < n)
+        al_gate_softmax_bwd_row(p + (size_t)i * b_n, dp + (size_t)i * b_n, b_n, hard, acc,
+                                dz + (size_t)i * b_n);
 }
 
 extern "C" al_status al_bn_gate_softmax_forward_cuda(al_ctx *ctx, int n, int b, int hard,

@@ -8,6 +8,7 @@
  * finds it from its saved-state pointer (host arithmetic, no device access) and reads the mode
  * and branch of that slot's last forward from m->slots[s]. */
 #include "core/ops/bn_gate.h"
+#include "core/ops/bn_gate_row.h"
 
 #include <math.h>
 #include <string.h>
@@ -134,26 +135,8 @@ static al_status softmax_forward(al_ctx *ctx, al_model *m, al_node *nd, const al
     const int hard = nd->iparam[0];
     if (ctx->device == AL_DEV_CUDA)
         AL_CUDA_OR_FAIL(al_bn_gate_softmax_forward_cuda(ctx, n, b_n, hard, z, p));
-    for (int i = 0; i < n; i++) {
-        const float *zr = z + (size_t)i * b_n;
-        float *pr = p + (size_t)i * b_n;
-        int arg = 0, nan = 0;
-        for (int b = 0; b < b_n; b++) {
-            if (isnan(zr[b])) nan = 1;
-            if (zr[b] > zr[arg]) arg = b; /* ties: lowest index (torch.argmax) */
-        }
-        if (nan) { /* a NaN gate logit poisons the whole row: visible downstream */
-            for (int b = 0; b < b_n; b++) pr[b] = NAN;
-            continue;
-        }
-        if (hard) {
-            for (int b = 0; b < b_n; b++) pr[b] = b == arg ? 1.0f : 0.0f;
-            continue;
-        }
-        double s = 0.0;
-        for (int b = 0; b < b_n; b++) s += exp((double)zr[b] - zr[arg]);
-        for (int b = 0; b < b_n; b++) pr[b] = (float)(exp((double)zr[b] - zr[arg]) / s);
-    }
+    for (int i = 0; i < n; i++)
+        al_gate_softmax_row(z + (size_t)i * b_n, b_n, hard, p + (size_t)i * b_n);
     return AL_OK;
 }
 
@@ -168,16 +151,9 @@ static al_status softmax_backward(al_ctx *ctx, al_model *m, al_node *nd, int n, 
     const int hard = nd->iparam[0];
     if (ctx->device == AL_DEV_CUDA)
         AL_CUDA_OR_FAIL(al_bn_gate_softmax_backward_cuda(ctx, n, b_n, hard, p, dp, dz, acc0));
-    for (int i = 0; i < n; i++) {
-        const float *pr = p + (size_t)i * b_n, *gr = dp + (size_t)i * b_n;
-        float *dr = dz + (size_t)i * b_n;
-        double dot = 0.0;
-        for (int b = 0; b < b_n; b++) dot += (double)pr[b] * gr[b];
-        for (int b = 0; b < b_n; b++) {
-            float g = hard ? 0.0f : (float)(pr[b] * (gr[b] - dot));
-            dr[b] = acc0 ? dr[b] + g : g;
-        }
-    }
+    for (int i = 0; i < n; i++)
+        al_gate_softmax_bwd_row(p + (size_t)i * b_n, dp + (size_t)i * b_n, b_n, hard, acc0,
+                                dz + (size_t)i * b_n);
     return AL_OK;
 }
 
