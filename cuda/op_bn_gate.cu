@@ -5,8 +5,9 @@
  *   its backward is elementwise and bitwise the twin's given the same inputs.
  * - softmax: one thread per row running the shared AL_HOSTDEV row (core/ops/bn_gate_row.h):
  *   bitwise the twin's.
- * - routed gated BN forward: elementwise, the twin's float expression in its branch order
- *   (--fmad=false): bitwise. Backward: one warp per (i, c) computes S0 = sum dy and
+ * - routed gated BN forward: the twin's per-channel coefficients (mean, (float)(gamma invstd),
+ *   beta) once per (c, branch), then elementwise the twin's float expression in its branch
+ *   order (--fmad=false): bitwise. Backward: one warp per (i, c) computes S0 = sum dy and
  *   S1 = sum x dy (double) and writes dx; then one thread per (c, q) adds the twin's float
  *   terms to dgamma_q[c] / dbeta_q[c] in the twin's order (i ascending) and one thread per
  *   (i, q) sums dp over c in the twin's order: the parameter and gate gradients differ from
@@ -119,22 +120,28 @@ static __device__ __forceinline__ double gbn_invstd(const al_gbn_branches &br, i
     return 1.0 / sqrt((double)br.rvar[q][c] + (double)br.eps);
 }
 
-static __global__ void gbn_fwd_kernel(size_t total, int c_n, int hw, al_gbn_branches br,
-                                      const float *__restrict__ x, const float *__restrict__ p,
-                                      float *__restrict__ y) {
+/* Per (c, q), once per call as the twin's per-channel prologue: coef[3 (c B + q) + {0,1,2}] =
+ * running mean, (float)(gamma invstd), beta; the elementwise pass then does no sqrt. */
+static __global__ void gbn_coef_kernel(int c_n, al_gbn_branches br, float *__restrict__ coef) {
+    const int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= c_n * br.n_branches) return;
+    const int c = t / br.n_branches, q = t % br.n_branches;
+    coef[3 * t] = br.rmean[q][c];
+    coef[3 * t + 1] = (float)(br.gamma[q][c] * gbn_invstd(br, q, c));
+    coef[3 * t + 2] = br.beta[q][c];
+}
+
+static __global__ void gbn_fwd_kernel(size_t total, int c_n, int hw, int b_n,
+                                      const float *__restrict__ coef, const float *__restrict__ x,
+                                      const float *__restrict__ p, float *__restrict__ y) {
     for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total;
          e += (size_t)gridDim.x * blockDim.x) {
         const size_t r = e / (size_t)hw;
         const int i = (int)(r / (size_t)c_n), c = (int)(r % (size_t)c_n);
-        const float *pr = p + (size_t)i * br.n_branches;
+        const float *pr = p + (size_t)i * b_n, *cf = coef + 3 * (size_t)c * b_n;
         float acc = 0.0f;
-        for (int q = 0; q < br.n_branches; q++) {
-            if (pr[q] == 0.0f) continue;
-            const float mean_f = br.rmean[q][c];
-            const float scale = (float)(br.gamma[q][c] * gbn_invstd(br, q, c));
-            const float shift = br.beta[q][c];
-            acc += pr[q] * ((x[e] - mean_f) * scale + shift);
-        }
+        for (int q = 0; q < b_n; q++)
+            if (pr[q] != 0.0f) acc += pr[q] * ((x[e] - cf[3 * q]) * cf[3 * q + 1] + cf[3 * q + 2]);
         y[e] = acc;
     }
 }
@@ -210,10 +217,21 @@ extern "C" al_status al_gated_bn_forward_cuda(al_ctx *ctx, int n, int c, int hw,
                                               const al_gbn_branches *br, const float *x,
                                               const float *p, float *y) {
     const size_t total = (size_t)n * c * hw;
-    gbn_fwd_kernel<<<al_grid(ctx, total, AL_BLOCK), AL_BLOCK, 0, al_stream_of(ctx)>>>(
-        total, c, hw, *br, x, p, y);
-    AL_LAUNCH_CHECK(ctx);
-    return AL_OK;
+    const int cb = c * br->n_branches;
+    void *tmp;
+    size_t mark;
+    AL_TRY(al_cuda_tmp(ctx, 3 * (size_t)cb * sizeof(float), &tmp, &mark));
+    float *coef = (float *)tmp;
+    al_status st = AL_OK;
+    cudaStream_t s = al_stream_of(ctx);
+    gbn_coef_kernel<<<(unsigned)AL_CEIL_DIV(cb, AL_BLOCK), AL_BLOCK, 0, s>>>(c, *br, coef);
+    AL_CUDA_CHECK(cudaGetLastError());
+    gbn_fwd_kernel<<<al_grid(ctx, total, AL_BLOCK), AL_BLOCK, 0, s>>>(total, c, hw, br->n_branches,
+                                                                       coef, x, p, y);
+    AL_CUDA_CHECK(cudaGetLastError());
+done:
+    al_ctx_scratch_release(ctx, mark);
+    return st;
 }
 
 extern "C" al_status al_gated_bn_backward_cuda(al_ctx *ctx, int n, int c, int hw,

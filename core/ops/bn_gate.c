@@ -274,11 +274,15 @@ static al_status gbn_backward(al_ctx *ctx, al_model *m, al_node *nd, int n, int 
     return AL_OK;
 }
 
-/* The CUDA backward's per-(i, c) sums S0, S1 (2 N C doubles); nothing on the CPU. */
+/* CUDA only: the forward's per-(c, branch) coefficients (3 C B floats), the backward's
+ * per-(i, c) sums S0, S1 (2 N C doubles); nothing on the CPU. */
 static size_t gbn_scratch_bytes(const al_ctx *ctx, const al_model *m, const al_node *nd,
                                 int max_batch) {
     if (ctx->device != AL_DEV_CUDA) return 0;
-    return 2 * (size_t)max_batch * (size_t)m->bufs[nd->in0].c * sizeof(double) + 64;
+    const size_t c = (size_t)m->bufs[nd->in0].c;
+    const size_t fwd = 3 * c * (size_t)m->n_branches * sizeof(float);
+    const size_t bwd = 2 * (size_t)max_batch * c * sizeof(double);
+    return (fwd > bwd ? fwd : bwd) + 64;
 }
 
 static const al_node_ops g_gbn_ops = {"gated_bn", gbn_forward, gbn_backward, 1,

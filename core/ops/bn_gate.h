@@ -72,7 +72,7 @@ al_status al_bn_gate_softmax_forward_cuda(al_ctx *ctx, int n, int b, int hard, c
                                           float *p);
 al_status al_bn_gate_softmax_backward_cuda(al_ctx *ctx, int n, int b, int hard, const float *p,
                                            const float *dp, float *dz, int acc);
-/* Routed (per-example mixture) gated BN. The backward takes 2 N C doubles of ctx scratch. */
+/* Routed (per-example mixture) gated BN. Scratch: forward 3 C B floats, backward 2 N C doubles. */
 al_status al_gated_bn_forward_cuda(al_ctx *ctx, int n, int c, int hw, const al_gbn_branches *br,
                                    const float *x, const float *p, float *y);
 al_status al_gated_bn_backward_cuda(al_ctx *ctx, int n, int c, int hw, const al_gbn_branches *br,
