@@ -465,6 +465,8 @@ al_status al_train(const al_config *cfg, const char *resume, al_train_result *re
         int64_t first_b = step - (int64_t)epoch * t->spe;
         al_progress_begin(&prog, label, t->n_tr);
         double ep_loss = 0, ep_seen = 0, ep_correct = 0, t_ep = al_now();
+        const uint64_t reads0 = t->ctx.n_host_reads; /* host reads of the epoch's steps */
+        int64_t ep_steps = 0;
         for (int64_t b = first_b; b < t->spe; b++) {
             int nb = al_sampler_batch(t->perm, t->n_tr, b, cfg->data.batch_size, cfg->data.drop_last,
                                       t->ctx.rank, t->ctx.world, t->rows);
@@ -510,6 +512,7 @@ al_status al_train(const al_config *cfg, const char *resume, al_train_result *re
             AL_CHECK(al_optim_step_sched(&t->ctx, &t->opt, t->m, &cfg->train, t->spe, coef));
             al_nvtx_pop();
             step++;
+            ep_steps++;
             ep_loss += loss * nb;
             ep_correct += n_correct;
             ep_seen += nb;
@@ -540,6 +543,10 @@ al_status al_train(const al_config *cfg, const char *resume, al_train_result *re
         }
         al_progress_end(&prog);
         double sec = al_now() - t_ep;
+        /* values the host read back per optimiser step (losses, accuracy counts, the attack's
+         * one, grad-clip norms): a hot-path figure that must not grow with attack.steps */
+        const double reads_per_step =
+            ep_steps ? (double)(t->ctx.n_host_reads - reads0) / (double)ep_steps : 0.0;
         double row[H_N] = {ep_loss / ep_seen, ep_correct / ep_seen, al_lr_at(&cfg->train, step - 1, t->spe),
                            NAN, NAN};
         al_log_info("epoch %d/%d: loss %.4f, train %s acc %.2f%%, %.1f img/s", epoch + 1, epochs,
@@ -555,8 +562,9 @@ al_status al_train(const al_config *cfg, const char *resume, al_train_result *re
         AL_CHECK(hist_push(t, row));
         al_jsonl_write(t->log, "epoch",
                        "\"epoch\":%d,\"step\":%lld,\"loss\":%.6g,\"acc\":%.6f,\"lr\":%.8g,"
-                       "\"img_per_s\":%.1f,\"seconds\":%.3f",
-                       epoch + 1, (long long)step, row[H_LOSS], row[H_ACC], row[H_LR], ep_seen / sec, sec);
+                       "\"img_per_s\":%.1f,\"seconds\":%.3f,\"host_reads_per_step\":%.3f",
+                       epoch + 1, (long long)step, row[H_LOSS], row[H_ACC], row[H_LR], ep_seen / sec, sec,
+                       reads_per_step);
         res->epochs_done = epoch + 1;
         res->steps = step;
         if (last || (cfg->run.checkpoint_every > 0 && (epoch + 1) % cfg->run.checkpoint_every == 0))

@@ -563,6 +563,10 @@ static int case_pgd_step(void) {
     bad |= pgd_one(AL_L2, 1, 784, 0.1f, 0.5f);
     bad |= pgd_one(AL_L2, 3, 3073, 0.1f, 0.5f);
     bad |= pgd_one(AL_L2, 3, 3073, 2.0f, 0.5f); /* the projection binds */
+    /* more elements than any launch has threads (al_grid caps at 16 blocks of 256 per SM:
+     * 540,672 on an H100, 16,384 under simcuda), so every grid-stride loop runs again */
+    bad |= pgd_one(AL_LINF, 200, 3072, 2.0f / 255, 8.0f / 255);
+    bad |= pgd_one(AL_L2, 200, 3072, 0.1f, 0.5f);
     return bad;
 }
 

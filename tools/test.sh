@@ -4,6 +4,8 @@
 #   1. tools/setup.sh                  Debian packages
 #   2. build/         Release build, -Werror, CUDA ON when nvcc is present -> ctest (all labels)
 #   3. build-asan/    host code under ASan + UBSan, CUDA OFF -> ctest -L asan
+#   4. build-sim/     the CUDA backend on the simcuda emulator (tests/simcuda) -> ctest -L cuda:
+#                     every CUDA twin test runs here, where there is no GPU
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
@@ -20,3 +22,7 @@ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DADVLAB_SAN
       -DADVLAB_CUDA=OFF -DADVLAB_WERROR=ON
 ninja -C build-asan -j"$JOBS"
 ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure -j"$JOBS" -L asan --timeout 900
+cmake -S . -B build-sim -G Ninja -DCMAKE_BUILD_TYPE=Release -DADVLAB_SIMCUDA=ON -DADVLAB_CUDA=OFF \
+      -DADVLAB_WERROR=ON
+ninja -C build-sim -j"$JOBS"
+ctest --test-dir build-sim --output-on-failure -j"$JOBS" -L cuda --timeout 900

@@ -141,10 +141,13 @@ static al_status ra_pgd(al_step_io *io, const float *x0, const int32_t *lab, int
     for (int t = 0; t < s->steps; t++) {
         double l;
         AL_TRY(al_model_forward(ctx, m, out, n, &o));
-        AL_TRY(al_xent(ctx, n, k, al_model_logits(m, 0), lab, sign, &l, NULL, io->dl[3]));
+        /* only the gradients are used: the first call returns the value because that is what
+         * checks `lab` on the device; later calls neither reduce nor wait (DESIGN "hot path") */
+        AL_TRY(al_xent(ctx, n, k, al_model_logits(m, 0), lab, sign, t == 0 ? &l : NULL, NULL,
+                       io->dl[3]));
         for (int a = 0; a < na; a++)
-            AL_TRY(al_xent(ctx, n, k, al_model_buffer(m, 0, m->aux_buf[a]), lab, sign * w_aux, &l,
-                           NULL, st->d_aux[0][a]));
+            AL_TRY(al_xent(ctx, n, k, al_model_buffer(m, 0, m->aux_buf[a]), lab, sign * w_aux,
+                           NULL, NULL, st->d_aux[0][a]));
         AL_TRY(al_model_backward_seeds(ctx, m, 0, seeds, 1 + na, AL_BWD_INPUT, st->grad));
         AL_TRY(al_pgd_step(ctx, s->norm, n, io->d, out, x0, st->grad, s->alpha, s->eps));
     }

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# e2e (CUDA): every training method trains through `advlab train` with run.device = cuda, on
+# the arch its experiment config names, and matches the same command on the CPU. Each run is
+# 2 optimiser steps of 32 Fashion-MNIST images with PGD-2 attacks, logging every step. Asserts
+# per method: both runs complete (attacks, forwards, losses, backward, SGD + EMA, evaluation,
+# checkpoint on the CUDA backend); every step loss is finite; the CUDA step losses equal the
+# CPU's within 5% + 1e-3 (the backends' conv arithmetic differs, and the attack's sign() can
+# flip an element whose gradient is near zero, so the losses are close, not bitwise); the host
+# reads per training step (metrics.jsonl host_reads_per_step) are the same on both backends
+# and do not change when a third run (CPU) doubles attack.steps: no method's attack loop
+# waits on the device per iteration.
+# In a CUDA build without a usable GPU: "skipped: no GPU", exit 77. Under simcuda this is what
+# runs every method's CUDA path in CI.
+source "$(dirname "$0")/lib.sh"
+Q="$SRC/experiments/quickstart/fmnist_smallcnn_pgdat.ini"
+# name | config | extra --set pairs
+runs=(
+  "standard|$Q|train.method=standard"
+  "pgd_at|$Q|train.method=pgd_at"
+  "fast_at|$Q|train.method=fast_at attack.alpha=0.125"
+  "trades|$Q|train.method=trades"
+  "mart|$Q|train.method=mart"
+  "drsl|$SRC/experiments/drsl/fmnist_resnet_small_drsl.ini|"
+  "dfa|$SRC/experiments/dfa/fmnist_dfa_smallcnn.ini|"
+  "iat|$SRC/experiments/iat/fmnist_smallcnn_iat.ini|"
+  "ancra|$SRC/experiments/ancra/fmnist_ancra_small.ini|"
+  "advprop|$Q|train.method=advprop model.arch=wrn-10-1 model.bn_branches=2"
+  "mdprop|$Q|train.method=mdprop model.arch=wrn-10-1 model.bn_branches=3 multibn.l2_eps=1.5 multibn.l2_alpha=1.5"
+  "multibn|$Q|train.method=multibn model.arch=wrn-10-1 model.bn_branches=3 multibn.test_branch=-1"
+  "nofrost|$SRC/experiments/nofrost/fmnist_nf_resnet18_w8_nofrost.ini|"
+)
+common=(--set data.dataset="$DATA" --set run.out_dir="$WORK/runs" --set data.n_train=64
+        --set data.batch_size=32 --set train.epochs=1 --set data.n_test=32 --set eval.n_points=32
+        --set eval.steps=2 --set attack.steps=2 --set run.log_every=1 --set run.threads=2)
+first=1
+for r in "${runs[@]}"; do
+  IFS='|' read -r name cfg extra <<< "$r"
+  sets=()
+  for kv in $extra; do sets+=(--set "$kv"); done
+  for dev in cuda cpu cpu4; do
+    more=(--set run.device=${dev%4})
+    [ $dev = cpu4 ] && more+=(--set attack.steps=4)
+    if ! "$ADVLAB" train "$cfg" "${common[@]}" "${sets[@]}" --set run.name=${name}_$dev \
+         "${more[@]}" > ${name}_$dev.log 2>&1; then
+      if [ $first = 1 ] && [ $dev = cuda ] && grep -Eq "no CUDA device|GPU" ${name}_$dev.log; then
+        echo "skipped: no GPU"; cat ${name}_$dev.log; exit 77
+      fi
+      cat ${name}_$dev.log; fail "$name: train --device $dev failed"
+    fi
+    first=0
+  done
+  "$PY" - runs/${name}_cuda/metrics.jsonl runs/${name}_cpu/metrics.jsonl $name \
+    runs/${name}_cpu4/metrics.jsonl <<'PY'
+import json, math, sys
+def steps(p):
+    return [r["loss"] for r in map(json.loads, open(p)) if r["type"] == "step"]
+def reads(p):
+    return [r["host_reads_per_step"] for r in map(json.loads, open(p)) if r["type"] == "epoch"][-1]
+g, c, name = steps(sys.argv[1]), steps(sys.argv[2]), sys.argv[3]
+rg, rc, r4 = reads(sys.argv[1]), reads(sys.argv[2]), reads(sys.argv[4])
+print("%-9s host reads per step: cuda %g, cpu %g, cpu with attack.steps=4: %g" % (name, rg, rc, r4))
+assert rg == rc == r4, "%s: host reads per step cuda %g / cpu %g / cpu (4 attack steps) %g" % (
+    name, rg, rc, r4)
+print("%-9s step losses cuda %s cpu %s" % (name, ["%.5f" % v for v in g], ["%.5f" % v for v in c]))
+assert len(g) == len(c) == 2, "%s: expected 2 step records, got %d / %d" % (name, len(g), len(c))
+for a, b in zip(g, c):
+    assert math.isfinite(a) and math.isfinite(b), "%s: non-finite loss" % name
+    assert abs(a - b) <= 0.05 * abs(b) + 1e-3, "%s: CUDA loss %.6f vs CPU %.6f" % (name, a, b)
+PY
+done
+echo "e2e methods_cuda: ok"

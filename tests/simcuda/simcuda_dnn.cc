@@ -1,0 +1,512 @@
+/* simcuda_dnn.cc: cuDNN's convolution calls and cublasSgemm for simcuda (cudnn.h, cublas_v2.h).
+ * Convolutions are im2col + cblas_dgemm, accumulating in double (not the CPU backend's float
+ * path); alpha/beta follow cuDNN (beta == 0: the output is not read, so
+ * NaN garbage in it cannot leak). Every call checks that its buffers are device memory and
+ * that the workspace it was given is as large as the algorithm asked for, then scribbles over
+ * that workspace: a workspace aliasing live data shows up as wrong results. */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "cublas_v2.h"
+#include "cudnn.h"
+
+struct simcuda_dnn_handle {
+    cudaStream_t stream;
+};
+struct simcuda_tensor_desc {
+    int n, c, h, w, set;
+};
+struct simcuda_filter_desc {
+    int k, c, h, w, set;
+};
+struct simcuda_conv_desc {
+    int ph, pw, u, v, dh, dw, set;
+    cudnnMathType_t math;
+};
+struct simcuda_blas_handle {
+    cudaStream_t stream;
+    cublasMath_t math;
+};
+
+namespace {
+
+cudnnStatus_t bad(const char *fn, const char *why) {
+    fprintf(stderr, "simcuda: %s: %s\n", fn, why);
+    return CUDNN_STATUS_BAD_PARAM;
+}
+
+bool dev(const void *p) { return p && simcuda::kernel_may_touch(p); }
+
+struct Geo {
+    int n, c, h, w, k, kh, kw, oh, ow, ph, pw, u, v, dh, dw;
+};
+bool geo(const simcuda_tensor_desc *x, const simcuda_filter_desc *f, const simcuda_conv_desc *cv,
+         const simcuda_tensor_desc *y, Geo *g) {
+    if (!x || !f || !cv || !y || !x->set || !f->set || !cv->set || !y->set) return false;
+    if (x->c != f->c) return false;
+    *g = Geo{x->n, x->c, x->h, x->w, f->k, f->h, f->w, 0, 0, cv->ph, cv->pw, cv->u, cv->v, cv->dh, cv->dw};
+    g->oh = (x->h + 2 * cv->ph - cv->dh * (f->h - 1) - 1) / cv->u + 1;
+    g->ow = (x->w + 2 * cv->pw - cv->dw * (f->w - 1) - 1) / cv->v + 1;
+    return y->n == x->n && y->c == f->k && y->h == g->oh && y->w == g->ow && g->oh > 0 && g->ow > 0;
+}
+
+/* workspace each simulated algorithm asks for (bytes), distinct per algorithm */
+size_t ws_need(const Geo &g, int family, int algo) {
+    const size_t col = (size_t)g.c * g.kh * g.kw * g.oh * g.ow * sizeof(float);
+    switch (family * 16 + algo) {
+    case 0 * 16 + CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM: return 0;
+    case 0 * 16 + CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM: return (size_t)g.kh * g.kw * 64 + 256;
+    case 0 * 16 + CUDNN_CONVOLUTION_FWD_ALGO_GEMM: return col * (size_t)g.n;
+    case 0 * 16 + CUDNN_CONVOLUTION_FWD_ALGO_FFT:
+    case 1 * 16 + CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT:
+    case 2 * 16 + CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT: return (size_t)256 << 20;
+    case 0 * 16 + CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED:
+    case 1 * 16 + CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED:
+    case 2 * 16 + CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED: return col + 4096;
+    case 1 * 16 + CUDNN_CONVOLUTION_BWD_DATA_ALGO_0: return 0;
+    case 1 * 16 + CUDNN_CONVOLUTION_BWD_DATA_ALGO_1: return (size_t)g.c * g.kh * g.kw * 16 + 128;
+    case 2 * 16 + CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0: return 0;
+    case 2 * 16 + CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1: return (size_t)g.k * g.c * g.kh * g.kw * 4 + 512;
+    case 2 * 16 + CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3: return col;
+    }
+    return (size_t)-1;
+}
+
+template <class P, class A>
+int fill_perf(P *perf, int req, const Geo &g, int family, const A *algos, const int *det,
+              const cudnnMathType_t *math, int na) {
+    int m = na < req ? na : req;
+    for (int i = 0; i < m; i++) {
+        perf[i].algo = algos[i];
+        perf[i].status = CUDNN_STATUS_SUCCESS;
+        perf[i].time = (float)(i + 1);
+        perf[i].memory = ws_need(g, family, (int)algos[i]);
+        perf[i].determinism = det[i] ? CUDNN_DETERMINISTIC : CUDNN_NON_DETERMINISTIC;
+        perf[i].mathType = math[i];
+    }
+    return m;
+}
+
+bool ws_ok(const char *fn, const Geo &g, int family, int algo, void *ws, size_t ws_bytes) {
+    size_t need = ws_need(g, family, algo);
+    if (need == (size_t)-1) {
+        fprintf(stderr, "simcuda: %s: algorithm %d not supported\n", fn, algo);
+        return false;
+    }
+    if (ws_bytes < need) {
+        fprintf(stderr, "simcuda: %s: workspace %zu bytes, algorithm %d needs %zu\n", fn,
+                ws_bytes, algo, need);
+        return false;
+    }
+    if (ws_bytes && !dev(ws)) {
+        fprintf(stderr, "simcuda: %s: workspace %p is not device memory\n", fn, ws);
+        return false;
+    }
+    return true;
+}
+
+void scribble(void *ws, size_t n) {
+    if (ws && n) memset(ws, 0x7F, n); /* 0x7F7F7F7F: 3.4e38 as float */
+}
+
+size_t xi(const Geo &g, int n, int c, int h, int w) { return (((size_t)n * g.c + c) * g.h + h) * g.w + w; }
+
+/* cols (C*KH*KW, OH*OW) of image n, in double; col2im adds cols back into acc (C, H, W) */
+void im2col(const Geo &g, const float *X, int n, double *cols) {
+    const int ohw = g.oh * g.ow;
+    for (int c = 0; c < g.c; c++)
+        for (int r = 0; r < g.kh; r++)
+            for (int q = 0; q < g.kw; q++) {
+                double *row = cols + ((size_t)(c * g.kh + r) * g.kw + q) * ohw;
+                for (int oh = 0; oh < g.oh; oh++) {
+                    const int ih = oh * g.u - g.ph + r * g.dh;
+                    for (int ow = 0; ow < g.ow; ow++) {
+                        const int iw = ow * g.v - g.pw + q * g.dw;
+                        row[oh * g.ow + ow] = ih < 0 || ih >= g.h || iw < 0 || iw >= g.w
+                                                  ? 0.0
+                                                  : (double)X[xi(g, n, c, ih, iw)];
+                    }
+                }
+            }
+}
+void col2im(const Geo &g, const double *cols, double *acc) {
+    const int ohw = g.oh * g.ow;
+    for (int c = 0; c < g.c; c++)
+        for (int r = 0; r < g.kh; r++)
+            for (int q = 0; q < g.kw; q++) {
+                const double *row = cols + ((size_t)(c * g.kh + r) * g.kw + q) * ohw;
+                for (int oh = 0; oh < g.oh; oh++) {
+                    const int ih = oh * g.u - g.ph + r * g.dh;
+                    if (ih < 0 || ih >= g.h) continue;
+                    for (int ow = 0; ow < g.ow; ow++) {
+                        const int iw = ow * g.v - g.pw + q * g.dw;
+                        if (iw >= 0 && iw < g.w) acc[((size_t)c * g.h + ih) * g.w + iw] += row[oh * g.ow + ow];
+                    }
+                }
+            }
+}
+std::vector<double> to_double(const float *p, size_t n) { return std::vector<double>(p, p + n); }
+
+} // namespace
+
+const char *cudnnGetErrorString(cudnnStatus_t s) {
+    switch (s) {
+    case CUDNN_STATUS_SUCCESS: return "CUDNN_STATUS_SUCCESS";
+    case CUDNN_STATUS_NOT_INITIALIZED: return "CUDNN_STATUS_NOT_INITIALIZED";
+    case CUDNN_STATUS_BAD_PARAM: return "CUDNN_STATUS_BAD_PARAM";
+    case CUDNN_STATUS_NOT_SUPPORTED: return "CUDNN_STATUS_NOT_SUPPORTED";
+    case CUDNN_STATUS_EXECUTION_FAILED: return "CUDNN_STATUS_EXECUTION_FAILED";
+    }
+    return "CUDNN_STATUS_UNKNOWN";
+}
+cudnnStatus_t cudnnCreate(cudnnHandle_t *h) {
+    *h = new simcuda_dnn_handle{NULL};
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnDestroy(cudnnHandle_t h) {
+    delete h;
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnSetStream(cudnnHandle_t h, cudaStream_t s) {
+    h->stream = s;
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnCreateTensorDescriptor(cudnnTensorDescriptor_t *d) {
+    *d = new simcuda_tensor_desc{};
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnDestroyTensorDescriptor(cudnnTensorDescriptor_t d) {
+    delete d;
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t d, cudnnTensorFormat_t f,
+                                         cudnnDataType_t t, int n, int c, int h, int w) {
+    if (f != CUDNN_TENSOR_NCHW || t != CUDNN_DATA_FLOAT) return bad(__func__, "only NCHW float");
+    if (n <= 0 || c <= 0 || h <= 0 || w <= 0) return bad(__func__, "non-positive dimension");
+    *d = simcuda_tensor_desc{n, c, h, w, 1};
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnCreateFilterDescriptor(cudnnFilterDescriptor_t *d) {
+    *d = new simcuda_filter_desc{};
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnDestroyFilterDescriptor(cudnnFilterDescriptor_t d) {
+    delete d;
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t d, cudnnDataType_t t,
+                                         cudnnTensorFormat_t f, int k, int c, int h, int w) {
+    if (f != CUDNN_TENSOR_NCHW || t != CUDNN_DATA_FLOAT) return bad(__func__, "only NCHW float");
+    if (k <= 0 || c <= 0 || h <= 0 || w <= 0) return bad(__func__, "non-positive dimension");
+    *d = simcuda_filter_desc{k, c, h, w, 1};
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnCreateConvolutionDescriptor(cudnnConvolutionDescriptor_t *d) {
+    *d = new simcuda_conv_desc{};
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnDestroyConvolutionDescriptor(cudnnConvolutionDescriptor_t d) {
+    delete d;
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnSetConvolution2dDescriptor(cudnnConvolutionDescriptor_t d, int pad_h, int pad_w,
+                                              int u, int v, int dil_h, int dil_w,
+                                              cudnnConvolutionMode_t mode, cudnnDataType_t t) {
+    if (mode != CUDNN_CROSS_CORRELATION || t != CUDNN_DATA_FLOAT)
+        return bad(__func__, "only float cross-correlation is simulated");
+    if (pad_h < 0 || pad_w < 0 || u <= 0 || v <= 0 || dil_h <= 0 || dil_w <= 0)
+        return bad(__func__, "bad pad/stride/dilation");
+    *d = simcuda_conv_desc{pad_h, pad_w, u, v, dil_h, dil_w, 1, CUDNN_DEFAULT_MATH};
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnSetConvolutionMathType(cudnnConvolutionDescriptor_t d, cudnnMathType_t m) {
+    if (m < CUDNN_DEFAULT_MATH || m > CUDNN_FMA_MATH) return bad(__func__, "math type");
+    d->math = m;
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnGetConvolution2dForwardOutputDim(const cudnnConvolutionDescriptor_t d,
+                                                    const cudnnTensorDescriptor_t x,
+                                                    const cudnnFilterDescriptor_t w, int *n,
+                                                    int *c, int *h, int *wo) {
+    if (!d->set || !x->set || !w->set || x->c != w->c) return bad(__func__, "descriptors");
+    *n = x->n;
+    *c = w->k;
+    *h = (x->h + 2 * d->ph - d->dh * (w->h - 1) - 1) / d->u + 1;
+    *wo = (x->w + 2 * d->pw - d->dw * (w->w - 1) - 1) / d->v + 1;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+/* Algorithm lists: fastest-looking first, including ones op_conv2d.cu must skip (not
+ * deterministic; FFT/Winograd in strict fp32; too much workspace). */
+cudnnStatus_t cudnnGetConvolutionForwardAlgorithm_v7(cudnnHandle_t, cudnnTensorDescriptor_t x,
+                                                     cudnnFilterDescriptor_t w,
+                                                     cudnnConvolutionDescriptor_t conv,
+                                                     cudnnTensorDescriptor_t y, int req, int *got,
+                                                     cudnnConvolutionFwdAlgoPerf_t *perf) {
+    Geo g;
+    if (!geo(x, w, conv, y, &g)) return bad(__func__, "descriptors disagree");
+    static const cudnnConvolutionFwdAlgo_t a[] = {
+        CUDNN_CONVOLUTION_FWD_ALGO_FFT, CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED,
+        CUDNN_CONVOLUTION_FWD_ALGO_GEMM, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
+        CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM};
+    static const int det[] = {1, 1, 1, 1, 1};
+    static const cudnnMathType_t m[] = {CUDNN_DEFAULT_MATH, CUDNN_TENSOR_OP_MATH, CUDNN_DEFAULT_MATH,
+                                        CUDNN_TENSOR_OP_MATH, CUDNN_DEFAULT_MATH};
+    *got = fill_perf(perf, req, g, 0, a, det, m, 5);
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnGetConvolutionBackwardDataAlgorithm_v7(
+    cudnnHandle_t, cudnnFilterDescriptor_t w, cudnnTensorDescriptor_t dy,
+    cudnnConvolutionDescriptor_t conv, cudnnTensorDescriptor_t dx, int req, int *got,
+    cudnnConvolutionBwdDataAlgoPerf_t *perf) {
+    Geo g;
+    if (!geo(dx, w, conv, dy, &g)) return bad(__func__, "descriptors disagree");
+    static const cudnnConvolutionBwdDataAlgo_t a[] = {
+        CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT,
+        CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED, CUDNN_CONVOLUTION_BWD_DATA_ALGO_1};
+    static const int det[] = {0, 1, 1, 1};
+    static const cudnnMathType_t m[] = {CUDNN_TENSOR_OP_MATH, CUDNN_DEFAULT_MATH,
+                                        CUDNN_DEFAULT_MATH, CUDNN_TENSOR_OP_MATH};
+    *got = fill_perf(perf, req, g, 1, a, det, m, 4);
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+    cudnnHandle_t, cudnnTensorDescriptor_t x, cudnnTensorDescriptor_t dy,
+    cudnnConvolutionDescriptor_t conv, cudnnFilterDescriptor_t dw, int req, int *got,
+    cudnnConvolutionBwdFilterAlgoPerf_t *perf) {
+    Geo g;
+    if (!geo(x, dw, conv, dy, &g)) return bad(__func__, "descriptors disagree");
+    static const cudnnConvolutionBwdFilterAlgo_t a[] = {
+        CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3,
+        CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT,
+        CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1};
+    static const int det[] = {0, 0, 1, 1, 1};
+    static const cudnnMathType_t m[] = {CUDNN_TENSOR_OP_MATH, CUDNN_DEFAULT_MATH, CUDNN_DEFAULT_MATH,
+                                        CUDNN_DEFAULT_MATH, CUDNN_TENSOR_OP_MATH};
+    *got = fill_perf(perf, req, g, 2, a, det, m, 5);
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnGetConvolutionForwardWorkspaceSize(cudnnHandle_t, cudnnTensorDescriptor_t x,
+                                                      cudnnFilterDescriptor_t w,
+                                                      cudnnConvolutionDescriptor_t conv,
+                                                      cudnnTensorDescriptor_t y,
+                                                      cudnnConvolutionFwdAlgo_t a, size_t *ws) {
+    Geo g;
+    if (!geo(x, w, conv, y, &g)) return bad(__func__, "descriptors disagree");
+    *ws = ws_need(g, 0, a);
+    return *ws == (size_t)-1 ? CUDNN_STATUS_NOT_SUPPORTED : CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnGetConvolutionBackwardDataWorkspaceSize(
+    cudnnHandle_t, cudnnFilterDescriptor_t w, cudnnTensorDescriptor_t dy,
+    cudnnConvolutionDescriptor_t conv, cudnnTensorDescriptor_t dx, cudnnConvolutionBwdDataAlgo_t a,
+    size_t *ws) {
+    Geo g;
+    if (!geo(dx, w, conv, dy, &g)) return bad(__func__, "descriptors disagree");
+    *ws = ws_need(g, 1, a);
+    return *ws == (size_t)-1 ? CUDNN_STATUS_NOT_SUPPORTED : CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnGetConvolutionBackwardFilterWorkspaceSize(
+    cudnnHandle_t, cudnnTensorDescriptor_t x, cudnnTensorDescriptor_t dy,
+    cudnnConvolutionDescriptor_t conv, cudnnFilterDescriptor_t dw,
+    cudnnConvolutionBwdFilterAlgo_t a, size_t *ws) {
+    Geo g;
+    if (!geo(x, dw, conv, dy, &g)) return bad(__func__, "descriptors disagree");
+    *ws = ws_need(g, 2, a);
+    return *ws == (size_t)-1 ? CUDNN_STATUS_NOT_SUPPORTED : CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void *alpha,
+                                      cudnnTensorDescriptor_t xd, const void *x,
+                                      cudnnFilterDescriptor_t wd, const void *w,
+                                      cudnnConvolutionDescriptor_t conv,
+                                      cudnnConvolutionFwdAlgo_t a, void *ws, size_t ws_bytes,
+                                      const void *beta, cudnnTensorDescriptor_t yd, void *y) {
+    Geo g;
+    if (!geo(xd, wd, conv, yd, &g)) return bad(__func__, "descriptors disagree");
+    if (!dev(x) || !dev(w) || !dev(y)) return bad(__func__, "x, w or y is not device memory");
+    if (!ws_ok(__func__, g, 0, a, ws, ws_bytes)) return CUDNN_STATUS_BAD_PARAM;
+    const float al = *(const float *)alpha, be = *(const float *)beta;
+    const float *X = (const float *)x, *W = (const float *)w;
+    float *Y = (float *)y;
+    simcuda::enqueue(h->stream, "cudnnConvolutionForward", [=]() {
+        scribble(ws, ws_bytes);
+        const int ckk = g.c * g.kh * g.kw, ohw = g.oh * g.ow;
+        std::vector<double> Wd = to_double(W, (size_t)g.k * ckk), cols((size_t)ckk * ohw),
+                            out((size_t)g.k * ohw);
+        for (int n = 0; n < g.n; n++) {
+            im2col(g, X, n, cols.data());
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g.k, ohw, ckk, 1.0, Wd.data(),
+                        ckk, cols.data(), ohw, 0.0, out.data(), ohw);
+            float *o = Y + (size_t)n * g.k * ohw;
+            for (size_t i = 0; i < out.size(); i++)
+                o[i] = be == 0.0f ? (float)(al * out[i]) : (float)(al * out[i] + (double)be * o[i]);
+        }
+    });
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha,
+                                           cudnnFilterDescriptor_t wd, const void *w,
+                                           cudnnTensorDescriptor_t dyd, const void *dy,
+                                           cudnnConvolutionDescriptor_t conv,
+                                           cudnnConvolutionBwdDataAlgo_t a, void *ws,
+                                           size_t ws_bytes, const void *beta,
+                                           cudnnTensorDescriptor_t dxd, void *dx) {
+    Geo g;
+    if (!geo(dxd, wd, conv, dyd, &g)) return bad(__func__, "descriptors disagree");
+    if (!dev(w) || !dev(dy) || !dev(dx)) return bad(__func__, "w, dy or dx is not device memory");
+    if (!ws_ok(__func__, g, 1, a, ws, ws_bytes)) return CUDNN_STATUS_BAD_PARAM;
+    const float al = *(const float *)alpha, be = *(const float *)beta;
+    const float *W = (const float *)w, *DY = (const float *)dy;
+    float *DX = (float *)dx;
+    simcuda::enqueue(h->stream, "cudnnConvolutionBackwardData", [=]() {
+        scribble(ws, ws_bytes);
+        const int ckk = g.c * g.kh * g.kw, ohw = g.oh * g.ow;
+        const size_t chw = (size_t)g.c * g.h * g.w;
+        std::vector<double> Wd = to_double(W, (size_t)g.k * ckk), cols((size_t)ckk * ohw), acc(chw);
+        for (int n = 0; n < g.n; n++) {
+            std::vector<double> d = to_double(DY + (size_t)n * g.k * ohw, (size_t)g.k * ohw);
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, ohw, g.k, 1.0, Wd.data(), ckk,
+                        d.data(), ohw, 0.0, cols.data(), ohw);
+            std::fill(acc.begin(), acc.end(), 0.0);
+            col2im(g, cols.data(), acc.data());
+            float *o = DX + (size_t)n * chw;
+            for (size_t i = 0; i < chw; i++)
+                o[i] = be == 0.0f ? (float)(al * acc[i]) : (float)(al * acc[i] + (double)be * o[i]);
+        }
+    });
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
+                                             cudnnTensorDescriptor_t xd, const void *x,
+                                             cudnnTensorDescriptor_t dyd, const void *dy,
+                                             cudnnConvolutionDescriptor_t conv,
+                                             cudnnConvolutionBwdFilterAlgo_t a, void *ws,
+                                             size_t ws_bytes, const void *beta,
+                                             cudnnFilterDescriptor_t dwd, void *dw) {
+    Geo g;
+    if (!geo(xd, dwd, conv, dyd, &g)) return bad(__func__, "descriptors disagree");
+    if (!dev(x) || !dev(dy) || !dev(dw)) return bad(__func__, "x, dy or dw is not device memory");
+    if (!ws_ok(__func__, g, 2, a, ws, ws_bytes)) return CUDNN_STATUS_BAD_PARAM;
+    const float al = *(const float *)alpha, be = *(const float *)beta;
+    const float *X = (const float *)x, *DY = (const float *)dy;
+    float *DW = (float *)dw;
+    simcuda::enqueue(h->stream, "cudnnConvolutionBackwardFilter", [=]() {
+        scribble(ws, ws_bytes);
+        const int ckk = g.c * g.kh * g.kw, ohw = g.oh * g.ow;
+        std::vector<double> cols((size_t)ckk * ohw), acc((size_t)g.k * ckk, 0.0);
+        for (int n = 0; n < g.n; n++) {
+            im2col(g, X, n, cols.data());
+            std::vector<double> d = to_double(DY + (size_t)n * g.k * ohw, (size_t)g.k * ohw);
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.k, ckk, ohw, 1.0, d.data(), ohw,
+                        cols.data(), ohw, 1.0, acc.data(), ckk);
+        }
+        for (size_t i = 0; i < acc.size(); i++)
+            DW[i] = be == 0.0f ? (float)(al * acc[i]) : (float)(al * acc[i] + (double)be * DW[i]);
+    });
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnConvolutionBackwardBias(cudnnHandle_t h, const void *alpha,
+                                           cudnnTensorDescriptor_t dyd, const void *dy,
+                                           const void *beta, cudnnTensorDescriptor_t dbd, void *db) {
+    if (!dyd->set || !dbd->set || dbd->n != 1 || dbd->c != dyd->c || dbd->h != 1 || dbd->w != 1)
+        return bad(__func__, "descriptors");
+    if (!dev(dy) || !dev(db)) return bad(__func__, "dy or db is not device memory");
+    const float al = *(const float *)alpha, be = *(const float *)beta;
+    const simcuda_tensor_desc t = *dyd;
+    const float *DY = (const float *)dy;
+    float *DB = (float *)db;
+    simcuda::enqueue(h->stream, "cudnnConvolutionBackwardBias", [=]() {
+        for (int c = 0; c < t.c; c++) {
+            double s = 0;
+            for (int n = 0; n < t.n; n++)
+                for (int i = 0; i < t.h * t.w; i++) s += DY[((size_t)n * t.c + c) * t.h * t.w + i];
+            DB[c] = be == 0.0f ? (float)(al * s) : (float)(al * s + (double)be * DB[c]);
+        }
+    });
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnAddTensor(cudnnHandle_t h, const void *alpha, cudnnTensorDescriptor_t ad,
+                             const void *a, const void *beta, cudnnTensorDescriptor_t cd, void *c) {
+    if (!ad->set || !cd->set) return bad(__func__, "descriptors");
+    const simcuda_tensor_desc A = *ad, C = *cd;
+    if ((A.n != 1 && A.n != C.n) || (A.c != 1 && A.c != C.c) || (A.h != 1 && A.h != C.h) ||
+        (A.w != 1 && A.w != C.w))
+        return bad(__func__, "A does not broadcast to C");
+    if (!dev(a) || !dev(c)) return bad(__func__, "a or c is not device memory");
+    const float al = *(const float *)alpha, be = *(const float *)beta;
+    const float *AP = (const float *)a;
+    float *CP = (float *)c;
+    simcuda::enqueue(h->stream, "cudnnAddTensor", [=]() {
+        for (int n = 0; n < C.n; n++)
+            for (int ch = 0; ch < C.c; ch++)
+                for (int y = 0; y < C.h; y++)
+                    for (int x = 0; x < C.w; x++) {
+                        const size_t ia = (((size_t)(A.n == 1 ? 0 : n) * A.c + (A.c == 1 ? 0 : ch)) * A.h +
+                                           (A.h == 1 ? 0 : y)) * A.w + (A.w == 1 ? 0 : x);
+                        float &o = CP[(((size_t)n * C.c + ch) * C.h + y) * C.w + x];
+                        o = be == 0.0f ? al * AP[ia] : al * AP[ia] + be * o;
+                    }
+    });
+    return CUDNN_STATUS_SUCCESS;
+}
+
+/* ------------------------------------------------------------------ cuBLAS */
+
+const char *cublasGetStatusName(cublasStatus_t s) {
+    switch (s) {
+    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    }
+    return "CUBLAS_STATUS_UNKNOWN";
+}
+cublasStatus_t cublasCreate(cublasHandle_t *h) {
+    *h = new simcuda_blas_handle{NULL, CUBLAS_DEFAULT_MATH};
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasDestroy(cublasHandle_t h) {
+    delete h;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) {
+    h->stream = s;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m) {
+    h->math = m;
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
+                           int n, int k, const float *alpha, const float *a, int lda,
+                           const float *b, int ldb, const float *beta, float *c, int ldc) {
+    const int ra = ta == CUBLAS_OP_N ? m : k, rb = tb == CUBLAS_OP_N ? k : n;
+    if (m < 0 || n < 0 || k < 0 || lda < (ra > 1 ? ra : 1) || ldb < (rb > 1 ? rb : 1) ||
+        ldc < (m > 1 ? m : 1)) {
+        fprintf(stderr, "simcuda: cublasSgemm: bad sizes m %d n %d k %d lda %d ldb %d ldc %d\n", m,
+                n, k, lda, ldb, ldc);
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    if (!dev(a) || !dev(b) || !dev(c)) {
+        fprintf(stderr, "simcuda: cublasSgemm: A, B or C is not device memory\n");
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    const float al = *alpha, be = *beta;
+    simcuda::enqueue(h->stream, "cublasSgemm", [=]() {
+        if (be == 0.0f) /* cuBLAS does not read C when beta == 0 */
+            for (int j = 0; j < n; j++) memset(c + (size_t)j * ldc, 0, (size_t)m * sizeof(float));
+        if (m && n)
+            cblas_sgemm(CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
+                        tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, al, a, lda, b, ldb,
+                        be, c, ldc);
+    });
+    return CUBLAS_STATUS_SUCCESS;
+}
