@@ -28,6 +28,7 @@ kill_at() { # log pattern sig pid
   kill -$3 $4 || fail "run already finished: cannot test the kill"
   rc=0; wait $4 || rc=$?
   echo "killed with $3 at '$2': exit code $rc"
+  [ $rc -ne 0 ] || fail "the run finished before the kill at '$2' landed"
 }
 
 # kill -9 in the middle of APGD-CE, then in the middle of APGD-T
@@ -35,7 +36,8 @@ kill_at() { # log pattern sig pid
 kill_at k1.log "apgd-ce - 2/" KILL $!
 [ -f st.h5 ] || fail "no state file after the kill"
 "$ADVLAB" "${run[@]}" --state st.h5 --state-every 0 --resume > k2.log 2>&1 &
-kill_at k2.log "apgd-t - 2/" KILL $!
+# after APGD-T's first batch: with 12 points left it has two, so the second is still running
+kill_at k2.log "apgd-t - 1/" KILL $!
 grep -q "restored state from st.h5" k2.log || fail "second run did not restore the state"
 "$ADVLAB" "${run[@]}" --state st.h5 --state-every 0 --resume --save resumed.h5 > k3.log 2>&1 \
   || { cat k3.log; fail "resumed run failed"; }
