@@ -6,7 +6,8 @@
  *   the stream     a FIFO of closures (launches, copies, memsets, library calls) run in order
  *                  at the next host wait;
  *   a launch       blocks one after another; a block's threads are fibers with their own
- *                  stacks, switched by a 12-instruction x86-64 context switch; the scheduler
+ *                  stacks, switched by a hand-written x86-64 context switch (push the 6
+ *                  callee-saved registers, swap rsp, pop, ret); the scheduler
  *                  runs every ready thread until it finishes or waits at __syncthreads() / a
  *                  shuffle, then resolves the warps' shuffles and the block barrier. */
 #include <errno.h>
@@ -60,7 +61,6 @@ static const size_t ALIGN = 256, REDZONE = 256;
 static const unsigned char CANARY = 0xA5, FRESH = 0xFF;
 static char *g_base = NULL, *g_top = NULL; /* arena; g_top: end of the used part */
 static size_t g_live_bytes = 0;
-static int g_open = 0;
 static int g_protect = 1;
 struct Block {
     size_t size, cap; /* requested, usable (multiple of ALIGN, before the red zone) */
@@ -121,18 +121,14 @@ static size_t page_up(size_t n) {
     const size_t pg = (size_t)sysconf(_SC_PAGESIZE);
     return (n + pg - 1) / pg * pg;
 }
-static void set_prot(char *lo, char *hi, int prot) {
-    if (!g_protect && prot == PROT_NONE) prot = PROT_READ | PROT_WRITE;
-    if (hi <= lo) return;
-    if (mprotect(g_base, page_up((size_t)(hi - g_base)), prot) != 0)
+/* [lo, hi) of the arena (widened to pages) readable/writable or not; NONE is skipped with
+ * SIMCUDA_NO_PROTECT=1 */
+static void set_prot(char *lo, char *hi, bool rw) {
+    if (hi <= lo || (!rw && !g_protect)) return;
+    const size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    char *a = g_base + (size_t)(lo - g_base) / pg * pg;
+    if (mprotect(a, page_up((size_t)(hi - a)), rw ? PROT_READ | PROT_WRITE : PROT_NONE) != 0)
         die("mprotect of the device arena failed (%s)", strerror(errno));
-    (void)lo;
-}
-static void arena_open() {
-    if (g_open++ == 0) set_prot(g_base, g_top, PROT_READ | PROT_WRITE);
-}
-static void arena_close() {
-    if (--g_open == 0) set_prot(g_base, g_top, PROT_NONE);
 }
 
 static bool in_arena(const void *p) {
@@ -176,7 +172,6 @@ struct Op {
     std::function<void()> fn;
 };
 static std::vector<Op> g_queue;
-static uint64_t g_n_flush = 0;
 
 void enqueue(cudaStream_t s, const char *what, std::function<void()> fn) {
     (void)s; /* one in-order queue for all streams: stricter than needed, never looser */
@@ -187,7 +182,7 @@ static void flush() {
     if (g_queue.empty()) return;
     std::vector<Op> q;
     q.swap(g_queue);
-    arena_open();
+    set_prot(g_base, g_top, true);
     const char *last = "?";
     for (auto &op : q) {
         g_op = op.what;
@@ -196,8 +191,7 @@ static void flush() {
     }
     g_op = NULL;
     check_redzones(last);
-    arena_close();
-    g_n_flush++;
+    set_prot(g_base, g_top, false);
 }
 
 /* ------------------------------------------------------------------ fibers */
@@ -308,7 +302,7 @@ void *dyn_smem() {
 }
 
 static const char *op_name(int op) {
-    static const char *const n[] = {"__shfl_sync", "__shfl_up_sync", "__shfl_down_sync", "__shfl_xor_sync"};
+    static const char *const n[] = {"__shfl_sync", "__shfl_down_sync", "__shfl_xor_sync"};
     return n[op];
 }
 
@@ -347,7 +341,6 @@ static bool resolve_warp(size_t w, size_t nt) {
         int src = l;
         switch (s.op) {
         case SHFL_IDX: src = base + ((s.arg % s.width) + s.width) % s.width; break;
-        case SHFL_UP: src = l - s.arg < base ? l : l - s.arg; break;
         case SHFL_DOWN: src = l + s.arg >= base + s.width ? l : l + s.arg; break;
         case SHFL_XOR: src = l ^ s.arg; if (src < base || src >= base + s.width) src = l; break;
         }
@@ -444,15 +437,11 @@ const char *cudaGetErrorName(cudaError_t e) {
     case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
     case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
-    case cudaErrorInvalidDevicePointer: return "cudaErrorInvalidDevicePointer";
     case cudaErrorInvalidMemcpyDirection: return "cudaErrorInvalidMemcpyDirection";
-    case cudaErrorNoDevice: return "cudaErrorNoDevice";
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
-    case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
     }
     return "cudaErrorUnknown";
 }
-const char *cudaGetErrorString(cudaError_t e) { return cudaGetErrorName(e); }
 cudaError_t cudaGetLastError(void) {
     cudaError_t e = g_last;
     g_last = cudaSuccess;
@@ -472,10 +461,6 @@ cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int dev) {
     if (a != cudaDevAttrMultiProcessorCount) return cudaErrorInvalidValue;
     /* few "SMs": al_grid caps grids at 16 blocks per SM, so grid-stride loops really loop */
     *v = 4;
-    return cudaSuccess;
-}
-cudaError_t cudaDeviceSynchronize(void) {
-    flush();
     return cudaSuccess;
 }
 struct simcuda_stream {
@@ -511,10 +496,10 @@ cudaError_t cudaMalloc(void **p, size_t n) {
     }
     g_live[b] = Block{n, cap};
     g_live_bytes += n;
-    arena_open();
+    set_prot(b, b + cap + REDZONE, true); /* this block's pages only */
     memset(b, FRESH, n);
     memset(b + n, CANARY, cap + REDZONE - n);
-    arena_close();
+    set_prot(b, b + cap + REDZONE, false);
     *p = b;
     return cudaSuccess;
 }
@@ -523,9 +508,9 @@ cudaError_t cudaFree(void *p) {
     flush(); /* cudaFree waits for the device */
     auto it = g_live.find((char *)p);
     if (it == g_live.end()) die("cudaFree(%p): not a live device allocation", p);
-    arena_open();
+    set_prot(it->first, it->first + it->second.size, true);
     memset(it->first, FRESH, it->second.size); /* a use after free reads NaN */
-    arena_close();
+    set_prot(it->first, it->first + it->second.size, false);
     g_live_bytes -= it->second.size;
     g_free.emplace(it->second.cap, it->first);
     g_live.erase(it);
@@ -592,11 +577,6 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind
         return cudaSuccess;
     default: return cudaErrorInvalidMemcpyDirection;
     }
-}
-cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind) {
-    cudaError_t e = cudaMemcpyAsync(dst, src, n, kind, 0);
-    flush();
-    return e;
 }
 cudaError_t cudaMemsetAsync(void *dst, int value, size_t n, cudaStream_t s) {
     if (!dev_range(dst, n, "destination", "cudaMemsetAsync")) return cudaErrorInvalidValue;

@@ -151,6 +151,18 @@ void col2im(const Geo &g, const double *cols, double *acc) {
 }
 std::vector<double> to_double(const float *p, size_t n) { return std::vector<double>(p, p + n); }
 
+/* handles and descriptors: zero-initialised structs ("not set" until a Set call) */
+template <class T>
+cudnnStatus_t make(T **p) {
+    *p = new T{};
+    return CUDNN_STATUS_SUCCESS;
+}
+template <class T>
+cudnnStatus_t drop(T *p) {
+    delete p;
+    return CUDNN_STATUS_SUCCESS;
+}
+
 } // namespace
 
 const char *cudnnGetErrorString(cudnnStatus_t s) {
@@ -163,26 +175,14 @@ const char *cudnnGetErrorString(cudnnStatus_t s) {
     }
     return "CUDNN_STATUS_UNKNOWN";
 }
-cudnnStatus_t cudnnCreate(cudnnHandle_t *h) {
-    *h = new simcuda_dnn_handle{NULL};
-    return CUDNN_STATUS_SUCCESS;
-}
-cudnnStatus_t cudnnDestroy(cudnnHandle_t h) {
-    delete h;
-    return CUDNN_STATUS_SUCCESS;
-}
+cudnnStatus_t cudnnCreate(cudnnHandle_t *h) { return make(h); }
+cudnnStatus_t cudnnDestroy(cudnnHandle_t h) { return drop(h); }
 cudnnStatus_t cudnnSetStream(cudnnHandle_t h, cudaStream_t s) {
     h->stream = s;
     return CUDNN_STATUS_SUCCESS;
 }
-cudnnStatus_t cudnnCreateTensorDescriptor(cudnnTensorDescriptor_t *d) {
-    *d = new simcuda_tensor_desc{};
-    return CUDNN_STATUS_SUCCESS;
-}
-cudnnStatus_t cudnnDestroyTensorDescriptor(cudnnTensorDescriptor_t d) {
-    delete d;
-    return CUDNN_STATUS_SUCCESS;
-}
+cudnnStatus_t cudnnCreateTensorDescriptor(cudnnTensorDescriptor_t *d) { return make(d); }
+cudnnStatus_t cudnnDestroyTensorDescriptor(cudnnTensorDescriptor_t d) { return drop(d); }
 cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t d, cudnnTensorFormat_t f,
                                          cudnnDataType_t t, int n, int c, int h, int w) {
     if (f != CUDNN_TENSOR_NCHW || t != CUDNN_DATA_FLOAT) return bad(__func__, "only NCHW float");
@@ -190,14 +190,8 @@ cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t d, cudnnTensorF
     *d = simcuda_tensor_desc{n, c, h, w, 1};
     return CUDNN_STATUS_SUCCESS;
 }
-cudnnStatus_t cudnnCreateFilterDescriptor(cudnnFilterDescriptor_t *d) {
-    *d = new simcuda_filter_desc{};
-    return CUDNN_STATUS_SUCCESS;
-}
-cudnnStatus_t cudnnDestroyFilterDescriptor(cudnnFilterDescriptor_t d) {
-    delete d;
-    return CUDNN_STATUS_SUCCESS;
-}
+cudnnStatus_t cudnnCreateFilterDescriptor(cudnnFilterDescriptor_t *d) { return make(d); }
+cudnnStatus_t cudnnDestroyFilterDescriptor(cudnnFilterDescriptor_t d) { return drop(d); }
 cudnnStatus_t cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t d, cudnnDataType_t t,
                                          cudnnTensorFormat_t f, int k, int c, int h, int w) {
     if (f != CUDNN_TENSOR_NCHW || t != CUDNN_DATA_FLOAT) return bad(__func__, "only NCHW float");
@@ -205,14 +199,8 @@ cudnnStatus_t cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t d, cudnnDataTyp
     *d = simcuda_filter_desc{k, c, h, w, 1};
     return CUDNN_STATUS_SUCCESS;
 }
-cudnnStatus_t cudnnCreateConvolutionDescriptor(cudnnConvolutionDescriptor_t *d) {
-    *d = new simcuda_conv_desc{};
-    return CUDNN_STATUS_SUCCESS;
-}
-cudnnStatus_t cudnnDestroyConvolutionDescriptor(cudnnConvolutionDescriptor_t d) {
-    delete d;
-    return CUDNN_STATUS_SUCCESS;
-}
+cudnnStatus_t cudnnCreateConvolutionDescriptor(cudnnConvolutionDescriptor_t *d) { return make(d); }
+cudnnStatus_t cudnnDestroyConvolutionDescriptor(cudnnConvolutionDescriptor_t d) { return drop(d); }
 cudnnStatus_t cudnnSetConvolution2dDescriptor(cudnnConvolutionDescriptor_t d, int pad_h, int pad_w,
                                               int u, int v, int dil_h, int dil_w,
                                               cudnnConvolutionMode_t mode, cudnnDataType_t t) {
@@ -408,27 +396,6 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
         }
         for (size_t i = 0; i < acc.size(); i++)
             DW[i] = be == 0.0f ? (float)(al * acc[i]) : (float)(al * acc[i] + (double)be * DW[i]);
-    });
-    return CUDNN_STATUS_SUCCESS;
-}
-
-cudnnStatus_t cudnnConvolutionBackwardBias(cudnnHandle_t h, const void *alpha,
-                                           cudnnTensorDescriptor_t dyd, const void *dy,
-                                           const void *beta, cudnnTensorDescriptor_t dbd, void *db) {
-    if (!dyd->set || !dbd->set || dbd->n != 1 || dbd->c != dyd->c || dbd->h != 1 || dbd->w != 1)
-        return bad(__func__, "descriptors");
-    if (!dev(dy) || !dev(db)) return bad(__func__, "dy or db is not device memory");
-    const float al = *(const float *)alpha, be = *(const float *)beta;
-    const simcuda_tensor_desc t = *dyd;
-    const float *DY = (const float *)dy;
-    float *DB = (float *)db;
-    simcuda::enqueue(h->stream, "cudnnConvolutionBackwardBias", [=]() {
-        for (int c = 0; c < t.c; c++) {
-            double s = 0;
-            for (int n = 0; n < t.n; n++)
-                for (int i = 0; i < t.h * t.w; i++) s += DY[((size_t)n * t.c + c) * t.h * t.w + i];
-            DB[c] = be == 0.0f ? (float)(al * s) : (float)(al * s + (double)be * DB[c]);
-        }
     });
     return CUDNN_STATUS_SUCCESS;
 }

@@ -55,33 +55,26 @@ typedef enum cudaError {
     cudaErrorInvalidValue = 1,
     cudaErrorMemoryAllocation = 2,
     cudaErrorInvalidConfiguration = 9,
-    cudaErrorInvalidDevicePointer = 17,
     cudaErrorInvalidMemcpyDirection = 21,
-    cudaErrorNoDevice = 100,
     cudaErrorInvalidDevice = 101,
-    cudaErrorLaunchFailure = 719,
 } cudaError_t;
 
 typedef struct simcuda_stream *cudaStream_t;
 #define cudaStreamNonBlocking 0x01
 
 enum cudaMemcpyKind {
-    cudaMemcpyHostToHost = 0,
     cudaMemcpyHostToDevice = 1,
     cudaMemcpyDeviceToHost = 2,
     cudaMemcpyDeviceToDevice = 3,
-    cudaMemcpyDefault = 4
 };
 enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
 
 const char *cudaGetErrorName(cudaError_t e);
-const char *cudaGetErrorString(cudaError_t e);
 cudaError_t cudaGetLastError(void);
 cudaError_t cudaGetDeviceCount(int *n);
 cudaError_t cudaGetDevice(int *d);
 cudaError_t cudaSetDevice(int d);
 cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int dev);
-cudaError_t cudaDeviceSynchronize(void);
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags);
 cudaError_t cudaStreamDestroy(cudaStream_t s);
 cudaError_t cudaStreamSynchronize(cudaStream_t s);
@@ -92,14 +85,11 @@ cudaError_t cudaFreeHost(void *p);
 cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b);
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind kind,
                             cudaStream_t s = 0);
-cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind);
 cudaError_t cudaMemsetAsync(void *dst, int value, size_t n, cudaStream_t s = 0);
 
 /* device intrinsics with host meaning (no contraction: the build uses -ffp-contract=off) */
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fadd_rn(float a, float b) { return a + b; }
-inline double __dmul_rn(double a, double b) { return a * b; }
-inline double __dadd_rn(double a, double b) { return a + b; }
 
 /* CUDA's global min/max overloads */
 #define SIMCUDA_MINMAX(T)                                                                    \
@@ -121,7 +111,7 @@ namespace simcuda {
 
 /* ---- the emulator's entry points (tests/simcuda/simcuda.cc) */
 void syncthreads();
-enum ShflOp { SHFL_IDX, SHFL_UP, SHFL_DOWN, SHFL_XOR };
+enum ShflOp { SHFL_IDX, SHFL_DOWN, SHFL_XOR };
 uint64_t shfl(unsigned mask, uint64_t bits, ShflOp op, int arg, int width);
 void *dyn_smem();
 /* queue work on the stream (runs at the next host wait) */
@@ -201,10 +191,6 @@ inline void __syncthreads() { simcuda::syncthreads(); }
 template <class T>
 inline T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
     return simcuda::shfl_t(mask, v, simcuda::SHFL_IDX, src, width);
-}
-template <class T>
-inline T __shfl_up_sync(unsigned mask, T v, unsigned d, int width = 32) {
-    return simcuda::shfl_t(mask, v, simcuda::SHFL_UP, (int)d, width);
 }
 template <class T>
 inline T __shfl_down_sync(unsigned mask, T v, unsigned d, int width = 32) {

@@ -148,9 +148,6 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
                                              cudnnConvolutionBwdFilterAlgo_t a, void *ws,
                                              size_t ws_bytes, const void *beta,
                                              cudnnFilterDescriptor_t dwd, void *dw);
-cudnnStatus_t cudnnConvolutionBackwardBias(cudnnHandle_t h, const void *alpha,
-                                           cudnnTensorDescriptor_t dyd, const void *dy,
-                                           const void *beta, cudnnTensorDescriptor_t dbd, void *db);
 cudnnStatus_t cudnnAddTensor(cudnnHandle_t h, const void *alpha, cudnnTensorDescriptor_t ad,
                              const void *a, const void *beta, cudnnTensorDescriptor_t cd, void *c);
 
