@@ -151,6 +151,11 @@ void col2im(const Geo &g, const double *cols, double *acc) {
 }
 std::vector<double> to_double(const float *p, size_t n) { return std::vector<double>(p, p + n); }
 
+/* cuDNN's output rule: alpha * v + beta * old, and `old` is not read when beta == 0 */
+float blend(float al, float be, double v, float old) {
+    return be == 0.0f ? (float)(al * v) : (float)(al * v + (double)be * old);
+}
+
 /* handles and descriptors: zero-initialised structs ("not set" until a Set call) */
 template <class T>
 cudnnStatus_t make(T **p) {
@@ -331,7 +336,7 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void *alpha,
                         ckk, cols.data(), ohw, 0.0, out.data(), ohw);
             float *o = Y + (size_t)n * g.k * ohw;
             for (size_t i = 0; i < out.size(); i++)
-                o[i] = be == 0.0f ? (float)(al * out[i]) : (float)(al * out[i] + (double)be * o[i]);
+                o[i] = blend(al, be, out[i], o[i]);
         }
     });
     return CUDNN_STATUS_SUCCESS;
@@ -364,7 +369,7 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha,
             col2im(g, cols.data(), acc.data());
             float *o = DX + (size_t)n * chw;
             for (size_t i = 0; i < chw; i++)
-                o[i] = be == 0.0f ? (float)(al * acc[i]) : (float)(al * acc[i] + (double)be * o[i]);
+                o[i] = blend(al, be, acc[i], o[i]);
         }
     });
     return CUDNN_STATUS_SUCCESS;
@@ -395,7 +400,7 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
                         cols.data(), ohw, 1.0, acc.data(), ckk);
         }
         for (size_t i = 0; i < acc.size(); i++)
-            DW[i] = be == 0.0f ? (float)(al * acc[i]) : (float)(al * acc[i] + (double)be * DW[i]);
+            DW[i] = blend(al, be, acc[i], DW[i]);
     });
     return CUDNN_STATUS_SUCCESS;
 }
