@@ -235,6 +235,12 @@ al_status al_attack_run(al_ctx *ctx, al_model *m, const al_attack_spec *spec, al
                         const float *x, const int32_t *y, int n, uint64_t seed, uint64_t stream,
                         float *x_adv, uint8_t *success, int *n_success) {
     AL_TRY(validate(m, spec, ws, x, x_adv, y, n));
+    /* A training step's deferred scalars (core/sums.h) are suspended here: the objective values
+     * and success counts below steer restarts and early stops, and are not the step's loss.
+     * The first iteration's label check (a host read) is skipped in a deferred step: the
+     * step's own deferred losses check the same labels on the device. */
+    struct al_sums *deferred = ctx->defer;
+    ctx->defer = NULL;
     al_attack_ws local;
     memset(&local, 0, sizeof local);
     if (!ws) {
@@ -268,7 +274,8 @@ al_status al_attack_run(al_ctx *ctx, al_model *m, const al_attack_spec *spec, al
         for (int t = 0; t < steps; t++) {
             AL_CHECK(al_model_forward(ctx, m, ws->x_cur, n, &fwd));
             const float *logits = al_model_logits(m, slot);
-            AL_CHECK(objective(ctx, spec, ws, n, k, logits, y, ws->dlogits, r == 0 && t == 0));
+            AL_CHECK(objective(ctx, spec, ws, n, k, logits, y, ws->dlogits,
+                               r == 0 && t == 0 && !deferred));
             if (spec->early_stop && ctx->device == AL_DEV_CUDA)
                 /* the flags stay on the device for the zeroing kernel below: no host read */
                 AL_CHECK(al_count_correct(ctx, n, k, logits, spec->targeted ? spec->targets : y,
@@ -338,5 +345,6 @@ al_status al_attack_run(al_ctx *ctx, al_model *m, const al_attack_spec *spec, al
     }
 done:
     if (ws == &local) al_attack_ws_fini(ctx, &local);
+    ctx->defer = deferred;
     return st;
 }

@@ -13,6 +13,8 @@ extern "C" {
 typedef enum al_device { AL_DEV_CPU = 0, AL_DEV_CUDA = 1 } al_device;
 typedef enum al_precision { AL_FP32 = 0, AL_TF32 = 1, AL_BF16 = 2 } al_precision;
 
+struct al_sums;
+
 typedef struct al_ctx {
     al_device device;
     int device_id;        /* CUDA ordinal */
@@ -31,11 +33,15 @@ typedef struct al_ctx {
      * (al_copy_to_host, al_sync, and each op call that returns a host scalar: on CUDA every one
      * is a D2H copy + stream sync, which cuda/ counts separately as al_cuda_sync_count). */
     uint64_t n_dev_allocs, n_host_reads;
+    /* Deferred step scalars (core/sums.h): while set, ops returning a host loss / correct
+     * count add it to this al_sums on the device instead and do not wait. */
+    struct al_sums *defer;
 } al_ctx;
 
-/* Count one host read when the caller asked for a host result (want != NULL). */
+/* Count one host read when the caller asked for a host result (want != NULL) that is not
+ * deferred (ctx->defer, core/sums.h). */
 static inline void al_note_host_read(al_ctx *ctx, const void *want) {
-    if (want) ctx->n_host_reads++;
+    if (want && !ctx->defer) ctx->n_host_reads++;
 }
 
 /* Create a context. device CPU always works; CUDA returns AL_ERR_NO_GPU with a message when

@@ -77,6 +77,16 @@ al_status al_gather_labels_cuda(al_ctx *ctx, const int32_t *d_labels_all,
                                 const int64_t *d_rows /* (n) or NULL */, int n,
                                 int32_t *d_out /* (n) */);
 
+/* Deferred step scalars (cuda/train_sums.cu): the fold of core/sums.h (al_sums_fold_elem) as
+ * one single-thread launch on s (device). No sync. */
+struct al_sums;
+al_status al_sums_fold_cuda(al_ctx *ctx, struct al_sums *s, int n, int64_t step);
+
+/* AdvProp's attack targets (cuda/train_advprop.cu): t (n) = al_advprop_target(y[i], k, seed,
+ * stream, i) (core/methods/advprop_target.h), bitwise the CPU's. y, t device; no sync. */
+al_status al_advprop_targets_cuda(al_ctx *ctx, int n, int k, const int32_t *y, uint64_t seed,
+                                  uint64_t stream, int32_t *t);
+
 /* NVTX ranges for Nsight Systems (nested, per host thread). No-ops without CUDA. */
 void al_nvtx_push(const char *name);
 void al_nvtx_pop(void);

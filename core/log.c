@@ -146,15 +146,20 @@ static void draw(al_progress *p, double now) {
     g_log.shown = p;
 }
 
+/* 10 redraws per second are smooth enough and cost nothing next to a training step. */
+static int due(const al_progress *p, int64_t done, double now) {
+    if (g_log.rank != 0 || !is_tty()) return 0;
+    return !(g_log.shown == p && done < p->total && now - p->t_drawn < 0.1);
+}
+
+int al_progress_due(const al_progress *p, int64_t done) { return due(p, done, al_now()); }
+
 void al_progress_update(al_progress *p, int64_t done, double loss, double acc) {
     p->done = done;
     p->loss = loss;
     p->acc = acc;
-    if (g_log.rank != 0 || !is_tty()) return;
     double now = al_now();
-    /* 10 redraws per second are smooth enough and cost nothing next to a training step. */
-    if (g_log.shown == p && done < p->total && now - p->t_drawn < 0.1) return;
-    draw(p, now);
+    if (due(p, done, now)) draw(p, now);
 }
 
 void al_progress_end(al_progress *p) {

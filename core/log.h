@@ -59,6 +59,8 @@ void al_progress_begin(al_progress *p, const char *label, int64_t total);
 /* done items so far; loss / acc (fraction in [0,1]) may be NaN to omit them. Draws on a TTY
  * on rank 0 at most every 0.1 s (and always when done == total). */
 void al_progress_update(al_progress *p, int64_t done, double loss, double acc);
+/* Would an update to `done` draw now? (The trainer reads its device-side loss only then.) */
+int al_progress_due(const al_progress *p, int64_t done);
 /* Final draw and newline (TTY only). */
 void al_progress_end(al_progress *p);
 /* The line's text for elapsed time `elapsed_s` (no '\r'); returns buf. */

@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "core/methods/method.h"
 #include "core/optim.h"
+#include "core/sums.h"
 #include "datasets/h5data.h"
 #include "datasets/sampler.h"
 #include "losses/loss.h"
@@ -66,6 +67,7 @@ typedef struct trainer {
     uint8_t *d_tr_x;               /* CUDA: the training split resident on the device (or NULL) */
     int32_t *d_tr_y;
     int64_t *d_rows;
+    al_sums *d_sums;               /* the epoch's deferred step scalars (core/sums.h) */
     const al_method_def *def;
     al_step_io io;                 /* what the method's step sees (device buffers inside) */
     /* checkpoint state (host copies) */
@@ -141,21 +143,49 @@ static al_status save_checkpoint(trainer *t, int epochs_done, int64_t step) {
     return st;
 }
 
-/* One optimiser step of the configured method on the batch in d_x/d_y (nb rows). */
-static al_status method_step(trainer *t, int nb, int64_t step, int epoch, double *loss,
-                             int *n_correct) {
+/* One optimiser step of the configured method on the batch in d_x/d_y (nb rows), its loss
+ * and correct count deferred into t->d_sums and folded there (core/sums.h): no host wait. */
+static al_status method_step(trainer *t, int nb, int64_t step, int epoch) {
     al_step_io *io = &t->io;
     io->x = t->d_x;
     io->y = t->d_y;
     io->n = nb;
     io->step = step;
     io->epoch = epoch;
-    *loss = 0;
-    *n_correct = 0;
+    double loss = 0;
+    int n_correct = 0;
     al_nvtx_push(t->def->name);
-    al_status st = t->def->step(io, loss, n_correct);
+    t->ctx.defer = t->d_sums;
+    al_status st = t->def->step(io, &loss, &n_correct);
+    t->ctx.defer = NULL;
     al_nvtx_pop();
-    return st;
+    AL_TRY(st);
+    /* every host value of a deferred step is 0: anything else is host arithmetic on a value
+     * that, on the device, does not exist (the contract in core/sums.h) */
+    if (loss != 0.0 || n_correct != 0)
+        return AL_FAIL(AL_ERR_VALUE, "train.method = %s: the step reported loss %g / %d correct "
+                                        "on the host while its scalars were deferred "
+                                        "(core/sums.h)",
+                       t->def->name, loss, n_correct);
+    return al_sums_fold(&t->ctx, t->d_sums, nb, step);
+}
+
+/* Read the epoch's sums back (one host read) and fail on what the deferred steps left there:
+ * a label outside [0, K) or a non-finite loss (nothing is saved then). */
+static al_status read_sums(trainer *t, int epoch, const char *last_good, al_sums *h) {
+    AL_TRY(al_sums_read(&t->ctx, t->d_sums, h));
+    if (h->bad_index >= 0)
+        return AL_FAIL(AL_ERR_VALUE, "train: label %d at batch row %d outside [0,%d) in epoch %d",
+                       h->bad_label, h->bad_index, h->bad_k, epoch + 1);
+    if (h->bad_step >= 0) {
+        al_jsonl_write(t->log, "error", "\"step\":%lld,\"loss\":null", (long long)h->bad_step);
+        return AL_FAIL(AL_ERR_NAN,
+                       "train: loss is %s at epoch %d step %lld; stopped without saving (last "
+                       "good checkpoint: %s)",
+                       isnan(h->bad_loss) ? "NaN" : "Inf", epoch + 1, (long long)h->bad_step,
+                       last_good);
+    }
+    return AL_OK;
 }
 
 static al_status evaluate_now(trainer *t, int epoch, double *clean_acc, double *robust_acc) {
@@ -278,6 +308,7 @@ static al_status setup(trainer *t, const char *resume, int64_t *step) {
     al_step_io *io = &t->io;
     AL_TRY(al_dev_alloc(&t->ctx, (void **)&t->d_x, xb, "batch inputs"));
     AL_TRY(al_dev_alloc(&t->ctx, (void **)&t->d_y, B * sizeof(int32_t), "labels"));
+    AL_TRY(al_dev_alloc(&t->ctx, (void **)&t->d_sums, sizeof(al_sums), "step sums"));
     AL_TRY(al_dev_alloc(&t->ctx, (void **)&io->xadv, xb, "adversarial batch"));
     for (int i = 0; i < 2; i++) {
         AL_TRY(al_dev_alloc(&t->ctx, (void **)&io->xaux[i], xb, "method inputs"));
@@ -400,6 +431,7 @@ static void teardown(trainer *t) {
     al_dev_free(ctx, t->d_tr_x);
     al_dev_free(ctx, t->d_tr_y);
     al_dev_free(ctx, t->d_rows);
+    al_dev_free(ctx, t->d_sums);
     al_dev_free(ctx, io->xadv);
     for (int i = 0; i < 2; i++) {
         al_dev_free(ctx, io->xaux[i]);
@@ -464,9 +496,14 @@ al_status al_train(const al_config *cfg, const char *resume, al_train_result *re
         al_progress prog;
         int64_t first_b = step - (int64_t)epoch * t->spe;
         al_progress_begin(&prog, label, t->n_tr);
-        double ep_loss = 0, ep_seen = 0, ep_correct = 0, t_ep = al_now();
+        double ep_seen = 0, t_ep = al_now();
         const uint64_t reads0 = t->ctx.n_host_reads; /* host reads of the epoch's steps */
         int64_t ep_steps = 0;
+        /* the steps' loss / correct sums stay on the device; hs is their last read */
+        const char *last_good = res->epochs_done > 0 || resume ? t->ckpt : "none";
+        al_sums hs;
+        memset(&hs, 0, sizeof hs);
+        AL_CHECK(al_sums_reset(&t->ctx, t->d_sums));
         for (int64_t b = first_b; b < t->spe; b++) {
             int nb = al_sampler_batch(t->perm, t->n_tr, b, cfg->data.batch_size, cfg->data.drop_last,
                                       t->ctx.rank, t->ctx.world, t->rows);
@@ -492,18 +529,7 @@ al_status al_train(const al_config *cfg, const char *resume, al_train_result *re
             }
             al_nvtx_pop();
 
-            double loss = 0;
-            int n_correct = 0;
-            AL_CHECK(method_step(t, nb, step, epoch, &loss, &n_correct));
-            if (!isfinite(loss)) {
-                st = AL_FAIL(AL_ERR_NAN,
-                             "train: loss is %s at epoch %d step %lld; stopped without saving (last "
-                             "good checkpoint: %s)",
-                             isnan(loss) ? "NaN" : "Inf", epoch + 1, (long long)step,
-                             res->epochs_done > 0 || resume ? t->ckpt : "none");
-                al_jsonl_write(t->log, "error", "\"step\":%lld,\"loss\":null", (long long)step);
-                goto done;
-            }
+            AL_CHECK(method_step(t, nb, step, epoch));
             double coef = 1.0, gnorm = 0.0;
             if (cfg->train.grad_clip > 0)
                 AL_CHECK(al_optim_clip_coef(&t->ctx, &t->opt, t->m, cfg->train.grad_clip, &gnorm, &coef));
@@ -513,19 +539,24 @@ al_status al_train(const al_config *cfg, const char *resume, al_train_result *re
             al_nvtx_pop();
             step++;
             ep_steps++;
-            ep_loss += loss * nb;
-            ep_correct += n_correct;
             ep_seen += nb;
-            res->last_loss = loss;
-            al_progress_update(&prog, (int64_t)ep_seen + first_b * cfg->data.batch_size,
-                               ep_loss / ep_seen, ep_correct / ep_seen);
-            if (step % cfg->run.log_every == 0)
+            const int64_t shown = (int64_t)ep_seen + first_b * cfg->data.batch_size;
+            const int log_now = step % cfg->run.log_every == 0;
+            const int stop_now = g_stop || (cfg->train.max_steps > 0 && step >= cfg->train.max_steps);
+            /* the only host waits of the loop: step records, progress redraws, stops */
+            if (log_now || stop_now || al_progress_due(&prog, shown)) {
+                AL_CHECK(read_sums(t, epoch, last_good, &hs));
+                res->last_loss = hs.last[0];
+            }
+            al_progress_update(&prog, shown, hs.n > 0 ? hs.total[0] / hs.n : NAN,
+                               hs.n > 0 ? hs.total[1] / hs.n : NAN);
+            if (log_now)
                 al_jsonl_write(t->log, "step",
                                "\"step\":%lld,\"epoch\":%d,\"lr\":%.8g,\"loss\":%.6g,\"acc\":%.6f,"
                                "\"img_per_s\":%.1f",
-                               (long long)step, epoch + 1, lr, loss, (double)n_correct / nb,
+                               (long long)step, epoch + 1, lr, hs.last[0], hs.last[1] / nb,
                                ep_seen / (al_now() - t_ep));
-            if (g_stop || (cfg->train.max_steps > 0 && step >= cfg->train.max_steps)) {
+            if (stop_now) {
                 al_progress_end(&prog);
                 AL_CHECK(save_checkpoint(t, epoch, step));
                 res->steps = step;
@@ -541,14 +572,18 @@ al_status al_train(const al_config *cfg, const char *resume, al_train_result *re
                 goto done;
             }
         }
+        AL_CHECK(read_sums(t, epoch, last_good, &hs));
+        res->last_loss = hs.last[0];
+        al_progress_update(&prog, (int64_t)ep_seen + first_b * cfg->data.batch_size,
+                           hs.total[0] / hs.n, hs.total[1] / hs.n);
         al_progress_end(&prog);
         double sec = al_now() - t_ep;
         /* values the host read back per optimiser step (losses, accuracy counts, the attack's
          * one, grad-clip norms): a hot-path figure that must not grow with attack.steps */
         const double reads_per_step =
             ep_steps ? (double)(t->ctx.n_host_reads - reads0) / (double)ep_steps : 0.0;
-        double row[H_N] = {ep_loss / ep_seen, ep_correct / ep_seen, al_lr_at(&cfg->train, step - 1, t->spe),
-                           NAN, NAN};
+        double row[H_N] = {hs.total[0] / hs.n, hs.total[1] / hs.n,
+                           al_lr_at(&cfg->train, step - 1, t->spe), NAN, NAN};
         al_log_info("epoch %d/%d: loss %.4f, train %s acc %.2f%%, %.1f img/s", epoch + 1, epochs,
                     row[H_LOSS], t->no_attack ? "clean" : "adv", 100 * row[H_ACC], ep_seen / sec);
         int last = epoch + 1 == epochs;

@@ -16,6 +16,7 @@
  * selection. */
 #include <math.h>
 
+#include "core/sums.h"
 #include "cuda/loss_rows.cuh"
 #include "losses/ancra.h"
 
@@ -78,7 +79,9 @@ struct ancra_result {
 
 static __global__ void ancra_final_kernel(int n, int k, const int32_t *__restrict__ labels,
                                           const double *__restrict__ rows,
-                                          ancra_result *__restrict__ out) {
+                                          ancra_result *__restrict__ out,
+                                          al_sums *__restrict__ sink, double wn, double beta,
+                                          double zeta) {
     __shared__ int sh_bad[32];
     double s0 = 0.0, s1 = 0.0, s2 = 0.0;
     int bad = n;
@@ -102,6 +105,9 @@ static __global__ void ancra_final_kernel(int n, int k, const int32_t *__restric
         out->sum[2] = s2;
         out->bad_index = bad < n ? bad : -1;
         out->bad_label = bad < n ? labels[bad] : 0;
+        if (sink) /* deferred (core/sums.h): the host's expression, added on the device */
+            al_sums_add_elem(sink, AL_SUM_LOSS, wn * (s0 + beta * s1 + zeta * s2),
+                             bad < n ? bad : -1, bad < n ? labels[bad] : 0, k);
     }
 }
 
@@ -122,8 +128,13 @@ extern "C" al_status al_ancra_head_loss_cuda(al_ctx *ctx, int n, int k, const fl
     ancra_rows_kernel<<<lr_grid(n), LR_ROWS_PER_BLOCK * 32, 0, cs->stream>>>(
         n, k, z_nat, z_adv, z_neg, labels, pair, wn, beta, zeta, alpha, rows, d_nat, d_adv, d_neg);
     AL_CUDA_CHECK(cudaGetLastError());
-    ancra_final_kernel<<<1, ANCRA_FINAL_BLOCK, 0, cs->stream>>>(n, k, labels, rows, d_out);
+    ancra_final_kernel<<<1, ANCRA_FINAL_BLOCK, 0, cs->stream>>>(n, k, labels, rows, d_out,
+                                                                ctx->defer, wn, beta, zeta);
     AL_CUDA_CHECK(cudaGetLastError());
+    if (ctx->defer) { /* the value stays on the device; parts were refused by the dispatcher */
+        *loss = 0.0;
+        goto done;
+    }
     h = (ancra_result *)cs->h_aux;
     AL_CUDA_CHECK(cudaMemcpyAsync(h, d_out, sizeof *h, cudaMemcpyDeviceToHost, cs->stream));
     AL_CHECK(al_cuda_host_sync(ctx));

@@ -45,7 +45,7 @@ extern "C" al_status al_cw_margin_cuda(al_ctx *ctx, int n, int k, const float *l
         n, k, logits, labels, sgn, g, t.a, per_sample, dlogits);
     const al_status st =
         lr_finish(ctx, "al_cw_margin", n, k, &t, 1, labels, "label", NULL, NULL,
-                  loss ? &r : NULL);
+                  loss ? &r : NULL, AL_SUM_LOSS, 1.0 / n, 0.0);
     if (st == AL_OK && loss) *loss = r.sum[0] / n;
     al_ctx_scratch_release(ctx, t.mark);
     return st;

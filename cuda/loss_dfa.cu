@@ -286,7 +286,8 @@ extern "C" al_status al_dfa_loss_cuda(al_ctx *ctx, int n, int d, int k, const fl
         n, d, k, e_mix, e_a, e_b, w, lam, y_a, y_b, noise_std, seed, stream, t.a, t.b, logits,
         de_mix, de_a, de_b);
     const al_status st =
-        lr_finish(ctx, "al_dfa_loss", n, k, &t, 2, y_a, "y_a label", y_b, "y_b label", &r);
+        lr_finish(ctx, "al_dfa_loss", n, k, &t, 2, y_a, "y_a label", y_b, "y_b label", &r,
+                  AL_SUM_LOSS, 1.0 / n, 1.0 / ((double)n * d));
     if (st == AL_OK) {
         /* the twin's expressions: sum_cls / N + sum_mse / (N D) */
         const double cls = r.sum[0] * (1.0 / n), lmix = r.sum[1] / ((double)n * d);

@@ -40,7 +40,7 @@ extern "C" al_status al_dlr_loss_cuda(al_ctx *ctx, int n, int k, const float *lo
         n, k, logits, labels, targets, scale, t.a, per_sample, dlogits);
     const al_status st =
         lr_finish(ctx, "al_dlr_loss", n, k, &t, 1, labels, "label", targets, "target",
-                  loss ? &r : NULL);
+                  loss ? &r : NULL, AL_SUM_LOSS, (double)weight / n, 0.0);
     if (st == AL_OK && loss) *loss = (double)weight * r.sum[0] / n;
     al_ctx_scratch_release(ctx, t.mark);
     return st;

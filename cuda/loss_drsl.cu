@@ -51,7 +51,8 @@ extern "C" al_status al_drsl_penalty_cuda(al_ctx *ctx, int n, int k, const float
     lr_result r = {};
     drsl_rows_kernel<<<lr_grid(n), LR_ROWS_PER_BLOCK * 32, 0, al_stream_of(ctx)>>>(
         n, k, logits, labels, c_m, weight, t.a, dlogits);
-    const al_status st = lr_finish(ctx, "drsl", n, k, &t, 1, labels, "label", NULL, NULL, &r);
+    const al_status st = lr_finish(ctx, "drsl", n, k, &t, 1, labels, "label", NULL, NULL, &r,
+                                   AL_SUM_LOSS, (double)weight, 0.0);
     if (st == AL_OK) *pen = (double)weight * r.sum[0];
     al_ctx_scratch_release(ctx, t.mark);
     return st;

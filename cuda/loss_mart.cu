@@ -85,7 +85,8 @@ extern "C" al_status al_mart_loss_cuda(al_ctx *ctx, int n, int k, const float *l
     mart_rows_kernel<<<lr_grid(n), LR_ROWS_PER_BLOCK * 32, 0, al_stream_of(ctx)>>>(
         n, k, logits_nat, logits_adv, labels, inv_n, bn, t.a, t.b, dlogits_nat, dlogits_adv);
     const al_status st =
-        lr_finish(ctx, "al_mart_loss", n, k, &t, 2, labels, "label", NULL, NULL, &r);
+        lr_finish(ctx, "al_mart_loss", n, k, &t, 2, labels, "label", NULL, NULL, &r,
+                  AL_SUM_LOSS, inv_n, (double)beta * inv_n);
     if (st == AL_OK) {
         /* the twin's expressions: sum_bce * inv_n + beta * sum_klw * inv_n */
         *loss = r.sum[0] * inv_n + (double)beta * r.sum[1] * inv_n;

@@ -15,6 +15,7 @@
 
 #include <math.h>
 
+#include "core/sums.h"
 #include "cuda/cuda_base.cuh"
 
 #define LR_ROWS_PER_BLOCK 8 /* warps per block: 256 threads */
@@ -122,7 +123,8 @@ static __device__ int lr_block_min_int(int x, int *sh) {
 static __global__ void lr_final_kernel(int n, int k, const int32_t *__restrict__ y0,
                                        const int32_t *__restrict__ y1,
                                        const double *__restrict__ a, const double *__restrict__ b,
-                                       lr_result *__restrict__ out) {
+                                       lr_result *__restrict__ out, al_sums *__restrict__ sink,
+                                       int slot, double c0, double c1) {
     __shared__ int sh_bad[32];
     double sa = 0.0, sb = 0.0;
     int bad0 = n, bad1 = n; /* n = none */
@@ -143,6 +145,9 @@ static __global__ void lr_final_kernel(int n, int k, const int32_t *__restrict__
         out->bad_label[0] = bad0 < n ? y0[bad0] : 0;
         out->bad_index[1] = bad1 < n ? bad1 : -1;
         out->bad_label[1] = bad1 < n ? y1[bad1] : 0;
+        if (sink) /* deferred (core/sums.h): the value and the first bad label stay here */
+            al_sums_add_elem(sink, slot, c0 * sa + c1 * sb, bad0 < n ? bad0 : bad1 < n ? bad1 : -1,
+                             bad0 < n ? y0[bad0] : bad1 < n ? y1[bad1] : 0, k);
     }
 }
 
@@ -169,11 +174,15 @@ static inline al_status lr_tmp_get(al_ctx *ctx, int n, lr_tmp *t) {
  * [0, K) exactly as the CPU twins word it: "<fn>: <name> <v> at index <i> outside [0,K)".
  * y0 / y1 may be NULL (nothing to check). r == NULL: the caller wants no host result (an
  * attack iteration): only the launch is checked; no final kernel, no copy, no sync, and the
- * labels are NOT checked (a bad row is NaN / its gradient unspecified). Does not release t:
- * the caller does, on every path. */
+ * labels are NOT checked (a bad row is NaN / its gradient unspecified). Deferred step
+ * (ctx->defer, core/sums.h): the final kernel adds c0 * sum_a + c1 * sum_b (the caller's
+ * host value) to defer->v[slot] and records the first bad label there; *r is zeroed (so the
+ * caller's host value is 0) and nothing waits. Does not release t: the caller does, on every
+ * path. */
 static inline al_status lr_finish(al_ctx *ctx, const char *fn, int n, int k, const lr_tmp *t,
                                   int nsums, const int32_t *y0, const char *name0,
-                                  const int32_t *y1, const char *name1, lr_result *r) {
+                                  const int32_t *y1, const char *name1, lr_result *r, int slot,
+                                  double c0, double c1) {
     const cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess)
         return al_cuda_fail(AL_ERR_CUDA, __FILE__, __LINE__, fn, "row kernel launch",
@@ -183,9 +192,14 @@ static inline al_status lr_finish(al_ctx *ctx, const char *fn, int n, int k, con
         if (s->sync_check) AL_CUDA_TRY(cudaStreamSynchronize(s->stream));
         return AL_OK;
     }
-    lr_final_kernel<<<1, LR_FINAL_BLOCK, 0, s->stream>>>(n, k, y0, y1, t->a,
-                                                         nsums == 2 ? t->b : NULL, t->d_out);
+    lr_final_kernel<<<1, LR_FINAL_BLOCK, 0, s->stream>>>(
+        n, k, y0, y1, t->a, nsums == 2 ? t->b : NULL, t->d_out, ctx->defer, slot, c0, c1);
     AL_LAUNCH_CHECK(ctx);
+    if (ctx->defer) {
+        *r = lr_result{};
+        r->bad_index[0] = r->bad_index[1] = -1;
+        return AL_OK;
+    }
     lr_result *h = (lr_result *)s->h_aux;
     AL_CUDA_TRY(cudaMemcpyAsync(h, t->d_out, sizeof *h, cudaMemcpyDeviceToHost, s->stream));
     AL_TRY(al_cuda_host_sync(ctx));

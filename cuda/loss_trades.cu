@@ -107,7 +107,8 @@ extern "C" al_status al_trades_loss_cuda(al_ctx *ctx, int n, int k, const float 
         n, k, logits_nat, zkl, logits_adv, labels, inv_n, bn, shared, t.a, t.b, dlogits_nat, dkl,
         dlogits_adv);
     const al_status st =
-        lr_finish(ctx, "al_trades_loss", n, k, &t, 2, labels, "label", NULL, NULL, &r);
+        lr_finish(ctx, "al_trades_loss", n, k, &t, 2, labels, "label", NULL, NULL, &r,
+                  AL_SUM_LOSS, inv_n, (double)beta * inv_n);
     if (st == AL_OK) {
         /* the twin's expressions: sum_ce * inv_n + beta * sum_kl * inv_n */
         *loss = r.sum[0] * inv_n + (double)beta * r.sum[1] * inv_n;
@@ -130,7 +131,8 @@ extern "C" al_status al_trades_kl_cuda(al_ctx *ctx, int n, int k, const float *l
     trades_kl_rows_kernel<<<lr_grid(n), LR_ROWS_PER_BLOCK * 32, 0, al_stream_of(ctx)>>>(
         n, k, logits_nat, logits_adv, t.a, per_sample, dlogits_adv);
     const al_status st =
-        lr_finish(ctx, "al_trades_kl", n, k, &t, 1, NULL, NULL, NULL, NULL, loss ? &r : NULL);
+        lr_finish(ctx, "al_trades_kl", n, k, &t, 1, NULL, NULL, NULL, NULL, loss ? &r : NULL,
+                  AL_SUM_LOSS, 1.0, 0.0);
     if (st == AL_OK && loss) *loss = r.sum[0]; /* a SUM over the batch, as the twin */
     al_ctx_scratch_release(ctx, t.mark);
     return st;

@@ -60,7 +60,8 @@ extern "C" al_status al_xent_cuda(al_ctx *ctx, int n, int k, const float *logits
     xent_rows_kernel<<<lr_grid(n), LR_ROWS_PER_BLOCK * 32, 0, al_stream_of(ctx)>>>(
         n, k, logits, labels, scale, t.a, per_sample, dlogits);
     const al_status st =
-        lr_finish(ctx, "al_xent", n, k, &t, 1, labels, "label", NULL, NULL, loss ? &r : NULL);
+        lr_finish(ctx, "al_xent", n, k, &t, 1, labels, "label", NULL, NULL, loss ? &r : NULL,
+                  AL_SUM_LOSS, (double)weight / n, 0.0);
     if (st == AL_OK && loss) *loss = (double)weight * r.sum[0] / n;
     al_ctx_scratch_release(ctx, t.mark);
     return st;
@@ -76,7 +77,7 @@ extern "C" al_status al_count_correct_cuda(al_ctx *ctx, int n, int k, const floa
     correct_rows_kernel<<<lr_grid(n), LR_ROWS_PER_BLOCK * 32, 0, al_stream_of(ctx)>>>(
         n, k, logits, labels, t.a, correct);
     const al_status st = lr_finish(ctx, "al_count_correct", n, k, &t, 1, labels, "label", NULL,
-                                   NULL, n_correct ? &r : NULL);
+                                   NULL, n_correct ? &r : NULL, AL_SUM_CORRECT, 1.0, 0.0);
     if (st == AL_OK && n_correct) *n_correct = (int)r.sum[0]; /* exact: a sum of n <= 2^31 ones */
     al_ctx_scratch_release(ctx, t.mark);
     return st;

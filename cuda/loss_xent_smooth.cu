@@ -40,7 +40,8 @@ extern "C" al_status al_xent_smooth_cuda(al_ctx *ctx, int n, int k, const float 
     xent_smooth_rows_kernel<<<lr_grid(n), LR_ROWS_PER_BLOCK * 32, 0, al_stream_of(ctx)>>>(
         n, k, logits, labels, smoothing, weight / n, t.a, dlogits);
     const al_status st =
-        lr_finish(ctx, "al_xent_smooth", n, k, &t, 1, labels, "label", NULL, NULL, &r);
+        lr_finish(ctx, "al_xent_smooth", n, k, &t, 1, labels, "label", NULL, NULL, &r,
+                  AL_SUM_LOSS, weight / n, 0.0);
     if (st == AL_OK) *loss = weight * r.sum[0] / n;
     al_ctx_scratch_release(ctx, t.mark);
     return st;

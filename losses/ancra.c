@@ -5,6 +5,7 @@
  * (max-subtracted log-sum-exp, rowops.h) and rounded once, so the CUDA twin differs only by
  * the order of its double sums. */
 #include "losses/ancra.h"
+#include "core/sums.h"
 
 #include <math.h>
 #include <string.h>
@@ -120,11 +121,15 @@ al_status al_ancra_head_loss(al_ctx *ctx, int n, int k, const float *z_nat, cons
                              double *parts, float *d_nat, float *d_adv, float *d_neg) {
     AL_ASSERT(n >= 1 && k >= 1 && z_nat && z_adv && z_neg && labels && loss,
               "al_ancra_head_loss n=%d k=%d", n, k);
+    AL_TRY(al_defer_refuse(ctx, "al_ancra_head_loss", parts));
     al_note_host_read(ctx, loss);
-    DISPATCH(al_ancra_head_loss_cpu(ctx, n, k, z_nat, z_adv, z_neg, labels, pair, weight, beta,
-                                    zeta, alpha, loss, parts, d_nat, d_adv, d_neg),
-             al_ancra_head_loss_cuda(ctx, n, k, z_nat, z_adv, z_neg, labels, pair, weight, beta,
-                                     zeta, alpha, loss, parts, d_nat, d_adv, d_neg));
+    DISPATCH(
+        al_defer_cpu(ctx,
+                     al_ancra_head_loss_cpu(ctx, n, k, z_nat, z_adv, z_neg, labels, pair, weight,
+                                            beta, zeta, alpha, loss, parts, d_nat, d_adv, d_neg),
+                     AL_SUM_LOSS, loss),
+        al_ancra_head_loss_cuda(ctx, n, k, z_nat, z_adv, z_neg, labels, pair, weight, beta, zeta,
+                                alpha, loss, parts, d_nat, d_adv, d_neg));
 }
 
 al_status al_ancra_pick_neg(al_ctx *ctx, int n, int k, const int32_t *labels, const float *logits,

@@ -3,6 +3,7 @@
  * Ascent form: positive margin <=> attack success, so untargeted and targeted attacks both
  * ascend it. Write mode: per_sample =, dlogits = . */
 #include "losses/loss.h"
+#include "core/sums.h"
 #include "losses/rowops.h"
 
 #include <string.h>
@@ -42,7 +43,9 @@ al_status al_cw_margin(al_ctx *ctx, int n, int k, const float *logits, const int
     al_note_host_read(ctx, loss);
     switch (ctx->device) {
     case AL_DEV_CPU:
-        return al_cw_margin_cpu(ctx, n, k, logits, labels, targeted, loss, per_sample, dlogits);
+        return al_defer_cpu(
+            ctx, al_cw_margin_cpu(ctx, n, k, logits, labels, targeted, loss, per_sample, dlogits),
+            AL_SUM_LOSS, loss);
     case AL_DEV_CUDA:
         AL_CUDA_OR_FAIL(al_cw_margin_cuda(ctx, n, k, logits, labels, targeted, loss, per_sample,
                                           dlogits));

@@ -15,6 +15,7 @@
  * The class sums run c = 0..K-1 in order on both backends; only the j-sums (u, v, mse) differ
  * in order between CPU and CUDA (double: far below the final float rounding). */
 #include "losses/dfa.h"
+#include "core/sums.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -223,11 +224,15 @@ al_status al_dfa_loss(al_ctx *ctx, int n, int d, int k, const float *e_mix, cons
                        k);
     if (!(lam >= 0.0f && lam <= 1.0f))
         return AL_FAIL(AL_ERR_VALUE, "al_dfa_loss: lam = %g outside [0, 1]", (double)lam);
+    AL_TRY(al_defer_refuse(ctx, "al_dfa_loss", parts));
     al_note_host_read(ctx, loss);
     switch (ctx->device) {
     case AL_DEV_CPU:
-        return al_dfa_loss_cpu(ctx, n, d, k, e_mix, e_a, e_b, w, lam, y_a, y_b, noise_std, seed,
-                               stream, loss, parts, logits, de_mix, de_a, de_b);
+        return al_defer_cpu(ctx,
+                            al_dfa_loss_cpu(ctx, n, d, k, e_mix, e_a, e_b, w, lam, y_a, y_b,
+                                            noise_std, seed, stream, loss, parts, logits, de_mix,
+                                            de_a, de_b),
+                            AL_SUM_LOSS, loss);
     case AL_DEV_CUDA:
         AL_CUDA_OR_FAIL(al_dfa_loss_cuda(ctx, n, d, k, e_mix, e_a, e_b, w, lam, y_a, y_b, noise_std,
                                          seed, stream, loss, parts, logits, de_mix, de_a, de_b));

@@ -3,6 +3,7 @@
  * Shapes: logits (N, K) row-major, labels / targets (N). Write mode: per_sample =, dlogits =.
  * Definitions in losses/loss.h. */
 #include "losses/dlr_row.h"
+#include "core/sums.h"
 #include "losses/loss.h"
 #include "losses/rowops.h"
 
@@ -43,8 +44,10 @@ al_status al_dlr_loss(al_ctx *ctx, int n, int k, const float *logits, const int3
     al_note_host_read(ctx, loss);
     switch (ctx->device) {
     case AL_DEV_CPU:
-        return al_dlr_loss_cpu(ctx, n, k, logits, labels, targets, weight, loss, per_sample,
-                               dlogits);
+        return al_defer_cpu(
+            ctx,
+            al_dlr_loss_cpu(ctx, n, k, logits, labels, targets, weight, loss, per_sample, dlogits),
+            AL_SUM_LOSS, loss);
     case AL_DEV_CUDA:
         AL_CUDA_OR_FAIL(al_dlr_loss_cuda(ctx, n, k, logits, labels, targets, weight, loss,
                                          per_sample, dlogits));

@@ -7,6 +7,7 @@
  * dlogits is ACCUMULATED ('+='): the penalty is added to a CE gradient. CUDA twin:
  * cuda/loss_drsl.cu. */
 #include "losses/loss.h"
+#include "core/sums.h"
 
 al_status al_drsl_penalty_cpu(al_ctx *ctx, int n, int k, const float *logits,
                               const int32_t *labels, float weight, int variant, double *pen,
@@ -47,7 +48,9 @@ al_status al_drsl_penalty(al_ctx *ctx, int n, int k, const float *logits, const 
     al_note_host_read(ctx, pen);
     switch (ctx->device) {
     case AL_DEV_CPU:
-        return al_drsl_penalty_cpu(ctx, n, k, logits, labels, weight, variant, pen, dlogits);
+        return al_defer_cpu(
+            ctx, al_drsl_penalty_cpu(ctx, n, k, logits, labels, weight, variant, pen, dlogits),
+            AL_SUM_LOSS, pen);
     case AL_DEV_CUDA:
         AL_CUDA_OR_FAIL(al_drsl_penalty_cuda(ctx, n, k, logits, labels, weight, variant, pen,
                                              dlogits));

@@ -17,6 +17,7 @@
 #include <math.h>
 
 #include "losses/loss.h"
+#include "core/sums.h"
 #include "losses/rowops.h"
 
 /* The official constants (applied in double; PyTorch float32 rounds them, a 2e-9 change). */
@@ -84,11 +85,14 @@ al_status al_mart_loss(al_ctx *ctx, int n, int k, const float *logits_nat, const
                        float *dlogits_nat, float *dlogits_adv) {
     if (n < 1 || k < 2)
         return AL_FAIL(AL_ERR_VALUE, "al_mart_loss: n=%d k=%d (need n >= 1, k >= 2)", n, k);
+    AL_TRY(al_defer_refuse(ctx, "al_mart_loss", parts));
     al_note_host_read(ctx, loss);
     switch (ctx->device) {
     case AL_DEV_CPU:
-        return al_mart_loss_cpu(ctx, n, k, logits_nat, logits_adv, labels, beta, loss, parts,
-                                dlogits_nat, dlogits_adv);
+        return al_defer_cpu(ctx,
+                            al_mart_loss_cpu(ctx, n, k, logits_nat, logits_adv, labels, beta, loss,
+                                             parts, dlogits_nat, dlogits_adv),
+                            AL_SUM_LOSS, loss);
     case AL_DEV_CUDA:
         AL_CUDA_OR_FAIL(al_mart_loss_cuda(ctx, n, k, logits_nat, logits_adv, labels, beta, loss,
                                           parts, dlogits_nat, dlogits_adv));

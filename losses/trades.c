@@ -12,6 +12,7 @@
 #include <math.h>
 
 #include "losses/loss.h"
+#include "core/sums.h"
 #include "losses/rowops.h"
 
 /* KL(p || q) of one row from log-probabilities evaluated on the fly. */
@@ -102,11 +103,15 @@ al_status al_trades_loss(al_ctx *ctx, int n, int k, const float *logits_nat,
     if (!logits_nat_kl && dlogits_nat_kl)
         return AL_FAIL(AL_ERR_VALUE, "al_trades_loss: dlogits_nat_kl given without logits_nat_kl "
                                      "(the KL gradient goes to dlogits_nat then)");
+    AL_TRY(al_defer_refuse(ctx, "al_trades_loss", parts));
     al_note_host_read(ctx, loss);
     switch (ctx->device) {
     case AL_DEV_CPU:
-        return al_trades_loss_cpu(ctx, n, k, logits_nat, logits_nat_kl, logits_adv, labels, beta,
-                                  loss, parts, dlogits_nat, dlogits_nat_kl, dlogits_adv);
+        return al_defer_cpu(ctx,
+                            al_trades_loss_cpu(ctx, n, k, logits_nat, logits_nat_kl, logits_adv,
+                                               labels, beta, loss, parts, dlogits_nat,
+                                               dlogits_nat_kl, dlogits_adv),
+                            AL_SUM_LOSS, loss);
     case AL_DEV_CUDA:
         AL_CUDA_OR_FAIL(al_trades_loss_cuda(ctx, n, k, logits_nat, logits_nat_kl, logits_adv,
                                             labels, beta, loss, parts, dlogits_nat, dlogits_nat_kl,
@@ -122,7 +127,9 @@ al_status al_trades_kl(al_ctx *ctx, int n, int k, const float *logits_nat, const
     al_note_host_read(ctx, loss);
     switch (ctx->device) {
     case AL_DEV_CPU:
-        return al_trades_kl_cpu(ctx, n, k, logits_nat, logits_adv, loss, per_sample, dlogits_adv);
+        return al_defer_cpu(
+            ctx, al_trades_kl_cpu(ctx, n, k, logits_nat, logits_adv, loss, per_sample, dlogits_adv),
+            AL_SUM_LOSS, loss);
     case AL_DEV_CUDA:
         AL_CUDA_OR_FAIL(al_trades_kl_cuda(ctx, n, k, logits_nat, logits_adv, loss, per_sample,
                                           dlogits_adv));

@@ -5,6 +5,7 @@
 #include <math.h>
 
 #include "losses/loss.h"
+#include "core/sums.h"
 #include "losses/rowops.h"
 
 al_status al_xent_cpu(al_ctx *ctx, int n, int k, const float *logits, const int32_t *labels,
@@ -64,7 +65,9 @@ al_status al_xent(al_ctx *ctx, int n, int k, const float *logits, const int32_t 
     al_note_host_read(ctx, loss);
     switch (ctx->device) {
     case AL_DEV_CPU:
-        return al_xent_cpu(ctx, n, k, logits, labels, weight, loss, per_sample, dlogits);
+        return al_defer_cpu(
+            ctx, al_xent_cpu(ctx, n, k, logits, labels, weight, loss, per_sample, dlogits),
+            AL_SUM_LOSS, loss);
     case AL_DEV_CUDA:
         AL_CUDA_OR_FAIL(al_xent_cuda(ctx, n, k, logits, labels, weight, loss, per_sample, dlogits));
     }
@@ -76,7 +79,9 @@ al_status al_count_correct(al_ctx *ctx, int n, int k, const float *logits, const
     AL_TRY(check_shape("al_count_correct", n, k, 1));
     al_note_host_read(ctx, n_correct);
     switch (ctx->device) {
-    case AL_DEV_CPU: return al_count_correct_cpu(ctx, n, k, logits, labels, n_correct, correct);
+    case AL_DEV_CPU:
+        return al_defer_cpu_count(
+            ctx, al_count_correct_cpu(ctx, n, k, logits, labels, n_correct, correct), n_correct);
     case AL_DEV_CUDA:
         AL_CUDA_OR_FAIL(al_count_correct_cuda(ctx, n, k, logits, labels, n_correct, correct));
     }

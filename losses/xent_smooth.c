@@ -8,6 +8,7 @@
 #include <math.h>
 
 #include "losses/loss.h"
+#include "core/sums.h"
 #include "losses/rowops.h"
 
 al_status al_xent_smooth_cpu(al_ctx *ctx, int n, int k, const float *logits,
@@ -47,7 +48,9 @@ al_status al_xent_smooth(al_ctx *ctx, int n, int k, const float *logits, const i
     al_note_host_read(ctx, loss);
     switch (ctx->device) {
     case AL_DEV_CPU:
-        return al_xent_smooth_cpu(ctx, n, k, logits, labels, smoothing, weight, loss, dlogits);
+        return al_defer_cpu(
+            ctx, al_xent_smooth_cpu(ctx, n, k, logits, labels, smoothing, weight, loss, dlogits),
+            AL_SUM_LOSS, loss);
     case AL_DEV_CUDA:
         AL_CUDA_OR_FAIL(al_xent_smooth_cuda(ctx, n, k, logits, labels, smoothing, weight, loss,
                                             dlogits));

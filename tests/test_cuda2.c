@@ -29,11 +29,15 @@
 #include "attacks/attack.h"
 #include "core/ctx.h"
 #include "core/cuda_api.h"
+#include "core/methods/advprop_target.h"
 #include "core/model.h"
 #include "core/optim.h"
 #include "core/rng.h"
+#include "core/sums.h"
 #include "datasets/sampler.h"
 #include "harness/check.h"
+#include "losses/ancra.h"
+#include "losses/dfa.h"
 #include "losses/loss.h"
 
 #define GUARD_BYTES 256
@@ -968,6 +972,216 @@ static int case_hot_path(void) {
     return bad;
 }
 
+/* ---------------------------------------------------------------- deferred step scalars */
+
+/* The inputs of every op that can defer its host scalar (core/sums.h), on one backend. */
+typedef struct {
+    const float *z, *za, *zq, *e_mix, *e_a, *e_b, *w;
+    const int32_t *y, *yb;
+    float *g1, *g2, *g3, *ge1, *ge2, *ge3; /* gradient outputs */
+} defer_in;
+#define N_DEFER_OPS 11
+
+/* Every deferring op once, host scalars into v[0..N_DEFER_OPS) (the count as a double). */
+static al_status defer_ops(al_ctx *c, const defer_in *a, int n, int k, int dd, double *v) {
+    int nc = -1;
+    AL_TRY(al_xent(c, n, k, a->z, a->y, 0.7f, &v[0], NULL, a->g1));
+    AL_TRY(al_count_correct(c, n, k, a->z, a->y, &nc, NULL));
+    v[1] = nc;
+    AL_TRY(al_trades_loss(c, n, k, a->z, a->zq, a->za, a->y, 6.0f, &v[2], NULL, a->g1, a->g2, a->g3));
+    AL_TRY(al_trades_kl(c, n, k, a->z, a->za, &v[3], NULL, a->g1));
+    AL_TRY(al_mart_loss(c, n, k, a->z, a->za, a->y, 5.0f, &v[4], NULL, a->g1, a->g2));
+    AL_TRY(al_drsl_penalty(c, n, k, a->z, a->y, 0.5f, 0, &v[5], a->g1));
+    AL_TRY(al_xent_smooth(c, n, k, a->z, a->y, 0.1, 0.8, &v[6], a->g1));
+    AL_TRY(al_cw_margin(c, n, k, a->z, a->y, 0, &v[7], NULL, a->g1));
+    AL_TRY(al_dlr_loss(c, n, k, a->z, a->y, NULL, 1.0f, &v[8], NULL, a->g1));
+    AL_TRY(al_dfa_loss(c, n, dd, k, a->e_mix, a->e_a, a->e_b, a->w, 0.3f, a->y, a->yb, 0.1f, 7, 9,
+                       &v[9], NULL, NULL, a->ge1, a->ge2, a->ge3));
+    AL_TRY(al_ancra_head_loss(c, n, k, a->z, a->za, a->zq, a->y, NULL, 0.9f, 6.0f, 3.0f, 0.4f,
+                              &v[10], NULL, a->g1, a->g2, a->g3));
+    return AL_OK;
+}
+
+/* core/sums.h on both backends. With ctx->defer open every op above stores 0 in its host
+ * output and adds its value to the sums: the CPU's sums are exactly its own values summed in
+ * call order; the CUDA ops make NO stream sync and no host read, and their sums equal the
+ * CUDA ops' immediate values (the same row sums; only the final scaling's rounding differs)
+ * and the CPU's within the double budget. The CUDA fold (one launch) equals the CPU fold
+ * bitwise from the same values, and records the first non-finite step; a bad label reaches
+ * the sums on CUDA (the CPU twins fail at once); `parts` is refused; al_attack_run inside a
+ * deferral adds nothing, makes no sync (no label-check read) and restores the deferral;
+ * AdvProp's device targets are bitwise the CPU's. */
+static int case_deferred(void) {
+    const int B = 37, K = 10, D = 24;
+    const size_t nk = (size_t)B * K, nd = (size_t)B * D;
+    float *z = logits(B, K, 301, -5, 5, 0), *za = logits(B, K, 302, -5, 5, 0);
+    float *zq = logits(B, K, 303, -5, 5, 0);
+    float *em = hrand(nd, 304, -1, 1), *ea = hrand(nd, 305, -1, 1), *eb = hrand(nd, 306, -1, 1);
+    float *w = hrand((size_t)K * D, 307, -0.5f, 0.5f);
+    int32_t *y = hlabels(B, K, 308), *yb = hlabels(B, K, 309);
+    defer_in hc = {z, za, zq, em, ea, eb, w, y, yb, hf(nk), hf(nk), hf(nk), hf(nd), hf(nd), hf(nd)};
+    defer_in dc = {dnewf(nk, z), dnewf(nk, za), dnewf(nk, zq), dnewf(nd, em), dnewf(nd, ea),
+                   dnewf(nd, eb), dnewf((size_t)K * D, w),
+                   dnew((size_t)B * sizeof(int32_t), y), dnew((size_t)B * sizeof(int32_t), yb),
+                   dnewf(nk, NULL), dnewf(nk, NULL), dnewf(nk, NULL), dnewf(nd, NULL),
+                   dnewf(nd, NULL), dnewf(nd, NULL)};
+    double vc[N_DEFER_OPS], vg[N_DEFER_OPS], zero[N_DEFER_OPS];
+    OK(defer_ops(&cpu, &hc, B, K, D, vc));
+    OK(defer_ops(&gpu, &dc, B, K, D, vg));
+    double ref_c = 0, ref_g = 0, scale = 0;
+    for (int i = 0; i < N_DEFER_OPS; i++)
+        if (i != 1) {
+            ref_c += vc[i];
+            ref_g += vg[i];
+            scale += fabs(vc[i]);
+        }
+    AL_EXPECT(vc[1] == vg[1], "correct count CPU %g CUDA %g", vc[1], vg[1]);
+
+    /* CPU deferral: host outputs 0, sums = the values in call order, bitwise */
+    al_sums cs;
+    OK(al_sums_reset(&cpu, &cs));
+    cpu.defer = &cs;
+    al_status st = defer_ops(&cpu, &hc, B, K, D, zero);
+    cpu.defer = NULL;
+    OK(st);
+    for (int i = 0; i < N_DEFER_OPS; i++) AL_EXPECT(zero[i] == 0.0, "CPU op %d host value %g", i, zero[i]);
+    AL_EXPECT(cs.v[0] == ref_c && cs.v[1] == vc[1], "CPU sums %.17g / %g, want %.17g / %g", cs.v[0],
+              cs.v[1], ref_c, vc[1]);
+
+    /* CUDA deferral: no sync, no host read; one read brings the sums */
+    al_sums *gs = dnew(sizeof(al_sums), NULL), h;
+    OK(al_sums_reset(&gpu, gs));
+    OK(al_sync(&gpu));
+    const uint64_t s0 = al_cuda_sync_count(&gpu), r0 = gpu.n_host_reads;
+    gpu.defer = gs;
+    st = defer_ops(&gpu, &dc, B, K, D, zero);
+    gpu.defer = NULL;
+    OK(st);
+    const uint64_t ds = al_cuda_sync_count(&gpu) - s0, dr = gpu.n_host_reads - r0;
+    fprintf(stderr, "  %d deferred ops: %llu stream syncs, %llu host reads\n", N_DEFER_OPS,
+            (unsigned long long)ds, (unsigned long long)dr);
+    AL_EXPECT(ds == 0 && dr == 0, "deferred ops: %llu syncs, %llu host reads (want 0)",
+              (unsigned long long)ds, (unsigned long long)dr);
+    for (int i = 0; i < N_DEFER_OPS; i++) AL_EXPECT(zero[i] == 0.0, "CUDA op %d host value %g", i, zero[i]);
+    int bad = dget("sums", gs, &h, sizeof h);
+    AL_EXPECT(al_cuda_sync_count(&gpu) - s0 == 1, "reading the sums: %llu syncs",
+              (unsigned long long)(al_cuda_sync_count(&gpu) - s0));
+    const double tol_g = 64 * U_DBL * scale, tol_c = 1e-10 * (1 + scale);
+    fprintf(stderr, "  sums CUDA %.17g, CUDA immediate %.17g, CPU %.17g; correct %g\n", h.v[0],
+            ref_g, ref_c, h.v[1]);
+    AL_EXPECT(fabs(h.v[0] - ref_g) <= tol_g, "CUDA sums %.17g vs its immediate values %.17g",
+              h.v[0], ref_g);
+    AL_EXPECT(fabs(h.v[0] - ref_c) <= tol_c, "CUDA sums %.17g vs CPU %.17g", h.v[0], ref_c);
+    AL_EXPECT(h.v[1] == vc[1] && h.bad_index == -1 && h.bad_step == -1,
+              "CUDA correct %g bad_index %d bad_step %lld", h.v[1], h.bad_index,
+              (long long)h.bad_step);
+
+    /* the fold: CUDA (one launch) vs CPU from the same values, bitwise; then a NaN step */
+    al_sums hc_sums = h;
+    OK(al_sums_fold(&gpu, gs, B, 41));
+    al_sums_fold_elem(&hc_sums, B, 41);
+    float *znan = hf(nk);
+    memcpy(znan, z, nk * sizeof(float));
+    znan[5] = NAN;
+    float *dznan = dnewf(nk, znan);
+    double l = -1;
+    gpu.defer = gs;
+    st = al_xent(&gpu, B, K, dznan, dc.y, 1.0f, &l, NULL, NULL);
+    gpu.defer = NULL;
+    OK(st);
+    OK(al_xent(&cpu, B, K, znan, y, 1.0f, &l, NULL, NULL));
+    hc_sums.v[0] += l;
+    OK(al_sums_fold(&gpu, gs, B, 42));
+    al_sums_fold_elem(&hc_sums, B, 42);
+    bad |= dget("sums after two folds", gs, &h, sizeof h);
+    /* field by field (the NaN step's NaNs may carry different payloads) */
+#define SAME(u, v) ((u) == (v) || (isnan(u) && isnan(v)))
+    AL_EXPECT(SAME(h.v[0], hc_sums.v[0]) && SAME(h.v[1], hc_sums.v[1]) &&
+                  SAME(h.last[0], hc_sums.last[0]) && SAME(h.last[1], hc_sums.last[1]) &&
+                  SAME(h.total[0], hc_sums.total[0]) && SAME(h.total[1], hc_sums.total[1]) &&
+                  h.n == hc_sums.n && h.steps == hc_sums.steps && h.bad_step == hc_sums.bad_step,
+              "folds: CUDA total %.17g / %g n %g steps %lld bad_step %lld; CPU total %.17g / %g "
+              "n %g steps %lld bad_step %lld",
+              h.total[0], h.total[1], h.n, (long long)h.steps, (long long)h.bad_step,
+              hc_sums.total[0], hc_sums.total[1], hc_sums.n, (long long)hc_sums.steps,
+              (long long)hc_sums.bad_step);
+#undef SAME
+    AL_EXPECT(h.bad_step == 42 && isnan(h.bad_loss) && h.steps == 2 && h.n == 2.0 * B,
+              "NaN step: bad_step %lld (want 42), steps %lld, n %g", (long long)h.bad_step,
+              (long long)h.steps, h.n);
+
+    /* a bad label: recorded in the sums on CUDA, an immediate error on the CPU */
+    int32_t *ybad = hnew((size_t)B * sizeof(int32_t));
+    memcpy(ybad, y, (size_t)B * sizeof(int32_t));
+    ybad[6] = K;
+    ybad[9] = -1;
+    int32_t *dybad = dnew((size_t)B * sizeof(int32_t), ybad);
+    OK(al_sums_reset(&gpu, gs));
+    gpu.defer = gs;
+    st = al_xent(&gpu, B, K, dc.z, dybad, 1.0f, &l, NULL, NULL);
+    gpu.defer = NULL;
+    OK(st);
+    bad |= dget("sums after a bad label", gs, &h, sizeof h);
+    AL_EXPECT(h.bad_index == 6 && h.bad_label == K && h.bad_k == K,
+              "bad label: index %d label %d k %d (want 6, %d, %d)", h.bad_index, h.bad_label,
+              h.bad_k, K, K);
+    cpu.defer = &cs;
+    st = al_xent(&cpu, B, K, z, ybad, 1.0f, &l, NULL, NULL);
+    cpu.defer = NULL;
+    AL_EXPECT(st == AL_ERR_VALUE, "CPU deferred xent with a bad label: %s", al_status_str(st));
+    al_clear_error();
+
+    /* parts cannot be deferred */
+    double parts[3];
+    for (int u = 0; u < 2; u++) {
+        al_ctx *c = u ? &gpu : &cpu;
+        const defer_in *a = u ? &dc : &hc;
+        c->defer = u ? gs : &cs;
+        st = al_trades_loss(c, B, K, a->z, NULL, a->za, a->y, 6.0f, &l, parts, a->g1, NULL, a->g3);
+        c->defer = NULL;
+        AL_EXPECT(st == AL_ERR_VALUE && strstr(al_errmsg(), "parts"), "%s: parts deferred: %s",
+                  u ? "CUDA" : "CPU", al_errmsg());
+        al_clear_error();
+    }
+
+    /* an attack inside the deferral: suspended (nothing added), no sync, restored */
+    al_model *mg = NULL;
+    OK(al_model_create("smallcnn", K, 1, 28, &mg));
+    OK(al_model_setup(&gpu, mg, B, 1));
+    OK(al_model_init_params(&gpu, mg, 5));
+    float *x = hrand((size_t)B * 784, 310, 0, 1);
+    float *gx = dnewf((size_t)B * 784, x), *gxa = dnewf((size_t)B * 784, NULL);
+    al_attack_ws ws;
+    OK(al_attack_ws_init(&gpu, &ws, mg, B));
+    al_attack_spec sp = al_attack_spec_make(AL_ATTACK_PGD, AL_LINF, 0.1f, 0.025f, 3);
+    sp.keep_clean_if_failed = 0;
+    OK(al_sums_reset(&gpu, gs));
+    OK(al_sync(&gpu));
+    const uint64_t s1 = al_cuda_sync_count(&gpu);
+    gpu.defer = gs;
+    st = al_attack_run(&gpu, mg, &sp, &ws, gx, dc.y, B, 7, 1, gxa, NULL, NULL);
+    AL_EXPECT(gpu.defer == gs, "al_attack_run did not restore the deferral");
+    gpu.defer = NULL;
+    OK(st);
+    AL_EXPECT(al_cuda_sync_count(&gpu) == s1, "a deferred training attack synced %llu times",
+              (unsigned long long)(al_cuda_sync_count(&gpu) - s1));
+    bad |= dget("sums after an attack", gs, &h, sizeof h);
+    AL_EXPECT(h.v[0] == 0.0 && h.v[1] == 0.0, "the attack added %g / %g to the sums", h.v[0], h.v[1]);
+    al_attack_ws_fini(&gpu, &ws);
+    al_model_destroy(&gpu, mg);
+
+    /* AdvProp's targets on the device = the CPU's, never the label */
+    int32_t *tc = hnew((size_t)B * sizeof(int32_t)), *dt = dnew((size_t)B * sizeof(int32_t), NULL);
+    const uint64_t stream = al_stream(AL_STREAM_METHOD, 17);
+    for (int i = 0; i < B; i++) {
+        tc[i] = al_advprop_target(y[i], K, 11, stream, i);
+        AL_EXPECT(tc[i] != y[i] && tc[i] >= 0 && tc[i] < K, "target %d of label %d", tc[i], y[i]);
+    }
+    OK(al_advprop_targets_cuda(&gpu, B, K, dc.y, 11, stream, dt));
+    bad |= dcheck_bytes("advprop targets", dt, tc, (size_t)B * sizeof(int32_t));
+    return bad;
+}
+
 /* ---------------------------------------------------------------- main */
 
 #define CASE(fn)                                                                           \
@@ -990,6 +1204,7 @@ CASE(case_zero_rows)
 CASE(case_sumsq)
 CASE(case_batch)
 CASE(case_hot_path)
+CASE(case_deferred)
 
 int main(int argc, char **argv) {
     if (al_test_no_gpu()) return AL_SKIP_CODE;
@@ -1014,6 +1229,7 @@ int main(int argc, char **argv) {
         {"sumsq", run_case_sumsq},
         {"batch", run_case_batch},
         {"hot_path", run_case_hot_path},
+        {"deferred", run_case_deferred},
     };
     int rc = al_run_cases(cases, (int)AL_ARRAY_LEN(cases), argc, argv);
     al_ctx_fini(&gpu);

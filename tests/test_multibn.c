@@ -37,6 +37,7 @@
 #include "core/config.h"
 #include "core/evaluate.h"
 #include "core/log.h"
+#include "core/methods/advprop_target.h"
 #include "core/methods/method.h"
 #include "core/model.h"
 #include "core/ops/bn_gate.h"
@@ -774,6 +775,11 @@ static int case_method_steps(void) {
             int r = 1 + (int)(((uint64_t)u * (uint64_t)(k - 1)) >> 32);
             AL_EXPECT(r >= 1 && r <= k - 1, "offset %d", r);
             hit[r]++;
+            /* the shared draw (CPU loop and cuda/train_advprop.cu) is exactly this */
+            const int32_t y = (int32_t)(i % k);
+            const int32_t t = al_advprop_target(y, k, 0, al_stream(AL_STREAM_METHOD, 7), i);
+            AL_EXPECT(t == (y + r) % k && t != y, "al_advprop_target(%d) = %d, want %d", y, t,
+                      (y + r) % k);
         }
         for (int r = 1; r < k; r++) AL_EXPECT(hit[r] > 2000 && hit[r] < 2450, "offset %d drawn %d times", r, hit[r]);
     }

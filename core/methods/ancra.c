@@ -142,8 +142,10 @@ static al_status ra_pgd(al_step_io *io, const float *x0, const int32_t *lab, int
         double l;
         AL_TRY(al_model_forward(ctx, m, out, n, &o));
         /* only the gradients are used: the first call returns the value because that is what
-         * checks `lab` on the device; later calls neither reduce nor wait (DESIGN "hot path") */
-        AL_TRY(al_xent(ctx, n, k, al_model_logits(m, 0), lab, sign, t == 0 ? &l : NULL, NULL,
+         * checks `lab` on the device; later calls neither reduce nor wait (DESIGN "hot path").
+         * In a deferred step (core/sums.h) the step's head losses check the same labels. */
+        const int check = t == 0 && !ctx->defer;
+        AL_TRY(al_xent(ctx, n, k, al_model_logits(m, 0), lab, sign, check ? &l : NULL, NULL,
                        io->dl[3]));
         for (int a = 0; a < na; a++)
             AL_TRY(al_xent(ctx, n, k, al_model_buffer(m, 0, m->aux_buf[a]), lab, sign * w_aux,

@@ -85,10 +85,9 @@ static al_status dfa_step(al_step_io *io, double *loss, int *n_correct) {
         al_fwd_opts o = al_step_train_opts(io, k, k);
         AL_TRY(al_model_forward(ctx, m, xs[k], n, &o));
     }
-    double parts[2];
     AL_TRY(al_dfa_loss(ctx, n, D, io->k, al_model_features(m, 0), al_model_features(m, 1),
                        al_model_features(m, 2), al_param_data(m, s->w_param), lam, io->y, s->d_yb,
-                       (float)c->noise, io->seed, stream, loss, parts, NULL, io->dfeat[0],
+                       (float)c->noise, io->seed, stream, loss, NULL, NULL, io->dfeat[0],
                        io->dfeat[1], io->dfeat[2]));
     AL_TRY(al_count_correct(ctx, n, io->k, al_model_logits(m, 1), io->y, n_correct, NULL));
     if (!isfinite(*loss)) return AL_OK;

@@ -54,7 +54,10 @@ typedef struct al_method_def {
     void (*teardown)(al_step_io *io);
     /* one batch: attacks, forwards, loss, zero_grad, backward. *loss: the objective value
      * (finite check by the trainer), *n_correct: correct predictions of the logits the
-     * method reports (adversarial for AT methods, clean for standard). */
+     * method reports (adversarial for AT methods, clean for standard). The trainer runs it
+     * with the step's scalars deferred (core/sums.h): *loss must be the plain sum of the
+     * loss calls' host outputs and *n_correct al_count_correct's, which then read 0 on the
+     * host while the values accumulate on the device; nothing read back may steer the step. */
     al_status (*step)(al_step_io *io, double *loss, int *n_correct);
     /* optional: graph changes and evaluation settings the method needs on the built model,
      * before al_model_setup (e.g. MultiBN's BN-branch selector, m->eval_branch) */

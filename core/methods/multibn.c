@@ -27,7 +27,9 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/cuda_api.h"
 #include "core/log.h"
+#include "core/methods/advprop_target.h"
 #include "core/methods/method.h"
 #include "core/ops/bn_gate.h"
 #include "losses/loss.h"
@@ -38,7 +40,7 @@ typedef struct mbn_state {
     al_attack_spec spec[3];             /* [1] Linf / AdvProp attack, [2] L2 attack */
     int32_t *d_dom[3];                  /* (B) device: constant perturbation-type labels */
     int32_t *d_tgt;                     /* (B) device: AdvProp targets */
-    int32_t *h_y, *h_tgt;               /* (B) host staging of labels / targets */
+    int32_t *h_y;                       /* (B) host staging of the domain labels */
     float *dg[3];                       /* (B, n_branches) device: gate logit gradients */
 } mbn_state;
 
@@ -77,7 +79,6 @@ static void mbn_teardown(al_step_io *io) {
     }
     al_dev_free(io->ctx, s->d_tgt);
     al_free(s->h_y);
-    al_free(s->h_tgt);
     al_free(s);
     io->state = NULL;
 }
@@ -114,8 +115,7 @@ static al_status mbn_setup(al_step_io *io) {
     const int B = io->ws->max_batch;
     al_status st = AL_OK;
     s->h_y = al_malloc((size_t)B * sizeof(int32_t), "multibn labels");
-    s->h_tgt = al_malloc((size_t)B * sizeof(int32_t), "multibn targets");
-    if (!s->h_y || !s->h_tgt) AL_CHECK(AL_ERR_OOM);
+    if (!s->h_y) AL_CHECK(AL_ERR_OOM);
     AL_CHECK(al_dev_alloc(io->ctx, (void **)&s->d_tgt, (size_t)B * sizeof(int32_t), "advprop targets"));
     for (int b = 0; b < s->n_dom; b++) {
         for (int i = 0; i < B; i++) s->h_y[i] = b;
@@ -156,20 +156,18 @@ static al_status branch_attack(al_step_io *io, int b, float *xadv) {
                          al_stream(AL_STREAM_ATTACK, sub), xadv, NULL, NULL);
 }
 
-/* AdvProp targets t_i = (y_i + r_i) mod K, r_i = 1 + floor(u32 * (K-1) / 2^32) from
- * Philox(seed, AL_STREAM_METHOD, step), word i. The labels pass through the host (N int32; on
- * CUDA one small synchronous copy each way per step, TODO(#7): a device kernel). */
+/* AdvProp targets t_i = al_advprop_target(y_i, K, seed, stream, i) (advprop_target.h) with
+ * stream = (AL_STREAM_METHOD, step): on the device by cuda/train_advprop.cu (no host copy),
+ * on the CPU in place. */
 static al_status advprop_targets(al_step_io *io) {
     mbn_state *s = io->state;
-    const int k = io->k;
-    AL_TRY(al_copy_to_host(io->ctx, s->h_y, io->y, (size_t)io->n * sizeof(int32_t)));
     const uint64_t stream = al_stream(AL_STREAM_METHOD, (uint64_t)io->step);
-    for (int i = 0; i < io->n; i++) {
-        uint32_t u = al_rng_u32(io->seed, stream, (uint64_t)i);
-        int r = 1 + (int)(((uint64_t)u * (uint64_t)(k - 1)) >> 32);
-        s->h_tgt[i] = (s->h_y[i] + r) % k;
+    if (io->ctx->device == AL_DEV_CPU) {
+        for (int i = 0; i < io->n; i++)
+            s->d_tgt[i] = al_advprop_target(io->y[i], io->k, io->seed, stream, i);
+        return AL_OK;
     }
-    return al_copy_to_dev(io->ctx, s->d_tgt, s->h_tgt, (size_t)io->n * sizeof(int32_t));
+    AL_CUDA_OR_FAIL(al_advprop_targets_cuda(io->ctx, io->n, io->k, io->y, io->seed, stream, s->d_tgt));
 }
 
 static al_status step_advprop(al_step_io *io, double *loss, int *n_correct) {

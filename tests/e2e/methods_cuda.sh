@@ -6,9 +6,10 @@
 # checkpoint on the CUDA backend); every step loss is finite; the CUDA step losses equal the
 # CPU's within 5% + 1e-3 (the backends' conv arithmetic differs, and the attack's sign() can
 # flip an element whose gradient is near zero, so the losses are close, not bitwise); the host
-# reads per training step (metrics.jsonl host_reads_per_step) are the same on both backends
-# and do not change when a third run (CPU) doubles attack.steps: no method's attack loop
-# waits on the device per iteration.
+# reads per training step (metrics.jsonl host_reads_per_step) are exactly the trainer's reads
+# of its deferred sums (core/sums.h) -- one per step record (log_every = 1: 2) plus one at the
+# epoch's end = 3 over 2 steps = 1.5 -- on both backends and when a third run (CPU) doubles
+# attack.steps: no method, attack or loss waits on the device inside a step.
 # In a CUDA build without a usable GPU: "skipped: no GPU", exit 77. Under simcuda this is what
 # runs every method's CUDA path in CI.
 source "$(dirname "$0")/lib.sh"
@@ -59,10 +60,16 @@ def reads(p):
 g, c, name = steps(sys.argv[1]), steps(sys.argv[2]), sys.argv[3]
 rg, rc, r4 = reads(sys.argv[1]), reads(sys.argv[2]), reads(sys.argv[4])
 print("%-9s host reads per step: cuda %g, cpu %g, cpu with attack.steps=4: %g" % (name, rg, rc, r4))
-assert rg == rc == r4, "%s: host reads per step cuda %g / cpu %g / cpu (4 attack steps) %g" % (
+assert rg == rc == r4 == 1.5, \
+    "%s: host reads per step cuda %g / cpu %g / cpu (4 attack steps) %g, want 1.5" % (
     name, rg, rc, r4)
 print("%-9s step losses cuda %s cpu %s" % (name, ["%.5f" % v for v in g], ["%.5f" % v for v in c]))
 assert len(g) == len(c) == 2, "%s: expected 2 step records, got %d / %d" % (name, len(g), len(c))
+# the epoch's loss is the device-side fold of the two (equal-size) steps: their mean
+for p, st in ((sys.argv[1], g), (sys.argv[2], c)):
+    ep = [r["loss"] for r in map(json.loads, open(p)) if r["type"] == "epoch"][-1]
+    assert abs(ep - (st[0] + st[1]) / 2) <= 1e-5 * abs(ep) + 1e-6, \
+        "%s: epoch loss %.6g, mean of its steps %.6g (%s)" % (name, ep, (st[0] + st[1]) / 2, p)
 for a, b in zip(g, c):
     assert math.isfinite(a) and math.isfinite(b), "%s: non-finite loss" % name
     assert abs(a - b) <= 0.05 * abs(b) + 1e-3, "%s: CUDA loss %.6f vs CPU %.6f" % (name, a, b)
