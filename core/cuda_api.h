@@ -34,7 +34,8 @@ struct al_sgd_hparams;
 al_status al_sgd_step_cuda(al_ctx *ctx, size_t n, const uint8_t *mask /* (n) */,
                            float *params /* (n) */, const float *grads /* (n) */,
                            float *momentum /* (n) or NULL */, float *ema /* (n) or NULL */,
-                           const struct al_sgd_hparams *hp);
+                           const struct al_sgd_hparams *hp,
+                           const double *dev_scale /* device, or NULL: hp->grad_scale */);
 
 /* Masked sum of squares (cuda/reduce_sumsq.cu), the twin of the CPU loop in
  * al_optim_clip_coef: *h_sum = sum over i with (mask[i] & bits) of (double)x[i]^2 (mask NULL:
@@ -43,6 +44,12 @@ al_status al_sgd_step_cuda(al_ctx *ctx, size_t n, const uint8_t *mask /* (n) */,
 al_status al_masked_sumsq_cuda(al_ctx *ctx, size_t n, const float *x /* (n) */,
                                const uint8_t *mask /* (n) or NULL */, unsigned bits,
                                double *h_sum);
+/* Deferred clipping (core/optim.h al_optim_clip_coef_deferred): the same sum, then
+ * al_sums_clip_elem(s, sum, max_norm, step) in the final kernel on s (device). No copy, no sync. */
+struct al_sums;
+al_status al_clip_coef_deferred_cuda(al_ctx *ctx, size_t n, const float *x /* (n) */,
+                                     const uint8_t *mask /* (n) or NULL */, unsigned bits,
+                                     double max_norm, struct al_sums *s, int64_t step);
 
 /* Attack random start (cuda/attack_start.cu), twins of start_point() in attacks/attack.c, with
  * the AL_HOSTDEV element functions of attacks/attack.h at index al_attack_rng_index(r, n, i,

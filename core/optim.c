@@ -9,6 +9,7 @@
 
 #include "core/cuda_api.h"
 #include "core/log.h"
+#include "core/sums.h"
 
 al_sgd_opts al_sgd_opts_from_config(const al_config *cfg) {
     al_sgd_opts o;
@@ -84,8 +85,10 @@ void al_optim_fini(al_ctx *ctx, al_optim *o) {
     o->ema = NULL;
 }
 
-al_status al_optim_step(al_ctx *ctx, al_optim *o, al_model *m, double lr, double momentum,
-                        double grad_scale) {
+/* The step, its gradient scale from the host (grad_scale) or, when dev_scale != NULL, read on
+ * the device by the update itself. */
+static al_status step_impl(al_ctx *ctx, al_optim *o, al_model *m, double lr, double momentum,
+                           double grad_scale, const double *dev_scale) {
     AL_ASSERT(o->mask && m->n_param_floats == o->n_floats, "optimiser not set up for this model");
     AL_ASSERT(momentum == 0 || o->momentum,
               "step momentum %g but the optimiser was set up with momentum 0", momentum);
@@ -109,11 +112,13 @@ al_status al_optim_step(al_ctx *ctx, al_optim *o, al_model *m, double lr, double
     if (ctx->device == AL_DEV_CUDA) {
 #ifdef AL_HAVE_CUDA
         AL_TRY(
-            al_sgd_step_cuda(ctx, o->n_floats, o->mask, m->data, m->grads, mom_buf, o->ema, &hp));
+            al_sgd_step_cuda(ctx, o->n_floats, o->mask, m->data, m->grads, mom_buf, o->ema, &hp,
+                             dev_scale));
 #else
         return AL_FAIL(AL_ERR_NO_GPU, "optimiser: device cuda but advlab was built without CUDA");
 #endif
     } else {
+        if (dev_scale) hp.grad_scale = (float)*dev_scale;
         al_sgd_step_cpu(o->n_floats, o->mask, m->data, m->grads, mom_buf, o->ema, &hp);
     }
     if (momentum != 0) o->have_buf = 1;
@@ -121,14 +126,56 @@ al_status al_optim_step(al_ctx *ctx, al_optim *o, al_model *m, double lr, double
     return AL_OK;
 }
 
+al_status al_optim_step(al_ctx *ctx, al_optim *o, al_model *m, double lr, double momentum,
+                        double grad_scale) {
+    return step_impl(ctx, o, m, lr, momentum, grad_scale, NULL);
+}
+
 al_status al_optim_step_sched(al_ctx *ctx, al_optim *o, al_model *m, const al_cfg_train *t,
                               int64_t steps_per_epoch, double grad_scale) {
     double lr = al_lr_at(t, o->step, steps_per_epoch);
     double mom = al_momentum_at(t, o->step, steps_per_epoch);
-    return al_optim_step(ctx, o, m, lr, mom, grad_scale);
+    return step_impl(ctx, o, m, lr, mom, grad_scale, NULL);
+}
+
+al_status al_optim_step_sched_dev(al_ctx *ctx, al_optim *o, al_model *m, const al_cfg_train *t,
+                                  int64_t steps_per_epoch, const double *dev_scale) {
+    AL_ASSERT(dev_scale, "al_optim_step_sched_dev: NULL dev_scale");
+    double lr = al_lr_at(t, o->step, steps_per_epoch);
+    double mom = al_momentum_at(t, o->step, steps_per_epoch);
+    return step_impl(ctx, o, m, lr, mom, 1.0, dev_scale);
 }
 
 /* ---- gradient norm ---- */
+/* Sum over the trainable elements of g^2 in double. Fixed chunking (not per thread) so the sum
+ * is the same for every thread count. */
+static double masked_sumsq_cpu(size_t n, const float *g, const uint8_t *mask) {
+    enum { N_CHUNKS = 64 };
+    double part[N_CHUNKS];
+    const size_t per = AL_CEIL_DIV(n, (size_t)N_CHUNKS);
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int c = 0; c < N_CHUNKS; c++) {
+        double s = 0;
+        size_t lo = (size_t)c * per, hi = AL_MIN(n, lo + per);
+        for (size_t i = lo; i < hi; i++)
+            if (mask[i] & AL_OPT_TRAIN) s += (double)g[i] * (double)g[i];
+        part[c] = s;
+    }
+    double total = 0;
+    for (int c = 0; c < N_CHUNKS; c++) total += part[c];
+    return total;
+}
+
+al_status al_optim_clip_coef_deferred(al_ctx *ctx, const al_optim *o, const al_model *m,
+                                      double max_norm, al_sums *s) {
+    AL_ASSERT(max_norm > 0 && s, "al_optim_clip_coef_deferred: max_norm %g", max_norm);
+    if (ctx->device == AL_DEV_CPU) {
+        al_sums_clip_elem(s, masked_sumsq_cpu(o->n_floats, m->grads, o->mask), max_norm, o->step);
+        return AL_OK;
+    }
+    AL_CUDA_OR_FAIL(al_clip_coef_deferred_cuda(ctx, o->n_floats, m->grads, o->mask, AL_OPT_TRAIN,
+                                               max_norm, s, o->step));
+}
 al_status al_optim_clip_coef(al_ctx *ctx, const al_optim *o, const al_model *m, double max_norm,
                              double *norm, double *coef) {
     *coef = 1.0;
@@ -153,22 +200,7 @@ al_status al_optim_clip_coef(al_ctx *ctx, const al_optim *o, const al_model *m, 
                        "optimiser: CUDA device requested but advlab was built without CUDA");
 #endif
     }
-    /* Fixed chunking (not per thread) so the sum is the same for every thread count. */
-    enum { N_CHUNKS = 64 };
-    double part[N_CHUNKS];
-    size_t n = o->n_floats, per = AL_CEIL_DIV(n, (size_t)N_CHUNKS);
-    const float *g = m->grads;
-    const uint8_t *mask = o->mask;
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (int c = 0; c < N_CHUNKS; c++) {
-        double s = 0;
-        size_t lo = (size_t)c * per, hi = AL_MIN(n, lo + per);
-        for (size_t i = lo; i < hi; i++)
-            if (mask[i] & AL_OPT_TRAIN) s += (double)g[i] * (double)g[i];
-        part[c] = s;
-    }
-    double total = 0;
-    for (int c = 0; c < N_CHUNKS; c++) total += part[c];
+    const double total = masked_sumsq_cpu(o->n_floats, m->grads, o->mask);
     double nrm = sqrt(total);
     if (norm) *norm = nrm;
     if (!isfinite(nrm))

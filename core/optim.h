@@ -103,6 +103,18 @@ al_status al_optim_step_sched(al_ctx *ctx, al_optim *o, al_model *m, const al_cf
 al_status al_optim_clip_coef(al_ctx *ctx, const al_optim *o, const al_model *m, double max_norm,
                              double *norm, double *coef);
 
+/* The same clipping with no host wait (core/sums.h): the masked sum of squares on ctx's
+ * device, then al_sums_clip_elem(s, sq, max_norm, o->step) there (s: ctx device memory), so
+ * s->clip_coef is the coefficient, s->grad_norm the norm, and a non-finite norm is recorded in
+ * s->bad_grad_step for the trainer's next read. Pass &s->clip_coef to al_optim_step_sched_dev. */
+struct al_sums;
+al_status al_optim_clip_coef_deferred(al_ctx *ctx, const al_optim *o, const al_model *m,
+                                      double max_norm, struct al_sums *s);
+/* al_optim_step_sched with the gradient scale read on the device from *dev_scale (ctx device
+ * memory, a double rounded to float as grad_scale is). */
+al_status al_optim_step_sched_dev(al_ctx *ctx, al_optim *o, al_model *m, const al_cfg_train *t,
+                                  int64_t steps_per_epoch, const double *dev_scale);
+
 /* Checkpoint hooks (core/checkpoint.h: al_train_state.momentum/.ema are host buffers of
  * n_param_floats). get: copy to host buffers (either NULL to skip; momentum is left untouched
  * when the optimiser has none). set (resume): step, momentum (NULL = no history: allowed only

@@ -11,6 +11,8 @@ al_status al_sums_reset(al_ctx *ctx, al_sums *s) {
     memset(&e, 0, sizeof e);
     e.bad_step = -1;
     e.bad_index = -1;
+    e.bad_grad_step = -1;
+    e.clip_coef = 1.0;
     return al_copy_to_dev(ctx, s, &e, sizeof e);
 }
 

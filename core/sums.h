@@ -45,6 +45,11 @@ typedef struct al_sums {
     double bad_loss;     /* that step's loss (NaN or +-Inf) */
     int32_t bad_index;   /* row of the first label outside [0, bad_k) a deferred op met; -1 */
     int32_t bad_label, bad_k, pad;
+    /* deferred gradient clipping (al_optim_clip_coef_deferred, core/optim.h) */
+    double grad_norm;      /* the last step's global L2 norm of the trainable gradients */
+    double clip_coef;      /* its torch clip_grad_norm_ coefficient: the SGD step's grad scale */
+    int64_t bad_grad_step; /* first optimiser step whose gradient norm was not finite; -1 */
+    double bad_grad_norm;
 } al_sums;
 
 /* The fold of the open step (n examples, global step `step`): one code for the CPU and the
@@ -75,7 +80,21 @@ AL_HOSTDEV void al_sums_add_elem(al_sums *s, int slot, double v, int bad_index, 
     }
 }
 
-/* *s = empty (bad_step = bad_index = -1), on ctx's device; an H2D copy, no host read. */
+/* Clipping from the masked sum of squares sq of the gradients (torch.nn.utils.clip_grad_norm_:
+ * coef = min(1, max_norm / (norm + 1e-6))), shared by the CPU and the CUDA final kernel. A
+ * non-finite norm gives coef NaN (never 0 or 1: the step must not pass for a good one) and is
+ * recorded for the trainer's next read. */
+AL_HOSTDEV void al_sums_clip_elem(al_sums *s, double sq, double max_norm, int64_t step) {
+    const double norm = sqrt(sq), c = max_norm / (norm + 1e-6);
+    s->grad_norm = norm;
+    s->clip_coef = !isfinite(norm) ? (double)NAN : c < 1.0 ? c : 1.0;
+    if (!isfinite(norm) && s->bad_grad_step < 0) {
+        s->bad_grad_step = step;
+        s->bad_grad_norm = norm;
+    }
+}
+
+/* *s = empty (bad_step = bad_index = bad_grad_step = -1, clip_coef = 1), on ctx's device; an H2D copy, no host read. */
 al_status al_sums_reset(al_ctx *ctx, al_sums *s);
 /* Fold the open step into s (see al_sums_fold_elem); CUDA: one launch, no sync. */
 al_status al_sums_fold(al_ctx *ctx, al_sums *s, int n, int64_t step);

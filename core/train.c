@@ -185,6 +185,11 @@ static al_status read_sums(trainer *t, int epoch, const char *last_good, al_sums
                        isnan(h->bad_loss) ? "NaN" : "Inf", epoch + 1, (long long)h->bad_step,
                        last_good);
     }
+    if (h->bad_grad_step >= 0)
+        return AL_FAIL(AL_ERR_NAN,
+                       "train: gradient norm is %g at epoch %d optimiser step %lld (train.grad_clip); "
+                       "stopped without saving (last good checkpoint: %s)",
+                       h->bad_grad_norm, epoch + 1, (long long)h->bad_grad_step, last_good);
     return AL_OK;
 }
 
@@ -530,12 +535,16 @@ al_status al_train(const al_config *cfg, const char *resume, al_train_result *re
             al_nvtx_pop();
 
             AL_CHECK(method_step(t, nb, step, epoch));
-            double coef = 1.0, gnorm = 0.0;
-            if (cfg->train.grad_clip > 0)
-                AL_CHECK(al_optim_clip_coef(&t->ctx, &t->opt, t->m, cfg->train.grad_clip, &gnorm, &coef));
             double lr = al_lr_at(&cfg->train, step, t->spe);
             al_nvtx_push("optimizer");
-            AL_CHECK(al_optim_step_sched(&t->ctx, &t->opt, t->m, &cfg->train, t->spe, coef));
+            if (cfg->train.grad_clip > 0) { /* norm and coefficient stay on the device */
+                AL_CHECK(al_optim_clip_coef_deferred(&t->ctx, &t->opt, t->m, cfg->train.grad_clip,
+                                                     t->d_sums));
+                AL_CHECK(al_optim_step_sched_dev(&t->ctx, &t->opt, t->m, &cfg->train, t->spe,
+                                                 &t->d_sums->clip_coef));
+            } else {
+                AL_CHECK(al_optim_step_sched(&t->ctx, &t->opt, t->m, &cfg->train, t->spe, 1.0));
+            }
             al_nvtx_pop();
             step++;
             ep_steps++;

@@ -13,7 +13,8 @@
 static __global__ void sgd_ema_kernel(size_t n, const uint8_t *__restrict__ mask,
                                       float *__restrict__ params, const float *__restrict__ grads,
                                       float *__restrict__ momentum, float *__restrict__ ema,
-                                      al_sgd_hparams hp) {
+                                      al_sgd_hparams hp, const double *__restrict__ dev_scale) {
+    if (dev_scale) hp.grad_scale = (float)*dev_scale; /* the host twin's rounding */
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x) {
         float unused_b = 0.0f, unused_e = 0.0f; /* stand-ins for absent buffers, as the twin */
@@ -24,14 +25,15 @@ static __global__ void sgd_ema_kernel(size_t n, const uint8_t *__restrict__ mask
 
 extern "C" al_status al_sgd_step_cuda(al_ctx *ctx, size_t n, const uint8_t *mask, float *params,
                                       const float *grads, float *momentum, float *ema,
-                                      const struct al_sgd_hparams *hp) {
+                                      const struct al_sgd_hparams *hp,
+                                      const double *dev_scale) {
     AL_ASSERT(hp && mask && params && grads, "al_sgd_step_cuda: NULL hp/mask/params/grads");
     AL_ASSERT(hp->momentum == 0.0f || momentum, "al_sgd_step_cuda: momentum %g needs a buffer",
               (double)hp->momentum);
     AL_ASSERT(!hp->ema || ema, "al_sgd_step_cuda: EMA on but no EMA buffer");
     if (n == 0) return AL_OK;
     sgd_ema_kernel<<<al_grid(ctx, n, AL_BLOCK), AL_BLOCK, 0, al_stream_of(ctx)>>>(
-        n, mask, params, grads, momentum, ema, *hp);
+        n, mask, params, grads, momentum, ema, *hp, dev_scale);
     AL_LAUNCH_CHECK(ctx);
     return AL_OK;
 }

@@ -680,7 +680,7 @@ static int case_sgd(void) {
         hp.ema_decay = 0.999f;
         hp.ema_one_minus_decay = (float)(1.0 - 0.999);
         al_sgd_step_cpu(n, mask, p, gr, buf, e, &hp);
-        OK(al_sgd_step_cuda(&gpu, n, gmask, gp, ggr, gbuf, ge, &hp));
+        OK(al_sgd_step_cuda(&gpu, n, gmask, gp, ggr, gbuf, ge, &hp, NULL));
         fprintf(stderr, "  sgd step %d (nesterov %d, grad_scale %g)\n", step, hp.nesterov,
                 (double)hp.grad_scale);
         /* the shared al_sgd_ema_elem, no contraction on either side: exact */
@@ -694,7 +694,7 @@ static int case_sgd(void) {
     hp0.lr = 0.05f;
     hp0.grad_scale = 1.0f;
     al_sgd_step_cpu(n, mask, p, gr, NULL, NULL, &hp0);
-    OK(al_sgd_step_cuda(&gpu, n, gmask, gp, ggr, NULL, NULL, &hp0));
+    OK(al_sgd_step_cuda(&gpu, n, gmask, gp, ggr, NULL, NULL, &hp0, NULL));
     bad |= dcheck("sgd params (no momentum, no ema)", gp, p, n, 0, 0);
     return bad;
 }

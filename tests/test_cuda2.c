@@ -27,6 +27,7 @@
 
 #include "attacks/apgd.h"
 #include "attacks/attack.h"
+#include "core/config.h"
 #include "core/ctx.h"
 #include "core/cuda_api.h"
 #include "core/methods/advprop_target.h"
@@ -826,6 +827,40 @@ static int clip_coef_check(void) {
     const double tol = 2.0 * (double)nf * U_DBL; /* sqrt halves the sums' relative error */
     int bad = al_check_close_d("clip norm", &ng, &nc, 1, 0, tol);
     bad |= al_check_close_d("clip coef", &cg, &cc, 1, 0, 2 * tol);
+    /* deferred (the trainer's path, core/sums.h): each backend's norm and coefficient exactly
+     * as its immediate path, with no stream sync; then an SGD step scaled on the device by
+     * that coefficient equals the CPU step scaled by the CPU's, bitwise, once both start from
+     * the same coefficient (the same float rounding of the same double) */
+    al_sums cs, *gs = dnew(sizeof(al_sums), NULL), h;
+    OK(al_sums_reset(&cpu, &cs));
+    OK(al_sums_reset(&gpu, gs));
+    OK(al_sync(&gpu));
+    const uint64_t s0 = al_cuda_sync_count(&gpu);
+    OK(al_optim_clip_coef_deferred(&cpu, &oc, mc, 0.5, &cs));
+    OK(al_optim_clip_coef_deferred(&gpu, &og, mg, 0.5, gs));
+    AL_EXPECT(al_cuda_sync_count(&gpu) == s0, "deferred clipping synced %llu times",
+              (unsigned long long)(al_cuda_sync_count(&gpu) - s0));
+    bad |= dget("clip sums", gs, &h, sizeof h);
+    AL_EXPECT(cs.grad_norm == nc && cs.clip_coef == cc && cs.bad_grad_step == -1,
+              "CPU deferred clip: norm %.17g coef %.17g (immediate %.17g %.17g)", cs.grad_norm,
+              cs.clip_coef, nc, cc);
+    AL_EXPECT(h.grad_norm == ng && h.clip_coef == cg && h.bad_grad_step == -1,
+              "CUDA deferred clip: norm %.17g coef %.17g (immediate %.17g %.17g)", h.grad_norm,
+              h.clip_coef, ng, cg);
+    al_config cfg;
+    al_config_defaults(&cfg);
+    float *p0 = hf(nf), *pg = hf(nf);
+    OK(al_model_init_params(&cpu, mc, 3));
+    OK(al_copy_to_dev(&gpu, mg->data, mc->data, nf * sizeof(float)));
+    OK(al_copy_to_dev(&gpu, &gs->clip_coef, &cs.clip_coef, sizeof(double)));
+    OK(al_optim_step_sched(&cpu, &oc, mc, &cfg.train, 10, cs.clip_coef));
+    OK(al_optim_step_sched_dev(&gpu, &og, mg, &cfg.train, 10, &gs->clip_coef));
+    memcpy(p0, mc->data, nf * sizeof(float));
+    OK(al_copy_to_host(&gpu, pg, mg->data, nf * sizeof(float)));
+    AL_EXPECT(memcmp(p0, pg, nf * sizeof(float)) == 0, "SGD with the device clip coefficient "
+                                                       "differs from the host one");
+    /* the same step with the coefficient 1 would differ: the scale was applied */
+    AL_EXPECT(cs.clip_coef < 1.0, "test gradients too small to clip (coef %g)", cs.clip_coef);
     /* a NaN in a trainable gradient: refused with AL_ERR_NAN, as the CPU path */
     int pi = 0;
     while (pi < mc->n_params && !mc->params[pi].trainable) pi++;
@@ -835,6 +870,13 @@ static int clip_coef_check(void) {
     al_status st = al_optim_clip_coef(&gpu, &og, mg, 0.5, &ng, &cg);
     AL_EXPECT(st == AL_ERR_NAN, "NaN gradient: %s", al_status_str(st));
     al_clear_error();
+    /* deferred: recorded in the sums (step, norm), coefficient NaN */
+    OK(al_sums_reset(&gpu, gs));
+    OK(al_optim_clip_coef_deferred(&gpu, &og, mg, 0.5, gs));
+    bad |= dget("clip sums (NaN)", gs, &h, sizeof h);
+    AL_EXPECT(h.bad_grad_step == og.step && isnan(h.bad_grad_norm) && isnan(h.clip_coef),
+              "deferred NaN gradient: bad_grad_step %lld (want %lld) norm %g coef %g",
+              (long long)h.bad_grad_step, (long long)og.step, h.bad_grad_norm, h.clip_coef);
     al_optim_fini(&cpu, &oc);
     al_optim_fini(&gpu, &og);
     al_model_destroy(&cpu, mc);

@@ -18,6 +18,7 @@ Q="$SRC/experiments/quickstart/fmnist_smallcnn_pgdat.ini"
 runs=(
   "standard|$Q|train.method=standard"
   "pgd_at|$Q|train.method=pgd_at"
+  "pgd_at_clip|$Q|train.method=pgd_at train.grad_clip=0.5"
   "fast_at|$Q|train.method=fast_at attack.alpha=0.125"
   "trades|$Q|train.method=trades"
   "mart|$Q|train.method=mart"
