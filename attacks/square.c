@@ -1,8 +1,11 @@
 /* square.c: Square Attack, Linf and L2 (attacks/square.h), device-agnostic and score-based:
  * the model is only queried through al_model_forward (eval mode, slot 0), never differentiated.
  * Twin: none for the driver; proposals are built on the host (one example per OpenMP thread,
- * static schedule) and sent as one batched forward per iteration.
- * TODO(#6): a CUDA kernel building the proposals would remove the per-iteration (N, D) copy.
+ * static schedule) and sent as one batched forward per iteration; on CUDA the Linf iterations
+ * (query list, proposals, acceptance) run on the device instead (cuda/attack_square.cu,
+ * bitwise the same for the same logits: shared attacks/square_elem.h), with no image copy per
+ * iteration and one host wait (the query count that sizes the forward). L2's proposals (the
+ * per-channel window norms and the rescale-and-retry of place_l2) stay on the host.
  * Shapes: x, x_adv (N, C, H, W); logits (N, K); "active" rows are compacted (row a <-> act[a]).
  *
  * Algorithm (Andriushchenko et al. 2020; fra31/auto-attack square.py read, not copied):
@@ -32,6 +35,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attacks/square_elem.h"
+#include "core/cuda_api.h"
 #include "core/rng.h"
 
 al_square_spec al_square_spec_default(al_norm norm, float eps) {
@@ -65,23 +70,6 @@ static int argmax_row(const float *z, int k) { /* torch semantics, as al_count_c
         if (z[j] != z[j] || z[j] > z[a]) a = j;
     }
     return a;
-}
-
-/* m = z_y - max_{j != y} z_j in double (NaN logits give NaN: never accepted) */
-static double margin_row(const float *z, int k, int y) {
-    double o = -INFINITY;
-    for (int j = 0; j < k; j++)
-        if (j != y && (double)z[j] > o) o = z[j];
-    return (double)z[y] - o;
-}
-
-/* clamp(clip(v, x0 - eps, x0 + eps), 0, 1) with the bounds exactly within eps of x0 in double */
-static float clip_linf(float v, float x0, float eps) {
-    float hi = x0 + eps, lo = x0 - eps;
-    if ((double)hi - (double)x0 > (double)eps) hi = nextafterf(hi, -INFINITY);
-    if ((double)x0 - (double)lo > (double)eps) lo = nextafterf(lo, INFINITY);
-    v = v < lo ? lo : (v > hi ? hi : v);
-    return v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
 }
 
 /* out = clamp(x0 + scale * delta, 0, 1) in float with ||out - x0||_2 <= eps (double, from the
@@ -154,6 +142,10 @@ typedef struct sq_ws {
     double *eta;          /* (H*H) the eta pattern of the current side */
     double *scratch;      /* (threads, 2 D) */
     float *d_x;           /* device (N, D) */
+    /* CUDA Linf iterations: x_best, margins, active and query lists on the device */
+    float *d_best;
+    double *d_mmin;
+    int *d_act, *d_fool;
 } sq_ws;
 
 static void ws_fini(al_ctx *ctx, sq_ws *w) {
@@ -170,10 +162,14 @@ static void ws_fini(al_ctx *ctx, sq_ws *w) {
     al_free(w->eta);
     al_free(w->scratch);
     al_dev_free(ctx, w->d_x);
+    al_dev_free(ctx, w->d_best);
+    al_dev_free(ctx, w->d_mmin);
+    al_dev_free(ctx, w->d_act);
+    al_dev_free(ctx, w->d_fool);
     memset(w, 0, sizeof *w);
 }
 
-static al_status ws_init(al_ctx *ctx, sq_ws *w, const al_model *m, int n) {
+static al_status ws_init(al_ctx *ctx, sq_ws *w, const al_model *m, int n, int dev_iters) {
     memset(w, 0, sizeof *w);
     w->n = n;
     w->k = m->num_classes;
@@ -201,6 +197,15 @@ static al_status ws_init(al_ctx *ctx, sq_ws *w, const al_model *m, int n) {
         return AL_ERR_OOM;
     }
     al_status st = al_dev_alloc(ctx, (void **)&w->d_x, nd * sizeof(float), "square device batch");
+    if (st == AL_OK && dev_iters) {
+        st = al_dev_alloc(ctx, (void **)&w->d_best, nd * sizeof(float), "square best points");
+        if (st == AL_OK)
+            st = al_dev_alloc(ctx, (void **)&w->d_mmin, (size_t)n * sizeof(double), "square margins");
+        if (st == AL_OK)
+            st = al_dev_alloc(ctx, (void **)&w->d_act, (size_t)n * sizeof(int), "square active list");
+        if (st == AL_OK)
+            st = al_dev_alloc(ctx, (void **)&w->d_fool, (size_t)n * sizeof(int), "square query list");
+    }
     if (st != AL_OK) ws_fini(ctx, w);
     return st;
 }
@@ -213,15 +218,12 @@ static al_status forward_rows(al_ctx *ctx, al_model *m, sq_ws *w, const float *r
 
 /* ---------------------------------------------------------------- proposals */
 
-/* Philox words of (restart r, phase, point i): phase 0 = init, it + 1 = iteration it. Each
- * (r, phase, i) owns 2^24 consecutive words (validate() bounds what a phase uses). */
+/* Philox words of (restart r, phase, point i): square_elem.h (validate() bounds what a phase
+ * uses of its 2^24). */
 static uint64_t word_base(const al_square_spec *s, int n, int r, int phase, int i) {
-    return ((((uint64_t)r * ((uint64_t)s->n_queries + 1) + (uint64_t)phase) * (uint64_t)n +
-             (uint64_t)i)
-            << 24);
+    return al_square_word_base(s->n_queries, n, r, phase, i);
 }
-/* U(j): word j as a uniform in [0,1) (24 bits: the products below are exact in double) */
-#define U(j) al_rng_uniform(seed, stream, base + (uint64_t)(j))
+#define U(j) al_square_u(seed, stream, base, (uint64_t)(j))
 #define SIGN(j) (U(j) < 0.5f ? -1.0 : 1.0)
 
 static void init_linf(const al_square_spec *s, sq_ws *w, int a, uint64_t seed, uint64_t stream,
@@ -235,7 +237,7 @@ static void init_linf(const al_square_spec *s, sq_ws *w, int a, uint64_t seed, u
             const float v = (float)(s->eps * SIGN(ch * W + col));
             for (int row = 0; row < H; row++) {
                 size_t j = ((size_t)ch * H + row) * W + col;
-                xb[j] = clip_linf(x0[j] + v, x0[j], s->eps);
+                xb[j] = al_square_clip_linf(x0[j] + v, x0[j], s->eps);
             }
         }
 }
@@ -274,14 +276,15 @@ static void step_linf(const al_square_spec *s, sq_ws *w, int a, int f, int sq, u
     const float *x0 = w->h_x0 + (size_t)i * w->d, *xb = w->h_best + (size_t)a * w->d;
     float *xn = w->h_new + (size_t)f * w->d;
     const uint64_t base = word_base(s, w->n, r, it + 1, i);
-    const int vh = (int)(U(0) * (double)(H - sq)), vw = (int)(U(1) * (double)(W - sq));
+    int vh, vw;
+    al_square_window(seed, stream, base, H, W, sq, &vh, &vw);
     memcpy(xn, xb, w->d * sizeof(float));
     for (int ch = 0; ch < C; ch++) {
-        const float v = (float)(2.0 * s->eps * SIGN(2 + ch));
+        const float v = al_square_linf_value(seed, stream, base, ch, s->eps);
         for (int u = vh; u < vh + sq; u++)
             for (int q = vw; q < vw + sq; q++) {
                 size_t j = ((size_t)ch * H + u) * W + q;
-                xn[j] = clip_linf(xb[j] + v, x0[j], s->eps);
+                xn[j] = al_square_clip_linf(xb[j] + v, x0[j], s->eps);
             }
     }
 }
@@ -294,7 +297,8 @@ static void step_l2(const al_square_spec *s, sq_ws *w, int a, int f, int sq, uin
     const float *x0 = w->h_x0 + (size_t)i * d, *xb = w->h_best + (size_t)a * d;
     double *delta = w->scratch + (size_t)omp_get_thread_num() * 2 * d, *nd = delta + d;
     const uint64_t base = word_base(s, w->n, r, it + 1, i);
-    const int vh = (int)(U(0) * (double)(H - sq)), vw = (int)(U(1) * (double)(W - sq));
+    int vh, vw;
+    al_square_window(seed, stream, base, H, W, sq, &vh, &vw);
     const int vh2 = (int)(U(2) * (double)(H - sq)), vw2 = (int)(U(3) * (double)(W - sq));
     const int tr = U(4) > 0.5f;
     const double eps = s->eps;
@@ -346,17 +350,56 @@ static void step_l2(const al_square_spec *s, sq_ws *w, int a, int f, int sq, uin
 #undef U
 #undef SIGN
 
+/* Window side of iteration it: sqrt(p * H * W) rounded half to even (Python's round), >= 1
+ * (Linf) or odd >= 3 (L2), at most the image side. */
+static int side_at(const al_square_spec *s, int it, int H, int W) {
+    const double p = p_selection((double)s->p_init, it, s->n_queries);
+    int sq = (int)rint(sqrt(p * ((double)H * (double)W))); /* p * n_features / c */
+    if (s->norm == AL_LINF) {
+        sq = AL_MAX(sq, 1);
+    } else {
+        sq = AL_MAX(sq, 3);
+        if (sq % 2 == 0) sq++;
+    }
+    return AL_MIN(sq, AL_MIN(H, W));
+}
+
+#ifdef AL_HAVE_CUDA
+/* The Linf iterations of square_once on the device (see the file comment): from h_best /
+ * h_mmin of the na active rows, back into h_best. x, y: the caller's device inputs. */
+static al_status iterate_linf_cuda(al_ctx *ctx, al_model *m, const al_square_spec *s, sq_ws *w,
+                                   int na, int r, uint64_t seed, uint64_t stream, const float *x,
+                                   const int32_t *y) {
+    const size_t d = w->d;
+    AL_TRY(al_copy_to_dev(ctx, w->d_best, w->h_best, (size_t)na * d * sizeof(float)));
+    AL_TRY(al_copy_to_dev(ctx, w->d_mmin, w->h_mmin, (size_t)na * sizeof(double)));
+    AL_TRY(al_copy_to_dev(ctx, w->d_act, w->act, (size_t)na * sizeof(int)));
+    for (int it = 0; it < s->n_queries; it++) {
+        int nf = 0;
+        ctx->n_host_reads++;
+        AL_TRY(al_square_fool_cuda(ctx, na, w->d_mmin, w->d_fool, &nf));
+        if (nf == 0) break;
+        AL_TRY(al_square_linf_propose_cuda(ctx, nf, w->c, w->h, w->w, side_at(s, it, w->h, w->w),
+                                           s->eps, w->n, s->n_queries, r, it, seed, stream,
+                                           w->d_fool, w->d_act, x, w->d_best, w->d_x));
+        AL_TRY(al_model_forward_eval(ctx, m, w->d_x, nf, 0));
+        AL_TRY(al_square_accept_cuda(ctx, nf, w->k, (int)d, w->d_fool, w->d_act, y,
+                                     al_model_logits(m, 0), w->d_mmin, w->d_x, w->d_best));
+    }
+    return al_copy_to_host(ctx, w->h_best, w->d_best, (size_t)na * d * sizeof(float));
+}
+#endif
+
 /* One restart on the points still robust; successes (confirmed by a fresh forward) go to
  * h_out and leave the robust set. */
 static al_status square_once(al_ctx *ctx, al_model *m, const al_square_spec *s, sq_ws *w, int r,
-                             uint64_t seed, uint64_t stream) {
+                             uint64_t seed, uint64_t stream, const float *x, const int32_t *y) {
     const int k = w->k, H = w->h, W = w->w;
     const size_t d = w->d;
     int na = 0;
     for (int i = 0; i < w->n; i++)
         if (w->h_rob[i]) w->act[na++] = i;
     if (na == 0) return AL_OK;
-    const double nf_c = (double)H * (double)W; /* n_features / c */
 
     if (s->norm == AL_LINF) {
 #pragma omp parallel for schedule(static)
@@ -370,23 +413,24 @@ static al_status square_once(al_ctx *ctx, al_model *m, const al_square_spec *s, 
     AL_TRY(forward_rows(ctx, m, w, w->h_best, na));
     int all_neg = 1;
     for (int a = 0; a < na; a++) {
-        w->h_mmin[a] = margin_row(w->h_z + (size_t)a * k, k, w->h_y[w->act[a]]);
+        w->h_mmin[a] = al_square_margin(w->h_z + (size_t)a * k, k, w->h_y[w->act[a]]);
         all_neg &= w->h_mmin[a] < 0.0;
     }
+#ifdef AL_HAVE_CUDA
+    if (w->d_best && !all_neg) {
+        AL_TRY(iterate_linf_cuda(ctx, m, s, w, na, r, seed, stream, x, y));
+        all_neg = 1; /* the host loop below is done */
+    }
+#else
+    (void)x;
+    (void)y;
+#endif
     for (int it = 0; it < s->n_queries && !all_neg; it++) {
         int nf = 0;
         for (int a = 0; a < na; a++)
             if (w->h_mmin[a] > 0.0) w->fool[nf++] = a;
         if (nf == 0) break;
-        const double p = p_selection((double)s->p_init, it, s->n_queries);
-        int sq = (int)rint(sqrt(p * nf_c)); /* rint: round half to even, as Python's round */
-        if (s->norm == AL_LINF) {
-            sq = AL_MAX(sq, 1);
-        } else {
-            sq = AL_MAX(sq, 3);
-            if (sq % 2 == 0) sq++;
-        }
-        sq = AL_MIN(sq, AL_MIN(H, W));
+        const int sq = side_at(s, it, H, W);
         if (s->norm == AL_L2) eta_square(w->eta, sq);
 #pragma omp parallel for schedule(static)
         for (int f = 0; f < nf; f++) {
@@ -398,7 +442,7 @@ static al_status square_once(al_ctx *ctx, al_model *m, const al_square_spec *s, 
         AL_TRY(forward_rows(ctx, m, w, w->h_new, nf));
         for (int f = 0; f < nf; f++) {
             const int a = w->fool[f];
-            const double mg = margin_row(w->h_z + (size_t)f * k, k, w->h_y[w->act[a]]);
+            const double mg = al_square_margin(w->h_z + (size_t)f * k, k, w->h_y[w->act[a]]);
             /* margin loss: improved if lower; a misclassified proposal is always taken */
             if (mg < w->h_mmin[a] || mg <= 0.0) {
                 w->h_mmin[a] = mg;
@@ -456,7 +500,9 @@ al_status al_square_run(al_ctx *ctx, al_model *m, const al_square_spec *s, const
                         uint8_t *success) {
     AL_TRY(validate(m, s, x, y, n, x_adv));
     sq_ws w;
-    AL_TRY(ws_init(ctx, &w, m, n));
+    const int dev_iters =
+        ctx->device == AL_DEV_CUDA && s->norm == AL_LINF && !s->host_proposals;
+    AL_TRY(ws_init(ctx, &w, m, n, dev_iters));
     const int k = w.k;
     const size_t d = w.d;
     al_status st = AL_OK;
@@ -471,7 +517,7 @@ al_status al_square_run(al_ctx *ctx, al_model *m, const al_square_spec *s, const
     memcpy(w.h_out, w.h_x0, (size_t)n * d * sizeof(float));
     AL_CHECK(forward_rows(ctx, m, &w, w.h_x0, n));
     for (int i = 0; i < n; i++) w.h_rob[i] = argmax_row(w.h_z + (size_t)i * k, k) == w.h_y[i];
-    for (int r = 0; r < s->n_restarts; r++) AL_CHECK(square_once(ctx, m, s, &w, r, seed, stream));
+    for (int r = 0; r < s->n_restarts; r++) AL_CHECK(square_once(ctx, m, s, &w, r, seed, stream, x, y));
 
     /* final verification on exactly the returned points (failures -> clean rows) */
     AL_CHECK(forward_rows(ctx, m, &w, w.h_out, n));

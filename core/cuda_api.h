@@ -94,6 +94,22 @@ al_status al_sums_fold_cuda(al_ctx *ctx, struct al_sums *s, int n, int64_t step)
 al_status al_advprop_targets_cuda(al_ctx *ctx, int n, int k, const int32_t *y, uint64_t seed,
                                   uint64_t stream, int32_t *t);
 
+/* Square Attack's Linf iteration (cuda/attack_square.cu), twins of the host loop in
+ * attacks/square.c through attacks/square_elem.h (bitwise for the same logits). Rows: a =
+ * active (act[a] = original index), f = queried (fool[f] = a). All pointers device.
+ *   fool:    fool = [a in [0, na) : mmin[a] > 0] in order; *n_fool its length (host: 1 sync);
+ *   propose: xn (nf, c*h*w) = step_linf of row fool[f] (window side sq, iteration it, restart r,
+ *            n points, n_queries: the word layout), x0 (n, d) the clean inputs, xb (na, d);
+ *   accept:  margin of logits row f; if < mmin[a] or <= 0: mmin[a] = it, xb[a] = xn[f]. */
+al_status al_square_fool_cuda(al_ctx *ctx, int na, const double *mmin, int *fool, int *n_fool);
+al_status al_square_linf_propose_cuda(al_ctx *ctx, int nf, int c, int h, int w, int sq, float eps,
+                                      int n, int n_queries, int r, int it, uint64_t seed,
+                                      uint64_t stream, const int *fool, const int *act,
+                                      const float *x0, const float *xb, float *xn);
+al_status al_square_accept_cuda(al_ctx *ctx, int nf, int k, int d, const int *fool, const int *act,
+                                const int32_t *y, const float *logits, double *mmin,
+                                const float *xn, float *xb);
+
 /* NVTX ranges for Nsight Systems (nested, per host thread). No-ops without CUDA. */
 void al_nvtx_push(const char *name);
 void al_nvtx_pop(void);

@@ -4,7 +4,9 @@
  * sum of squares of gradient clipping (cuda/reduce_sumsq.cu, also through al_optim_clip_coef)
  * and device-resident batch assembly with crop/flip (cuda/data_augment.cu); the DRSL penalty
  * (cuda/loss_drsl.cu), the label-smoothed CE (cuda/loss_xent_smooth.cu), the DLR loss and the APGD step and row bookkeeping (cuda/loss_dlr.cu,
- * cuda/attack_apgd.cu).
+ * cuda/attack_apgd.cu); the deferred step scalars (core/sums.h, cuda/train_sums.cu) and
+ * AdvProp's device targets (cuda/train_advprop.cu); Square's device Linf iterations
+ * (cuda/attack_square.cu) against its host proposals.
  * Without a usable GPU: "skipped: no GPU", exit 77.
  *
  * Conventions (as tests/test_cuda.c):
@@ -27,6 +29,7 @@
 
 #include "attacks/apgd.h"
 #include "attacks/attack.h"
+#include "attacks/square.h"
 #include "core/config.h"
 #include "core/ctx.h"
 #include "core/cuda_api.h"
@@ -1224,6 +1227,68 @@ static int case_deferred(void) {
     return bad;
 }
 
+/* ---------------------------------------------------------------- Square on the device */
+
+/* Square Linf with its iterations on the device (cuda/attack_square.cu) against the host
+ * proposals on the same GPU model (spec.host_proposals = 1): the shared element functions and
+ * the same forwards make x_adv and the success flags bitwise equal, and the device loop waits
+ * once per iteration (the query count) at most. Labels are the model's own predictions, so
+ * every point starts robust and the attack has work to do (some must succeed). */
+static int case_square(void) {
+    const int B = 24, K = 10;
+    const size_t d = 784, ne = (size_t)B * d;
+    al_model *mg = NULL;
+    OK(al_model_create("smallcnn", K, 1, 28, &mg));
+    OK(al_model_setup(&gpu, mg, B, 1));
+    OK(al_model_init_params(&gpu, mg, 5));
+    /* the TRADES SmallCNN starts with a zero classifier (constant logits): give it weights */
+    const int fc = al_model_find_param(mg, "classifier.fc3.weight");
+    AL_EXPECT(fc >= 0, "smallcnn has no classifier.fc3.weight");
+    const size_t nw = mg->params[fc].n_elems;
+    float *wfc = hrand(nw, 402, -0.3f, 0.3f);
+    OK(al_copy_to_dev(&gpu, mg->data + mg->params[fc].offset, wfc, nw * sizeof(float)));
+    float *x = hrand(ne, 401, 0, 1), *z = hf((size_t)B * K);
+    float *gx = dnewf(ne, x);
+    OK(al_model_forward_eval(&gpu, mg, gx, B, 0));
+    OK(al_copy_to_host(&gpu, z, al_model_logits(mg, 0), (size_t)B * K * sizeof(float)));
+    int32_t *y = hnew((size_t)B * sizeof(int32_t));
+    for (int i = 0; i < B; i++) {
+        y[i] = 0;
+        for (int j = 1; j < K; j++)
+            if (z[(size_t)i * K + j] > z[(size_t)i * K + y[i]]) y[i] = j;
+    }
+    int32_t *gy = dnew((size_t)B * sizeof(int32_t), y);
+    float *xa_h = dnewf(ne, NULL), *xa_d = dnewf(ne, NULL);
+    uint8_t *ok_h = dnew((size_t)B, NULL), *ok_d = dnew((size_t)B, NULL);
+    al_square_spec sp = al_square_spec_default(AL_LINF, 0.2f);
+    sp.n_queries = 60;
+    sp.n_restarts = 2;
+    sp.host_proposals = 1;
+    OK(al_square_run(&gpu, mg, &sp, gx, gy, B, 13, 2, xa_h, ok_h));
+    sp.host_proposals = 0;
+    OK(al_sync(&gpu));
+    const uint64_t s0 = al_cuda_sync_count(&gpu);
+    OK(al_square_run(&gpu, mg, &sp, gx, gy, B, 13, 2, xa_d, ok_d));
+    const uint64_t ds = al_cuda_sync_count(&gpu) - s0;
+    uint8_t fl[24];
+    int bad = dget("square success", ok_d, fl, (size_t)B), n_ok = 0;
+    for (int i = 0; i < B; i++) n_ok += fl[i];
+    fprintf(stderr, "  square linf: %d/%d points fooled, device loop %llu stream syncs for %d "
+                    "queries x %d restarts\n",
+            n_ok, B, (unsigned long long)ds, sp.n_queries, sp.n_restarts);
+    AL_EXPECT(n_ok > 0 && n_ok < B, "square fooled %d of %d points (want some, not all)", n_ok, B);
+    AL_EXPECT(ds <= (uint64_t)sp.n_restarts * (sp.n_queries + 8) + 8,
+              "device Square loop: %llu syncs", (unsigned long long)ds);
+    float *h_h = hf(ne);
+    bad |= dget("square x_adv (host proposals)", xa_h, h_h, ne * sizeof(float));
+    bad |= dcheck_bytes("square x_adv (device vs host proposals)", xa_d, h_h, ne * sizeof(float));
+    uint8_t fh[24];
+    bad |= dget("square success (host)", ok_h, fh, (size_t)B);
+    bad |= dcheck_bytes("square success (device vs host)", ok_d, fh, (size_t)B);
+    al_model_destroy(&gpu, mg);
+    return bad;
+}
+
 /* ---------------------------------------------------------------- main */
 
 #define CASE(fn)                                                                           \
@@ -1247,6 +1312,7 @@ CASE(case_sumsq)
 CASE(case_batch)
 CASE(case_hot_path)
 CASE(case_deferred)
+CASE(case_square)
 
 int main(int argc, char **argv) {
     if (al_test_no_gpu()) return AL_SKIP_CODE;
@@ -1272,6 +1338,7 @@ int main(int argc, char **argv) {
         {"batch", run_case_batch},
         {"hot_path", run_case_hot_path},
         {"deferred", run_case_deferred},
+        {"square", run_case_square},
     };
     int rc = al_run_cases(cases, (int)AL_ARRAY_LEN(cases), argc, argv);
     al_ctx_fini(&gpu);
