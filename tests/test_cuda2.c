@@ -950,6 +950,13 @@ static int case_batch(void) {
 
 /* ---------------------------------------------------------------- hot path */
 
+/* A set-up TRADES SmallCNN (K classes, 1x28x28, max batch B, one slot) on the GPU, seed 5. */
+static al_status gpu_smallcnn(int B, int K, al_model **m) {
+    AL_TRY(al_model_create("smallcnn", K, 1, 28, m));
+    AL_TRY(al_model_setup(&gpu, *m, B, 1));
+    return al_model_init_params(&gpu, *m, 5);
+}
+
 /* The attack loop waits on the device once per run: a training-mode PGD-10 (one restart, no
  * success wanted) with a workspace makes no device allocation and exactly one stream sync
  * (the first iteration's loss, which checks the labels), with and without early stopping
@@ -959,9 +966,7 @@ static int case_hot_path(void) {
     const int B = 8, K = 10;
     const size_t d = 784, ne = (size_t)B * d;
     al_model *mg = NULL;
-    OK(al_model_create("smallcnn", K, 1, 28, &mg));
-    OK(al_model_setup(&gpu, mg, B, 1));
-    OK(al_model_init_params(&gpu, mg, 5));
+    OK(gpu_smallcnn(B, K, &mg));
     float *x = hrand(ne, 191, 0, 1);
     int32_t *y = hlabels(B, K, 192);
     float *gx = dnewf(ne, x), *gxa = dnewf(ne, NULL);
@@ -1191,9 +1196,7 @@ static int case_deferred(void) {
 
     /* an attack inside the deferral: suspended (nothing added), no sync, restored */
     al_model *mg = NULL;
-    OK(al_model_create("smallcnn", K, 1, 28, &mg));
-    OK(al_model_setup(&gpu, mg, B, 1));
-    OK(al_model_init_params(&gpu, mg, 5));
+    OK(gpu_smallcnn(B, K, &mg));
     float *x = hrand((size_t)B * 784, 310, 0, 1);
     float *gx = dnewf((size_t)B * 784, x), *gxa = dnewf((size_t)B * 784, NULL);
     al_attack_ws ws;
@@ -1238,9 +1241,7 @@ static int case_square(void) {
     const int B = 24, K = 10;
     const size_t d = 784, ne = (size_t)B * d;
     al_model *mg = NULL;
-    OK(al_model_create("smallcnn", K, 1, 28, &mg));
-    OK(al_model_setup(&gpu, mg, B, 1));
-    OK(al_model_init_params(&gpu, mg, 5));
+    OK(gpu_smallcnn(B, K, &mg));
     /* the TRADES SmallCNN starts with a zero classifier (constant logits): give it weights */
     const int fc = al_model_find_param(mg, "classifier.fc3.weight");
     AL_EXPECT(fc >= 0, "smallcnn has no classifier.fc3.weight");
