@@ -3,7 +3,11 @@
  * (AL_BWD_INPUT only) on ctx's device; the per-example geometry (the box-constrained hyperplane
  * projections and the FAB update) runs on the host in double, one example per OpenMP thread
  * (static schedule: the result does not depend on the thread count).
- * TODO(#6): a CUDA kernel for the projection would remove the per-iteration (N, D) copies.
+ * On CUDA, targeted runs (FAB-T, AutoAttack's) iterate on the device instead: linearisation,
+ * projection (bisection on the breakpoint function, then the host's segment formula), step,
+ * acceptance and backward step in cuda/attack_fab.cu, with no copy or wait per iteration;
+ * spec.host_iterations keeps the host loop (the reference). Untargeted FAB scans K - 1
+ * classes per iteration on the host.
  * Shapes: x, x_adv (N, D) with D = C*H*W; logits (N, K); "active" buffers are compacted to the
  * points still being attacked (row a <-> original point act[a]).
  *
@@ -24,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attacks/fab_elem.h"
+#include "core/cuda_api.h"
 #include "core/rng.h"
 
 al_fab_spec al_fab_spec_default(al_norm norm, float eps) {
@@ -42,10 +48,6 @@ al_fab_spec al_fab_spec_default(al_norm norm, float eps) {
 }
 
 /* ---------------------------------------------------------------- projection */
-
-/* Elements below this |w| are inactive in the L2 projection (fab_projections.py masks
- * |w| < 1e-8 the same way; Linf masks only w == 0). */
-#define FAB_L2_W_MIN 1e-8
 
 typedef struct bp {
     double lam;  /* lambda at which the element saturates at the box */
@@ -72,15 +74,9 @@ double al_fab_project(al_norm norm, size_t n_elems, const float *t, const float 
     bp *b = (bp *)scratch;
     size_t m = 0;
     for (size_t j = 0; j < n_elems; j++) {
-        double wj = sg * (double)w[j];
-        double aw = fabs(wj);
-        if (norm == AL_LINF ? wj == 0.0 : !(aw > FAB_L2_W_MIN)) continue;
-        double room = wj > 0.0 ? (double)t[j] : 1.0 - (double)t[j];
-        if (room < 0.0) room = 0.0; /* t outside [0,1] (never from FAB): no room */
-        double as = norm == AL_LINF ? 1.0 : aw;
-        b[m].lam = room / as;
-        b[m].cap = aw * room;
-        b[m].rate = aw * as;
+        const double wj = sg * (double)w[j];
+        if (!al_fab_active(norm, wj)) continue;
+        al_fab_breakpoint(norm, wj, t[j], &b[m].lam, &b[m].cap, &b[m].rate);
         m++;
     }
     double lam = INFINITY;
@@ -107,13 +103,7 @@ double al_fab_project(al_norm norm, size_t n_elems, const float *t, const float 
     }
     double nrm = 0.0;
     for (size_t j = 0; j < n_elems; j++) {
-        double wj = sg * (double)w[j];
-        double dj = 0.0;
-        if (norm == AL_LINF ? wj != 0.0 : fabs(wj) > FAB_L2_W_MIN) {
-            double step = norm == AL_LINF ? lam : lam * fabs(wj); /* inf * x stays inf */
-            double lo = -(double)t[j], hi = 1.0 - (double)t[j];
-            dj = wj > 0.0 ? fmax(-step, lo) : fmin(step, hi);
-        }
+        const double dj = al_fab_move(norm, sg * (double)w[j], t[j], lam);
         d[j] = dj;
         nrm = norm == AL_LINF ? fmax(nrm, fabs(dj)) : nrm + dj * dj;
     }
@@ -121,17 +111,6 @@ double al_fab_project(al_norm norm, size_t n_elems, const float *t, const float 
 }
 
 /* ---------------------------------------------------------------- helpers */
-
-/* argmax with torch semantics: ties -> lowest index, NaN counts as the maximum (first wins);
- * the same rule as al_count_correct. */
-static int argmax_row(const float *z, int k) {
-    int a = 0;
-    for (int j = 1; j < k; j++) {
-        if (z[a] != z[a]) break;
-        if (z[j] != z[j] || z[j] > z[a]) a = j;
-    }
-    return a;
-}
 
 /* Distance of row a from x0 in the norm, in double from the float values (the acceptance test
  * "within eps" and the tests' ball check use exactly this). */
@@ -165,6 +144,10 @@ typedef struct fab_ws {
     uint8_t *h_flag;  /* (N) */
     double *scratch;  /* (threads, 6 D): d1, d2 (D each), projection scratch (4 D) */
     float *d_x, *d_g, *d_dl; /* device (N, D), (N, D), (N, K) */
+    /* CUDA targeted runs: best points, their norms, f, the row maps on the device */
+    float *d_best;
+    double *d_res, *d_df;
+    int *d_act, *d_tgt, *d_ya, *h_ya;
 } fab_ws;
 
 static void ws_fini(al_ctx *ctx, fab_ws *w) {
@@ -188,10 +171,18 @@ static void ws_fini(al_ctx *ctx, fab_ws *w) {
     al_dev_free(ctx, w->d_x);
     al_dev_free(ctx, w->d_g);
     al_dev_free(ctx, w->d_dl);
+    al_dev_free(ctx, w->d_best);
+    al_dev_free(ctx, w->d_res);
+    al_dev_free(ctx, w->d_df);
+    al_dev_free(ctx, w->d_act);
+    al_dev_free(ctx, w->d_tgt);
+    al_dev_free(ctx, w->d_ya);
+    al_free(w->h_ya);
     memset(w, 0, sizeof *w);
 }
 
-static al_status ws_init(al_ctx *ctx, fab_ws *w, int n, int k, size_t d, int untargeted) {
+static al_status ws_init(al_ctx *ctx, fab_ws *w, int n, int k, size_t d, int untargeted,
+                         int dev_iters) {
     memset(w, 0, sizeof *w);
     w->n = n;
     w->k = k;
@@ -225,6 +216,17 @@ static al_status ws_init(al_ctx *ctx, fab_ws *w, int n, int k, size_t d, int unt
     AL_CHECK(al_dev_alloc(ctx, (void **)&w->d_x, nd * sizeof(float), "fab device iterates"));
     AL_CHECK(al_dev_alloc(ctx, (void **)&w->d_g, nd * sizeof(float), "fab device gradients"));
     AL_CHECK(al_dev_alloc(ctx, (void **)&w->d_dl, nk * sizeof(float), "fab device dlogits"));
+    if (dev_iters) {
+        const size_t ni = (size_t)n * sizeof(int);
+        AL_CHECK(al_dev_alloc(ctx, (void **)&w->d_best, nd * sizeof(float), "fab best points"));
+        AL_CHECK(al_dev_alloc(ctx, (void **)&w->d_res, (size_t)n * sizeof(double), "fab best norms"));
+        AL_CHECK(al_dev_alloc(ctx, (void **)&w->d_df, (size_t)n * sizeof(double), "fab differences"));
+        AL_CHECK(al_dev_alloc(ctx, (void **)&w->d_act, ni, "fab active list"));
+        AL_CHECK(al_dev_alloc(ctx, (void **)&w->d_tgt, ni, "fab targets"));
+        AL_CHECK(al_dev_alloc(ctx, (void **)&w->d_ya, ni, "fab labels"));
+        w->h_ya = al_malloc(ni, "fab active labels");
+        if (!w->h_ya) AL_CHECK(AL_ERR_OOM);
+    }
 done:
     if (st != AL_OK) ws_fini(ctx, w);
     return st;
@@ -353,9 +355,39 @@ static al_status linearise(al_ctx *ctx, al_model *m, const al_fab_spec *s, fab_w
     return AL_OK;
 }
 
+#ifdef AL_HAVE_CUDA
+/* The n_iter iterations of a targeted run on the device (cuda/attack_fab.cu): from the start
+ * rows h_x1 and targets tgt of the na active rows to h_best / h_res, as the host loop below.
+ * x: the caller's device inputs (the rows' x0). */
+static al_status iterate_cuda(al_ctx *ctx, al_model *m, const al_fab_spec *s, fab_ws *w, int na,
+                              const int *tgt, const float *x) {
+    const size_t d = w->d;
+    const int k = w->k;
+    for (int a = 0; a < na; a++) w->h_ya[a] = w->h_y[w->act[a]];
+    AL_TRY(al_copy_to_dev(ctx, w->d_x, w->h_x1, (size_t)na * d * sizeof(float)));
+    AL_TRY(al_copy_to_dev(ctx, w->d_act, w->act, (size_t)na * sizeof(int)));
+    AL_TRY(al_copy_to_dev(ctx, w->d_tgt, tgt, (size_t)na * sizeof(int)));
+    AL_TRY(al_copy_to_dev(ctx, w->d_ya, w->h_ya, (size_t)na * sizeof(int)));
+    AL_TRY(al_copy_to_dev(ctx, w->d_res, w->h_res, (size_t)na * sizeof(double)));
+    for (int it = 0; it < s->n_iter; it++) {
+        AL_TRY(al_model_forward_eval(ctx, m, w->d_x, na, 0));
+        AL_TRY(al_fab_target_cuda(ctx, na, k, al_model_logits(m, 0), w->d_tgt, w->d_ya, w->d_df,
+                                  w->d_dl));
+        AL_TRY(al_model_backward(ctx, m, 0, w->d_dl, NULL, AL_BWD_INPUT, w->d_g));
+        AL_TRY(al_fab_step_cuda(ctx, s->norm, na, (int)d, s->alpha_max, s->eta, w->d_act, x,
+                                w->d_x, w->d_g, w->d_df));
+        AL_TRY(al_model_forward_eval(ctx, m, w->d_x, na, 0));
+        AL_TRY(al_fab_accept_cuda(ctx, s->norm, na, (int)d, k, s->beta, w->d_act, w->d_ya,
+                                  al_model_logits(m, 0), x, w->d_x, w->d_best, w->d_res));
+    }
+    AL_TRY(al_copy_to_host(ctx, w->h_res, w->d_res, (size_t)na * sizeof(double)));
+    return al_copy_to_host(ctx, w->h_best, w->d_best, (size_t)na * d * sizeof(float));
+}
+#endif
+
 /* One run (target round `round`, restart r) on the points still robust. */
 static al_status fab_run_once(al_ctx *ctx, al_model *m, const al_fab_spec *s, fab_ws *w, int round,
-                              int r, uint64_t seed, uint64_t stream) {
+                              int r, uint64_t seed, uint64_t stream, const float *x) {
     const int k = w->k;
     const size_t d = w->d;
     int na = 0;
@@ -379,14 +411,19 @@ static al_status fab_run_once(al_ctx *ctx, al_model *m, const al_fab_spec *s, fa
     else
         random_start(s, w, na, round, seed, stream, r);
 
-    for (int it = 0; it < s->n_iter; it++) {
+#ifdef AL_HAVE_CUDA
+    if (w->d_best) AL_CHECK(iterate_cuda(ctx, m, s, w, na, tgt, x));
+#else
+    (void)x;
+#endif
+    for (int it = 0; it < s->n_iter && !w->d_best; it++) {
         AL_CHECK(linearise(ctx, m, s, w, na, tgt, cls));
 #pragma omp parallel for schedule(static)
         for (int a = 0; a < na; a++) fab_step(s, w, a);
         AL_CHECK(forward_rows(ctx, m, w, w->h_x1, na));
         for (int a = 0; a < na; a++) {
             const int i = w->act[a];
-            if (argmax_row(w->h_z + (size_t)a * k, k) == w->h_y[i]) continue;
+            if (al_fab_argmax(w->h_z + (size_t)a * k, k) == w->h_y[i]) continue;
             const float *x0 = w->h_x0 + (size_t)i * d;
             float *x1 = w->h_x1 + (size_t)a * d;
             double t = dist_row(s->norm, x1, x0, d);
@@ -410,7 +447,7 @@ static al_status fab_run_once(al_ctx *ctx, al_model *m, const al_fab_spec *s, fa
         AL_CHECK(forward_rows(ctx, m, w, w->h_best, nc));
         for (int b = 0; b < nc; b++) {
             const int i = cls[b];
-            if (argmax_row(w->h_z + (size_t)b * k, k) == w->h_y[i]) continue;
+            if (al_fab_argmax(w->h_z + (size_t)b * k, k) == w->h_y[i]) continue;
             memcpy(w->h_out + (size_t)i * d, w->h_best + (size_t)b * d, d * sizeof(float));
             w->h_rob[i] = 0;
         }
@@ -460,7 +497,8 @@ al_status al_fab_run(al_ctx *ctx, al_model *m, const al_fab_spec *s, const float
     const int k = m->num_classes;
     const size_t d = (size_t)m->in_c * m->in_h * m->in_w;
     fab_ws w;
-    AL_TRY(ws_init(ctx, &w, n, k, d, !s->targeted));
+    const int dev_iters = ctx->device == AL_DEV_CUDA && s->targeted && !s->host_iterations;
+    AL_TRY(ws_init(ctx, &w, n, k, d, !s->targeted, dev_iters));
     al_status st = AL_OK;
     AL_CHECK(al_copy_to_host(ctx, w.h_x0, x, (size_t)n * d * sizeof(float)));
     AL_CHECK(al_copy_to_host(ctx, w.h_y, y, (size_t)n * sizeof(int32_t)));
@@ -477,7 +515,7 @@ al_status al_fab_run(al_ctx *ctx, al_model *m, const al_fab_spec *s, const float
     AL_CHECK(forward_rows(ctx, m, &w, w.h_x0, n));
     for (int i = 0; i < n; i++) {
         const float *z = w.h_z + (size_t)i * k;
-        w.h_rob[i] = argmax_row(z, k) == w.h_y[i];
+        w.h_rob[i] = al_fab_argmax(z, k) == w.h_y[i];
         int32_t *t = w.h_tgt + (size_t)i * (k - 1);
         int nt = 0;
         for (int c = 0; c < k; c++)
@@ -495,12 +533,12 @@ al_status al_fab_run(al_ctx *ctx, al_model *m, const al_fab_spec *s, const float
     const int n_rounds = s->targeted ? AL_MIN(s->n_target_classes, k - 1) : 1;
     for (int round = 0; round < n_rounds; round++)
         for (int r = 0; r < s->n_restarts; r++)
-            AL_CHECK(fab_run_once(ctx, m, s, &w, round, r, seed, stream));
+            AL_CHECK(fab_run_once(ctx, m, s, &w, round, r, seed, stream, x));
 
     /* final verification on exactly the returned points */
     AL_CHECK(forward_rows(ctx, m, &w, w.h_out, n));
     for (int i = 0; i < n; i++) {
-        w.h_flag[i] = argmax_row(w.h_z + (size_t)i * k, k) != w.h_y[i];
+        w.h_flag[i] = al_fab_argmax(w.h_z + (size_t)i * k, k) != w.h_y[i];
         if (!w.h_flag[i]) /* not confirmed (never, unless the batch changes the rounding) */
             memcpy(w.h_out + (size_t)i * d, w.h_x0 + (size_t)i * d, d * sizeof(float));
     }

@@ -3,6 +3,7 @@
 #ifndef AL_CUDA_API_H
 #define AL_CUDA_API_H
 
+#include "attacks/pgd_step.h"
 #include "core/ctx.h"
 
 #ifdef __cplusplus
@@ -109,6 +110,25 @@ al_status al_square_linf_propose_cuda(al_ctx *ctx, int nf, int c, int h, int w, 
 al_status al_square_accept_cuda(al_ctx *ctx, int nf, int k, int d, const int *fool, const int *act,
                                 const int32_t *y, const float *logits, double *mmin,
                                 const float *xn, float *xb);
+
+/* FAB-T's iteration (cuda/attack_fab.cu), twins of the host loop in attacks/fab.c with the
+ * element math of attacks/fab_elem.h (equal up to the order of double sums). Rows a = active
+ * (act[a] = original point, x0 (n, d) the clean inputs), one block per row. All device.
+ *   project: al_fab_project of one row (d (n) the moves, *nrm their norm; for tests);
+ *   target:  df[a] = z[a][tgt[a]] - z[a][ya[a]], dl row a = e_tgt - e_y;
+ *   step:    fab_step of every row: x1 (na, d) in place from g (na, d) and df;
+ *   accept:  rows misclassified by z: best[a] = x1[a] where closer than res[a], then x1 pulled
+ *            back towards x0 by beta. */
+al_status al_fab_project_cuda(al_ctx *ctx, al_norm norm, int n, const float *t, const float *w,
+                              double c, double *d, double *nrm);
+al_status al_fab_target_cuda(al_ctx *ctx, int na, int k, const float *z, const int *tgt,
+                             const int *ya, double *df, float *dl);
+al_status al_fab_step_cuda(al_ctx *ctx, al_norm norm, int na, int d, float alpha_max, float eta,
+                           const int *act, const float *x0, float *x1, const float *g,
+                           const double *df);
+al_status al_fab_accept_cuda(al_ctx *ctx, al_norm norm, int na, int d, int k, float beta,
+                             const int *act, const int *ya, const float *z, const float *x0,
+                             float *x1, float *best, double *res);
 
 /* NVTX ranges for Nsight Systems (nested, per host thread). No-ops without CUDA. */
 void al_nvtx_push(const char *name);

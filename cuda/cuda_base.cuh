@@ -207,4 +207,23 @@ __device__ T al_block_sum(T v) {
     return r;
 }
 
+/* Max over the block (order-free: max is exact), valid in every thread; NaNs are skipped
+ * (fmax). blockDim.x a multiple of 32; may be called repeatedly in one kernel. */
+static __device__ inline double al_block_max(double v) {
+    __shared__ double sh[33];
+    const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    for (int o = 16; o > 0; o >>= 1) v = fmax(v, __shfl_xor_sync(0xffffffffu, v, o));
+    if (lane == 0) sh[wid] = v;
+    __syncthreads();
+    if (wid == 0) {
+        double t = lane < nw ? sh[lane] : -INFINITY;
+        for (int o = 16; o > 0; o >>= 1) t = fmax(t, __shfl_xor_sync(0xffffffffu, t, o));
+        if (lane == 0) sh[32] = t;
+    }
+    __syncthreads();
+    const double r = sh[32];
+    __syncthreads();
+    return r;
+}
+
 #endif

@@ -64,24 +64,6 @@ static __global__ void ra_dw_kernel(int n, int c, int hw, int k, const float *__
     }
 }
 
-/* Block max (order-free: max is exact), valid in every thread. */
-static __device__ double ra_block_max(double v) {
-    __shared__ double sh[33];
-    const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    for (int o = 16; o > 0; o >>= 1) v = fmax(v, __shfl_xor_sync(0xffffffffu, v, o));
-    if (lane == 0) sh[wid] = v;
-    __syncthreads();
-    if (wid == 0) {
-        double t = lane < nw ? sh[lane] : -INFINITY;
-        for (int o = 16; o > 0; o >>= 1) t = fmax(t, __shfl_xor_sync(0xffffffffu, t, o));
-        if (lane == 0) sh[32] = t;
-    }
-    __syncthreads();
-    const double r = sh[32];
-    __syncthreads();
-    return r;
-}
-
 static __global__ void ra_dp_kernel(int c, int hw, int k, const float *__restrict__ z,
                                     const float *__restrict__ w, const float *__restrict__ p,
                                     const float *__restrict__ dy, float *__restrict__ dp,
@@ -100,7 +82,7 @@ static __global__ void ra_dp_kernel(int c, int hw, int k, const float *__restric
     /* the twin's softmax: max of the row (a NaN row gives NaN everywhere, as there) */
     double mx = -INFINITY;
     for (int j = threadIdx.x; j < k; j += blockDim.x) mx = fmax(mx, (double)pr[j]);
-    mx = ra_block_max(mx);
+    mx = al_block_max(mx);
     if (isnan((double)pr[0])) mx = (double)pr[0];
     double se = 0.0;
     for (int j = threadIdx.x; j < k; j += blockDim.x) se += exp((double)pr[j] - mx);

@@ -6,7 +6,8 @@
  * (cuda/loss_drsl.cu), the label-smoothed CE (cuda/loss_xent_smooth.cu), the DLR loss and the APGD step and row bookkeeping (cuda/loss_dlr.cu,
  * cuda/attack_apgd.cu); the deferred step scalars (core/sums.h, cuda/train_sums.cu) and
  * AdvProp's device targets (cuda/train_advprop.cu); Square's device Linf iterations
- * (cuda/attack_square.cu) against its host proposals.
+ * (cuda/attack_square.cu) against its host proposals; FAB's projection and FAB-T's device
+ * iterations (cuda/attack_fab.cu) against al_fab_project and the host loop.
  * Without a usable GPU: "skipped: no GPU", exit 77.
  *
  * Conventions (as tests/test_cuda.c):
@@ -29,6 +30,7 @@
 
 #include "attacks/apgd.h"
 #include "attacks/attack.h"
+#include "attacks/fab.h"
 #include "attacks/square.h"
 #include "core/config.h"
 #include "core/ctx.h"
@@ -1232,6 +1234,33 @@ static int case_deferred(void) {
 
 /* ---------------------------------------------------------------- Square on the device */
 
+/* A GPU SmallCNN with a random classifier (the TRADES init is zero: constant logits), B random
+ * inputs *x (host) / *gx (device) and, as labels *gy, the model's own predictions: every point
+ * starts correctly classified, so a score attack has work to do. x_id / w_id pick the draws. */
+static al_status predicted_batch(int B, int K, uint64_t x_id, uint64_t w_id, al_model **mg,
+                                 float **x, float **gx, int32_t **gy) {
+    const size_t ne = (size_t)B * 784;
+    AL_TRY(gpu_smallcnn(B, K, mg));
+    const int fc = al_model_find_param(*mg, "classifier.fc3.weight");
+    AL_ASSERT(fc >= 0, "smallcnn has no classifier.fc3.weight");
+    const size_t nw = (*mg)->params[fc].n_elems;
+    float *wfc = hrand(nw, w_id, -0.3f, 0.3f);
+    AL_TRY(al_copy_to_dev(&gpu, (*mg)->data + (*mg)->params[fc].offset, wfc, nw * sizeof(float)));
+    float *z = hf((size_t)B * K);
+    *x = hrand(ne, x_id, 0, 1);
+    *gx = dnewf(ne, *x);
+    AL_TRY(al_model_forward_eval(&gpu, *mg, *gx, B, 0));
+    AL_TRY(al_copy_to_host(&gpu, z, al_model_logits(*mg, 0), (size_t)B * K * sizeof(float)));
+    int32_t *y = hnew((size_t)B * sizeof(int32_t));
+    for (int i = 0; i < B; i++) {
+        y[i] = 0;
+        for (int j = 1; j < K; j++)
+            if (z[(size_t)i * K + j] > z[(size_t)i * K + y[i]]) y[i] = j;
+    }
+    *gy = dnew((size_t)B * sizeof(int32_t), y);
+    return AL_OK;
+}
+
 /* Square Linf with its iterations on the device (cuda/attack_square.cu) against the host
  * proposals on the same GPU model (spec.host_proposals = 1): the shared element functions and
  * the same forwards make x_adv and the success flags bitwise equal, and the device loop waits
@@ -1241,24 +1270,9 @@ static int case_square(void) {
     const int B = 24, K = 10;
     const size_t d = 784, ne = (size_t)B * d;
     al_model *mg = NULL;
-    OK(gpu_smallcnn(B, K, &mg));
-    /* the TRADES SmallCNN starts with a zero classifier (constant logits): give it weights */
-    const int fc = al_model_find_param(mg, "classifier.fc3.weight");
-    AL_EXPECT(fc >= 0, "smallcnn has no classifier.fc3.weight");
-    const size_t nw = mg->params[fc].n_elems;
-    float *wfc = hrand(nw, 402, -0.3f, 0.3f);
-    OK(al_copy_to_dev(&gpu, mg->data + mg->params[fc].offset, wfc, nw * sizeof(float)));
-    float *x = hrand(ne, 401, 0, 1), *z = hf((size_t)B * K);
-    float *gx = dnewf(ne, x);
-    OK(al_model_forward_eval(&gpu, mg, gx, B, 0));
-    OK(al_copy_to_host(&gpu, z, al_model_logits(mg, 0), (size_t)B * K * sizeof(float)));
-    int32_t *y = hnew((size_t)B * sizeof(int32_t));
-    for (int i = 0; i < B; i++) {
-        y[i] = 0;
-        for (int j = 1; j < K; j++)
-            if (z[(size_t)i * K + j] > z[(size_t)i * K + y[i]]) y[i] = j;
-    }
-    int32_t *gy = dnew((size_t)B * sizeof(int32_t), y);
+    float *x, *gx;
+    int32_t *gy;
+    OK(predicted_batch(B, K, 401, 402, &mg, &x, &gx, &gy));
     float *xa_h = dnewf(ne, NULL), *xa_d = dnewf(ne, NULL);
     uint8_t *ok_h = dnew((size_t)B, NULL), *ok_d = dnew((size_t)B, NULL);
     al_square_spec sp = al_square_spec_default(AL_LINF, 0.2f);
@@ -1290,6 +1304,109 @@ static int case_square(void) {
     return bad;
 }
 
+/* ---------------------------------------------------------------- FAB-T on the device */
+
+/* One row's projection on the device vs al_fab_project (the host's sorted breakpoints): the
+ * device brackets lambda by bisection and solves the same segment, so they agree up to the
+ * order of double sums: moves within 1e-9 (they are <= 1), norms within 1e-9 relative. */
+static int fab_project_one(al_norm norm, int n, double c, int zeros, uint64_t id) {
+    float *t = hrand((size_t)n, id, 0, 1), *w = hrand((size_t)n, id + 1, -1, 1);
+    for (int j = 0; j < n; j += zeros ? 3 : n) w[j] = 0.0f; /* inactive elements */
+    double *d = hnew((size_t)n * sizeof(double)), *scratch = hnew((size_t)n * 4 * sizeof(double));
+    const double nrm = al_fab_project(norm, (size_t)n, t, w, c, d, scratch);
+    float *gt = dnewf((size_t)n, t), *gw = dnewf((size_t)n, w);
+    double *gd = dnew((size_t)n * sizeof(double), NULL), *gn = dnew(sizeof(double), NULL);
+    OK(al_fab_project_cuda(&gpu, norm, n, gt, gw, c, gd, gn));
+    double *hd = hnew((size_t)n * sizeof(double)), hn;
+    int bad = dget("fab moves", gd, hd, (size_t)n * sizeof(double));
+    bad |= dget("fab norm", gn, &hn, sizeof hn);
+    double worst = 0;
+    for (int j = 0; j < n; j++) worst = fmax(worst, fabs(hd[j] - d[j]));
+    fprintf(stderr, "  fab project %s n=%d c=%g: norm host %.17g device %.17g, max |move diff| "
+                    "%.3g\n",
+            norm == AL_LINF ? "linf" : "l2", n, c, nrm, hn, worst);
+    AL_EXPECT(worst <= 1e-9 && fabs(hn - nrm) <= 1e-9 * (1.0 + nrm),
+              "fab projection: moves differ by %g, norm %.17g vs %.17g", worst, hn, nrm);
+    return bad;
+}
+
+/* FAB-T with its iterations on the device (cuda/attack_fab.cu) against the host loop on the
+ * same GPU model (spec.host_iterations = 1). The projections agree up to rounding, so the
+ * trajectories may part on a point whose decision is a near tie: the success counts must
+ * agree within 2 of 24, at most 3 outcomes and at most 2 points' x_adv (beyond 1e-4) may
+ * differ, and every device success must lie within eps of x (its fresh forward confirmed it
+ * inside al_fab_run). A step 10% short in the kernel parts 10+ points. */
+static int case_fab(void) {
+    int bad = 0;
+    bad |= fab_project_one(AL_LINF, 1000, 3.0, 0, 501);
+    bad |= fab_project_one(AL_LINF, 3072, -20.0, 1, 503);
+    bad |= fab_project_one(AL_L2, 1000, 2.0, 1, 505);
+    bad |= fab_project_one(AL_L2, 3072, -5.0, 0, 507);
+    bad |= fab_project_one(AL_LINF, 784, 1e6, 0, 509); /* unreachable: every element to a face */
+    bad |= fab_project_one(AL_L2, 784, 0.0, 0, 511);   /* on the hyperplane: no move */
+    const int B = 24, K = 10;
+    const size_t d = 784, ne = (size_t)B * d;
+    al_model *mg = NULL;
+    float *x, *gx;
+    int32_t *gy;
+    OK(predicted_batch(B, K, 513, 512, &mg, &x, &gx, &gy));
+    for (int u = 0; u < 2; u++) {
+        al_fab_spec sp = al_fab_spec_default(u ? AL_L2 : AL_LINF, u ? 0.6f : 0.03f);
+        sp.n_iter = 12;
+        sp.n_target_classes = 2;
+        sp.n_restarts = 2; /* restart 1 starts at random: the host draws, uploaded per run */
+        float *xa_h = dnewf(ne, NULL), *xa_d = dnewf(ne, NULL);
+        uint8_t *ok_h = dnew((size_t)B, NULL), *ok_d = dnew((size_t)B, NULL);
+        sp.host_iterations = 1;
+        OK(al_fab_run(&gpu, mg, &sp, gx, gy, B, 21, 4, xa_h, ok_h));
+        sp.host_iterations = 0;
+        OK(al_sync(&gpu));
+        const uint64_t s0 = al_cuda_sync_count(&gpu);
+        OK(al_fab_run(&gpu, mg, &sp, gx, gy, B, 21, 4, xa_d, ok_d));
+        const uint64_t ds = al_cuda_sync_count(&gpu) - s0;
+        uint8_t fh[24], fd[24];
+        float *ph = hf(ne), *pd = hf(ne);
+        bad |= dget("fab success (host)", ok_h, fh, (size_t)B);
+        bad |= dget("fab success (device)", ok_d, fd, (size_t)B);
+        bad |= dget("fab x_adv (host)", xa_h, ph, ne * sizeof(float));
+        bad |= dget("fab x_adv (device)", xa_d, pd, ne * sizeof(float));
+        int nh = 0, nd = 0, same = 0, parted = 0;
+        double worst_out = 0, worst_diff = 0;
+        for (int i = 0; i < B; i++) {
+            nh += fh[i];
+            nd += fd[i];
+            same += fh[i] == fd[i];
+            double dist = 0, diff = 0;
+            for (size_t j = 0; j < d; j++) {
+                const double v = fabs((double)pd[i * d + j] - (double)x[i * d + j]);
+                dist = u ? dist + v * v : fmax(dist, v);
+                if (fh[i] && fd[i]) diff = fmax(diff, fabs((double)pd[i * d + j] - (double)ph[i * d + j]));
+            }
+            worst_diff = fmax(worst_diff, diff);
+            parted += diff > 1e-4; /* a point whose trajectory parted (a near-tie decision) */
+            if (u) dist = sqrt(dist);
+            if (fd[i]) worst_out = fmax(worst_out, dist - sp.eps);
+            if (!fd[i])
+                AL_EXPECT(memcmp(pd + i * d, x + i * d, d * sizeof(float)) == 0,
+                          "failed point %d is not the clean input", i);
+        }
+        fprintf(stderr, "  fab-t %s: host %d/%d fooled, device %d/%d, same outcome %d/%d, max "
+                        "|x_adv diff| where both %.3g (%d points > 1e-4), device loop %llu syncs\n",
+                u ? "l2" : "linf", nh, B, nd, B, same, B, worst_diff, parted,
+                (unsigned long long)ds);
+        AL_EXPECT(nh > 0 && nh < B && abs(nh - nd) <= 2 && same >= B - 3 && parted <= 2,
+                  "FAB-T %s: host %d, device %d fooled, %d same outcomes, %d parted",
+                  u ? "l2" : "linf", nh, nd, same, parted);
+        AL_EXPECT(worst_out <= 1e-6, "a device FAB-T success lies %g beyond eps", worst_out);
+        /* waits: per run (round x restart) the copies in and out, none per iteration */
+        AL_EXPECT(ds <= (uint64_t)(sp.n_target_classes * sp.n_restarts * 4 + 8),
+                  "device FAB-T: %llu syncs for %d runs", (unsigned long long)ds,
+                  sp.n_target_classes * sp.n_restarts);
+    }
+    al_model_destroy(&gpu, mg);
+    return bad;
+}
+
 /* ---------------------------------------------------------------- main */
 
 #define CASE(fn)                                                                           \
@@ -1314,6 +1431,7 @@ CASE(case_batch)
 CASE(case_hot_path)
 CASE(case_deferred)
 CASE(case_square)
+CASE(case_fab)
 
 int main(int argc, char **argv) {
     if (al_test_no_gpu()) return AL_SKIP_CODE;
@@ -1340,6 +1458,7 @@ int main(int argc, char **argv) {
         {"hot_path", run_case_hot_path},
         {"deferred", run_case_deferred},
         {"square", run_case_square},
+        {"fab", run_case_fab},
     };
     int rc = al_run_cases(cases, (int)AL_ARRAY_LEN(cases), argc, argv);
     al_ctx_fini(&gpu);
