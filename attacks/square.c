@@ -3,9 +3,9 @@
  * Twin: none for the driver; proposals are built on the host (one example per OpenMP thread,
  * static schedule) and sent as one batched forward per iteration; on CUDA the Linf iterations
  * (query list, proposals, acceptance) run on the device instead (cuda/attack_square.cu,
- * bitwise the same for the same logits: shared attacks/square_elem.h), with no image copy per
- * iteration and one host wait (the query count that sizes the forward). L2's proposals (the
- * per-channel window norms and the rescale-and-retry of place_l2) stay on the host.
+ * shared attacks/square_elem.h; Linf bitwise the same for the same logits, L2 up to the order
+ * of double sums), with no image copy per iteration and one host wait (the query count that
+ * sizes the forward).
  * Shapes: x, x_adv (N, C, H, W); logits (N, K); "active" rows are compacted (row a <-> act[a]).
  *
  * Algorithm (Andriushchenko et al. 2020; fra31/auto-attack square.py read, not copied):
@@ -146,6 +146,7 @@ typedef struct sq_ws {
     float *d_best;
     double *d_mmin;
     int *d_act, *d_fool;
+    double *d_eta;        /* L2: the iteration's eta pattern */
 } sq_ws;
 
 static void ws_fini(al_ctx *ctx, sq_ws *w) {
@@ -166,6 +167,7 @@ static void ws_fini(al_ctx *ctx, sq_ws *w) {
     al_dev_free(ctx, w->d_mmin);
     al_dev_free(ctx, w->d_act);
     al_dev_free(ctx, w->d_fool);
+    al_dev_free(ctx, w->d_eta);
     memset(w, 0, sizeof *w);
 }
 
@@ -205,6 +207,8 @@ static al_status ws_init(al_ctx *ctx, sq_ws *w, const al_model *m, int n, int de
             st = al_dev_alloc(ctx, (void **)&w->d_act, (size_t)n * sizeof(int), "square active list");
         if (st == AL_OK)
             st = al_dev_alloc(ctx, (void **)&w->d_fool, (size_t)n * sizeof(int), "square query list");
+        if (st == AL_OK)
+            st = al_dev_alloc(ctx, (void **)&w->d_eta, side * side * sizeof(double), "square eta");
     }
     if (st != AL_OK) ws_fini(ctx, w);
     return st;
@@ -297,10 +301,8 @@ static void step_l2(const al_square_spec *s, sq_ws *w, int a, int f, int sq, uin
     const float *x0 = w->h_x0 + (size_t)i * d, *xb = w->h_best + (size_t)a * d;
     double *delta = w->scratch + (size_t)omp_get_thread_num() * 2 * d, *nd = delta + d;
     const uint64_t base = word_base(s, w->n, r, it + 1, i);
-    int vh, vw;
-    al_square_window(seed, stream, base, H, W, sq, &vh, &vw);
-    const int vh2 = (int)(U(2) * (double)(H - sq)), vw2 = (int)(U(3) * (double)(W - sq));
-    const int tr = U(4) > 0.5f;
+    int vh, vw, vh2, vw2, tr;
+    al_square_l2_draws(seed, stream, base, H, W, sq, &vh, &vw, &vh2, &vw2, &tr);
     const double eps = s->eps;
     double img2 = 0.0;
     for (size_t j = 0; j < d; j++) {
@@ -319,7 +321,7 @@ static void step_l2(const al_square_spec *s, sq_ws *w, int a, int f, int sq, uin
                 if (IN1(u, q) || IN2(u, q)) wu += v2;
             }
         w1 = sqrt(w1);
-        const double sg = SIGN(5 + ch);
+        const double sg = al_square_sign(seed, stream, base, 5 + (uint64_t)ch);
         double *nc = nd + (size_t)ch * sq * sq, nn = 0.0;
         for (int u = 0; u < sq; u++)
             for (int q = 0; q < sq; q++) {
@@ -365,9 +367,10 @@ static int side_at(const al_square_spec *s, int it, int H, int W) {
 }
 
 #ifdef AL_HAVE_CUDA
-/* The Linf iterations of square_once on the device (see the file comment): from h_best /
- * h_mmin of the na active rows, back into h_best. x, y: the caller's device inputs. */
-static al_status iterate_linf_cuda(al_ctx *ctx, al_model *m, const al_square_spec *s, sq_ws *w,
+/* The iterations of square_once on the device (see the file comment): from h_best / h_mmin
+ * of the na active rows, back into h_best. x, y: the caller's device inputs. L2: the eta
+ * pattern of each iteration's side is built on the host and copied up (no wait). */
+static al_status iterate_cuda(al_ctx *ctx, al_model *m, const al_square_spec *s, sq_ws *w,
                                    int na, int r, uint64_t seed, uint64_t stream, const float *x,
                                    const int32_t *y) {
     const size_t d = w->d;
@@ -379,9 +382,18 @@ static al_status iterate_linf_cuda(al_ctx *ctx, al_model *m, const al_square_spe
         ctx->n_host_reads++;
         AL_TRY(al_square_fool_cuda(ctx, na, w->d_mmin, w->d_fool, &nf));
         if (nf == 0) break;
-        AL_TRY(al_square_linf_propose_cuda(ctx, nf, w->c, w->h, w->w, side_at(s, it, w->h, w->w),
-                                           s->eps, w->n, s->n_queries, r, it, seed, stream,
-                                           w->d_fool, w->d_act, x, w->d_best, w->d_x));
+        const int sq = side_at(s, it, w->h, w->w);
+        if (s->norm == AL_LINF) {
+            AL_TRY(al_square_linf_propose_cuda(ctx, nf, w->c, w->h, w->w, sq, s->eps, w->n,
+                                               s->n_queries, r, it, seed, stream, w->d_fool,
+                                               w->d_act, x, w->d_best, w->d_x));
+        } else {
+            eta_square(w->eta, sq);
+            AL_TRY(al_copy_to_dev(ctx, w->d_eta, w->eta, (size_t)sq * sq * sizeof(double)));
+            AL_TRY(al_square_l2_propose_cuda(ctx, nf, w->c, w->h, w->w, sq, s->eps, w->n,
+                                             s->n_queries, r, it, seed, stream, w->d_eta,
+                                             w->d_fool, w->d_act, x, w->d_best, w->d_x));
+        }
         AL_TRY(al_model_forward_eval(ctx, m, w->d_x, nf, 0));
         AL_TRY(al_square_accept_cuda(ctx, nf, w->k, (int)d, w->d_fool, w->d_act, y,
                                      al_model_logits(m, 0), w->d_mmin, w->d_x, w->d_best));
@@ -418,7 +430,7 @@ static al_status square_once(al_ctx *ctx, al_model *m, const al_square_spec *s, 
     }
 #ifdef AL_HAVE_CUDA
     if (w->d_best && !all_neg) {
-        AL_TRY(iterate_linf_cuda(ctx, m, s, w, na, r, seed, stream, x, y));
+        AL_TRY(iterate_cuda(ctx, m, s, w, na, r, seed, stream, x, y));
         all_neg = 1; /* the host loop below is done */
     }
 #else
@@ -500,8 +512,8 @@ al_status al_square_run(al_ctx *ctx, al_model *m, const al_square_spec *s, const
                         uint8_t *success) {
     AL_TRY(validate(m, s, x, y, n, x_adv));
     sq_ws w;
-    const int dev_iters =
-        ctx->device == AL_DEV_CUDA && s->norm == AL_LINF && !s->host_proposals;
+    const int dev_iters = ctx->device == AL_DEV_CUDA && !s->host_proposals &&
+                          (s->norm == AL_LINF || m->in_c <= 16);
     AL_TRY(ws_init(ctx, &w, m, n, dev_iters));
     const int k = w.k;
     const size_t d = w.d;

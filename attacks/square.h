@@ -2,7 +2,7 @@
  * black-box adversarial attack via random search"), Linf and L2, score-based: forward passes
  * only (fra31/auto-attack square.py read for the algorithm; not copied).
  * Implementation: attacks/square.c (device-agnostic; proposals built from Philox draws, on
- * the host or, Linf on CUDA, on the device; one batched forward per iteration). Shapes: x, x_adv (N, C, H, W) in [0,1] on ctx's
+ * the host or, on CUDA, on the device; one batched forward per iteration). Shapes: x, x_adv (N, C, H, W) in [0,1] on ctx's
  * device; y (N) int32 true labels on the device; success (N) uint8 on the device (optional).
  *
  * Contract (as attacks/fab.h): n <= model max_batch; x_adv must not alias x; x_adv[i] = the
@@ -25,9 +25,9 @@ typedef struct al_square_spec {
     int n_queries;  /* iterations (model queries per point after the init) (5000) */
     float p_init;   /* initial fraction of pixels per square (0.8) */
     int n_restarts; /* restarts on the points still robust (1) */
-    /* On CUDA, Linf iterations run on the device (cuda/attack_square.cu: no per-iteration
-     * image copies, one host wait for the query count); 1 keeps them on the host, the
-     * reference path (tests compare the two bitwise). L2 always builds them on the host. */
+    /* On CUDA, the iterations run on the device (cuda/attack_square.cu: no per-iteration
+     * image copies, one host wait for the query count; L2 for images of <= 16 channels);
+     * 1 keeps them on the host, the reference path (tests compare the two). */
     int host_proposals;
 } al_square_spec;
 

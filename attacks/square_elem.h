@@ -34,6 +34,21 @@ AL_HOSTDEV float al_square_linf_value(uint64_t seed, uint64_t stream, uint64_t b
     return (float)(2.0 * eps * (al_square_u(seed, stream, base, 2 + (uint64_t)ch) < 0.5f ? -1.0 : 1.0));
 }
 
+/* +-1 from word j (the host's SIGN(j)) */
+AL_HOSTDEV double al_square_sign(uint64_t seed, uint64_t stream, uint64_t base, uint64_t j) {
+    return al_square_u(seed, stream, base, j) < 0.5f ? -1.0 : 1.0;
+}
+
+/* The L2 proposal's draws: window 1 (words 0, 1), window 2 (words 2, 3), the eta transpose
+ * (word 4); channel ch's sign is al_square_sign(.., 5 + ch). */
+AL_HOSTDEV void al_square_l2_draws(uint64_t seed, uint64_t stream, uint64_t base, int h, int w,
+                                   int sq, int *vh, int *vw, int *vh2, int *vw2, int *tr) {
+    al_square_window(seed, stream, base, h, w, sq, vh, vw);
+    *vh2 = (int)(al_square_u(seed, stream, base, 2) * (double)(h - sq));
+    *vw2 = (int)(al_square_u(seed, stream, base, 3) * (double)(w - sq));
+    *tr = al_square_u(seed, stream, base, 4) > 0.5f;
+}
+
 /* clamp(clip(v, x0 - eps, x0 + eps), 0, 1) with the bounds exactly within eps of x0 in double */
 AL_HOSTDEV float al_square_clip_linf(float v, float x0, float eps) {
     float hi = x0 + eps, lo = x0 - eps;

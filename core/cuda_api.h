@@ -107,6 +107,12 @@ al_status al_square_linf_propose_cuda(al_ctx *ctx, int nf, int c, int h, int w, 
                                       int n, int n_queries, int r, int it, uint64_t seed,
                                       uint64_t stream, const int *fool, const int *act,
                                       const float *x0, const float *xb, float *xn);
+/*   l2 propose: step_l2 of row fool[f] into xn (one block per row), eta (sq * sq) the
+ *            iteration's pattern (device), c <= 16; */
+al_status al_square_l2_propose_cuda(al_ctx *ctx, int nf, int c, int h, int w, int sq, float eps,
+                                    int n, int n_queries, int r, int it, uint64_t seed,
+                                    uint64_t stream, const double *eta, const int *fool,
+                                    const int *act, const float *x0, const float *xb, float *xn);
 al_status al_square_accept_cuda(al_ctx *ctx, int nf, int k, int d, const int *fool, const int *act,
                                 const int32_t *y, const float *logits, double *mmin,
                                 const float *xn, float *xb);
