@@ -3,11 +3,11 @@
  * (AL_BWD_INPUT only) on ctx's device; the per-example geometry (the box-constrained hyperplane
  * projections and the FAB update) runs on the host in double, one example per OpenMP thread
  * (static schedule: the result does not depend on the thread count).
- * On CUDA, targeted runs (FAB-T, AutoAttack's) iterate on the device instead: linearisation,
- * projection (bisection on the breakpoint function, then the host's segment formula), step,
- * acceptance and backward step in cuda/attack_fab.cu, with no copy or wait per iteration;
- * spec.host_iterations keeps the host loop (the reference). Untargeted FAB scans K - 1
- * classes per iteration on the host.
+ * On CUDA the runs iterate on the device instead: linearisation (untargeted: K - 1 backward
+ * passes, the closest class kept per row), projection (bisection on the breakpoint function,
+ * then the host's segment formula), step, acceptance and backward step in cuda/attack_fab.cu,
+ * with no copy or wait per iteration; spec.host_iterations keeps the host loop (the
+ * reference).
  * Shapes: x, x_adv (N, D) with D = C*H*W; logits (N, K); "active" buffers are compacted to the
  * points still being attacked (row a <-> original point act[a]).
  *
@@ -145,9 +145,10 @@ typedef struct fab_ws {
     double *scratch;  /* (threads, 6 D): d1, d2 (D each), projection scratch (4 D) */
     float *d_x, *d_g, *d_dl; /* device (N, D), (N, D), (N, K) */
     /* CUDA targeted runs: best points, their norms, f, the row maps on the device */
-    float *d_best;
-    double *d_res, *d_df;
+    float *d_best, *d_gc;  /* d_gc: untargeted, the gradient of the class being scanned */
+    double *d_res, *d_df, *d_dist;
     int *d_act, *d_tgt, *d_ya, *h_ya;
+    uint8_t *d_chosen;
 } fab_ws;
 
 static void ws_fini(al_ctx *ctx, fab_ws *w) {
@@ -172,6 +173,9 @@ static void ws_fini(al_ctx *ctx, fab_ws *w) {
     al_dev_free(ctx, w->d_g);
     al_dev_free(ctx, w->d_dl);
     al_dev_free(ctx, w->d_best);
+    al_dev_free(ctx, w->d_gc);
+    al_dev_free(ctx, w->d_dist);
+    al_dev_free(ctx, w->d_chosen);
     al_dev_free(ctx, w->d_res);
     al_dev_free(ctx, w->d_df);
     al_dev_free(ctx, w->d_act);
@@ -226,6 +230,11 @@ static al_status ws_init(al_ctx *ctx, fab_ws *w, int n, int k, size_t d, int unt
         AL_CHECK(al_dev_alloc(ctx, (void **)&w->d_ya, ni, "fab labels"));
         w->h_ya = al_malloc(ni, "fab active labels");
         if (!w->h_ya) AL_CHECK(AL_ERR_OOM);
+        if (untargeted) {
+            AL_CHECK(al_dev_alloc(ctx, (void **)&w->d_gc, nd * sizeof(float), "fab class gradients"));
+            AL_CHECK(al_dev_alloc(ctx, (void **)&w->d_dist, (size_t)n * sizeof(double), "fab distances"));
+            AL_CHECK(al_dev_alloc(ctx, (void **)&w->d_chosen, (size_t)n, "fab chosen flags"));
+        }
     }
 done:
     if (st != AL_OK) ws_fini(ctx, w);
@@ -356,9 +365,9 @@ static al_status linearise(al_ctx *ctx, al_model *m, const al_fab_spec *s, fab_w
 }
 
 #ifdef AL_HAVE_CUDA
-/* The n_iter iterations of a targeted run on the device (cuda/attack_fab.cu): from the start
- * rows h_x1 and targets tgt of the na active rows to h_best / h_res, as the host loop below.
- * x: the caller's device inputs (the rows' x0). */
+/* The n_iter iterations of a run on the device (cuda/attack_fab.cu): from the start rows h_x1
+ * (and the targets tgt of a targeted run) of the na active rows to h_best / h_res, as the host
+ * loop below. x: the caller's device inputs (the rows' x0). */
 static al_status iterate_cuda(al_ctx *ctx, al_model *m, const al_fab_spec *s, fab_ws *w, int na,
                               const int *tgt, const float *x) {
     const size_t d = w->d;
@@ -366,14 +375,27 @@ static al_status iterate_cuda(al_ctx *ctx, al_model *m, const al_fab_spec *s, fa
     for (int a = 0; a < na; a++) w->h_ya[a] = w->h_y[w->act[a]];
     AL_TRY(al_copy_to_dev(ctx, w->d_x, w->h_x1, (size_t)na * d * sizeof(float)));
     AL_TRY(al_copy_to_dev(ctx, w->d_act, w->act, (size_t)na * sizeof(int)));
-    AL_TRY(al_copy_to_dev(ctx, w->d_tgt, tgt, (size_t)na * sizeof(int)));
+    if (s->targeted) AL_TRY(al_copy_to_dev(ctx, w->d_tgt, tgt, (size_t)na * sizeof(int)));
     AL_TRY(al_copy_to_dev(ctx, w->d_ya, w->h_ya, (size_t)na * sizeof(int)));
     AL_TRY(al_copy_to_dev(ctx, w->d_res, w->h_res, (size_t)na * sizeof(double)));
     for (int it = 0; it < s->n_iter; it++) {
         AL_TRY(al_model_forward_eval(ctx, m, w->d_x, na, 0));
-        AL_TRY(al_fab_target_cuda(ctx, na, k, al_model_logits(m, 0), w->d_tgt, w->d_ya, w->d_df,
-                                  w->d_dl));
-        AL_TRY(al_model_backward(ctx, m, 0, w->d_dl, NULL, AL_BWD_INPUT, w->d_g));
+        const float *z = al_model_logits(m, 0);
+        if (s->targeted) {
+            AL_TRY(al_fab_target_cuda(ctx, na, k, z, w->d_tgt, w->d_ya, w->d_df, w->d_dl));
+            AL_TRY(al_model_backward(ctx, m, 0, w->d_dl, NULL, AL_BWD_INPUT, w->d_g));
+        } else { /* linearise(): every class c != y, the linearly closest kept */
+            AL_TRY(al_memset_dev(ctx, w->d_chosen, 0, (size_t)na));
+            for (int c = 0; c < k; c++) {
+                int any = 0;
+                for (int a = 0; a < na && !any; a++) any = w->h_ya[a] != c;
+                if (!any) continue;
+                AL_TRY(al_fab_class_cuda(ctx, na, k, c, w->d_ya, w->d_dl));
+                AL_TRY(al_model_backward(ctx, m, 0, w->d_dl, NULL, AL_BWD_INPUT, w->d_gc));
+                AL_TRY(al_fab_pick_cuda(ctx, s->norm, na, (int)d, k, c, w->d_ya, z, w->d_gc,
+                                        w->d_df, w->d_g, w->d_dist, w->d_chosen));
+            }
+        }
         AL_TRY(al_fab_step_cuda(ctx, s->norm, na, (int)d, s->alpha_max, s->eta, w->d_act, x,
                                 w->d_x, w->d_g, w->d_df));
         AL_TRY(al_model_forward_eval(ctx, m, w->d_x, na, 0));
@@ -497,7 +519,7 @@ al_status al_fab_run(al_ctx *ctx, al_model *m, const al_fab_spec *s, const float
     const int k = m->num_classes;
     const size_t d = (size_t)m->in_c * m->in_h * m->in_w;
     fab_ws w;
-    const int dev_iters = ctx->device == AL_DEV_CUDA && s->targeted && !s->host_iterations;
+    const int dev_iters = ctx->device == AL_DEV_CUDA && !s->host_iterations;
     AL_TRY(ws_init(ctx, &w, n, k, d, !s->targeted, dev_iters));
     al_status st = AL_OK;
     AL_CHECK(al_copy_to_host(ctx, w.h_x0, x, (size_t)n * d * sizeof(float)));

@@ -35,8 +35,8 @@ typedef struct al_fab_spec {
     float alpha_max;      /* max extrapolation weight (0.1) */
     float eta;            /* overshoot of the projection step (1.05) */
     float beta;           /* backward step towards x on success (0.9) */
-    /* On CUDA, targeted runs iterate on the device (cuda/attack_fab.cu: no per-iteration copies
-     * or waits); 1 keeps the host loop, the reference path (tests compare the two). */
+    /* On CUDA, runs iterate on the device (cuda/attack_fab.cu: no per-iteration copies or
+     * waits); 1 keeps the host loop, the reference path (tests compare the two). */
     int host_iterations;
 } al_fab_spec;
 

@@ -117,7 +117,7 @@ al_status al_square_accept_cuda(al_ctx *ctx, int nf, int k, int d, const int *fo
                                 const int32_t *y, const float *logits, double *mmin,
                                 const float *xn, float *xb);
 
-/* FAB-T's iteration (cuda/attack_fab.cu), twins of the host loop in attacks/fab.c with the
+/* FAB's iteration (cuda/attack_fab.cu), twins of the host loop in attacks/fab.c with the
  * element math of attacks/fab_elem.h (equal up to the order of double sums). Rows a = active
  * (act[a] = original point, x0 (n, d) the clean inputs), one block per row. All device.
  *   project: al_fab_project of one row (d (n) the moves, *nrm their norm; for tests);
@@ -129,6 +129,12 @@ al_status al_fab_project_cuda(al_ctx *ctx, al_norm norm, int n, const float *t, 
                               double c, double *d, double *nrm);
 al_status al_fab_target_cuda(al_ctx *ctx, int na, int k, const float *z, const int *tgt,
                              const int *ya, double *df, float *dl);
+/*   class / pick (untargeted): dl rows e_c - e_y (zero where y = c); after that backward,
+ *            rows whose class c is the first scanned or linearly closer take (df, g <- gc). */
+al_status al_fab_class_cuda(al_ctx *ctx, int na, int k, int c, const int *ya, float *dl);
+al_status al_fab_pick_cuda(al_ctx *ctx, al_norm norm, int na, int d, int k, int c, const int *ya,
+                           const float *z, const float *gc, double *df, float *g, double *dist,
+                           uint8_t *chosen);
 al_status al_fab_step_cuda(al_ctx *ctx, al_norm norm, int na, int d, float alpha_max, float eta,
                            const int *act, const float *x0, float *x1, const float *g,
                            const double *df);

@@ -1,6 +1,6 @@
-/* attack_fab.cu: FAB-T's iteration on the device (targeted runs). Twin: the host loop of
- * fab_run_once() in attacks/fab.c (linearise for a fixed target, fab_step, the acceptance and
- * the backward step), with the element math of attacks/fab_elem.h.
+/* attack_fab.cu: FAB's iteration on the device. Twin: the host loop of fab_run_once() in
+ * attacks/fab.c (linearise: a fixed target, or the closest of the K - 1 classes; fab_step;
+ * the acceptance and the backward step), with the element math of attacks/fab_elem.h.
  * The projection (al_fab_project on the host) finds lambda where h(lambda) = sum_j
  * min(lambda rate_j, cap_j) reaches c'. The host sorts the breakpoints; here one block per row
  * brackets lambda by bisection on h (a block reduction per probe), then solves the same
@@ -106,6 +106,47 @@ static __global__ void fab_target_kernel(int na, int k, const float *__restrict_
     r[ya[a]] = -1.0f;
 }
 
+/* Untargeted linearisation, class c: dl row a = e_c - e_y (zero where y = c). */
+static __global__ void fab_class_kernel(int na, int k, int c, const int *__restrict__ ya,
+                                        float *__restrict__ dl) {
+    const int a = blockIdx.x * blockDim.x + threadIdx.x;
+    if (a >= na) return;
+    float *r = dl + (size_t)a * k;
+    for (int j = 0; j < k; j++) r[j] = 0.0f;
+    if (ya[a] == c) return;
+    r[c] = 1.0f;
+    r[ya[a]] = -1.0f;
+}
+
+/* Untargeted linearisation, class c != y of row a with gradient gc: its linearised distance
+ * |f_c| / ||gc||_dual (L1 for Linf, L2 for L2); the first class scanned or a closer one
+ * becomes the row's (df, g) (linearise() on the host). One block per row. */
+static __global__ void fab_pick_kernel(al_norm norm, int d, int k, int c,
+                                       const int *__restrict__ ya, const float *__restrict__ z,
+                                       const float *__restrict__ gc, double *__restrict__ df,
+                                       float *__restrict__ g, double *__restrict__ dist,
+                                       uint8_t *__restrict__ chosen) {
+    const int a = blockIdx.x;
+    if (ya[a] == c) return; /* the whole block */
+    const float *ga = gc + (size_t)a * d;
+    double q = 0.0;
+    for (int j = threadIdx.x; j < d; j += blockDim.x)
+        q = norm == AL_LINF ? q + fabs((double)ga[j]) : q + (double)ga[j] * ga[j];
+    q = al_block_sum(q);
+    if (norm == AL_L2) q = sqrt(q);
+    const double dfc = (double)z[(size_t)a * k + c] - (double)z[(size_t)a * k + ya[a]];
+    const double dd = fabs(dfc) / (1e-12 + q);
+    const int take = !chosen[a] || dd < dist[a];
+    __syncthreads(); /* every thread has read chosen / dist before thread 0 writes them */
+    if (!take) return;
+    for (int j = threadIdx.x; j < d; j += blockDim.x) g[(size_t)a * d + j] = ga[j];
+    if (threadIdx.x == 0) {
+        chosen[a] = 1;
+        dist[a] = dd;
+        df[a] = dfc;
+    }
+}
+
 /* fab_step of row a: project x1 and x0 onto the linearised boundary, extrapolate, clamp. */
 static __global__ void fab_step_kernel(al_norm norm, int d, float alpha_max, float eta,
                                        const int *__restrict__ act, const float *__restrict__ x0,
@@ -172,6 +213,24 @@ extern "C" al_status al_fab_target_cuda(al_ctx *ctx, int na, int k, const float 
     AL_ASSERT(na >= 1 && k >= 2, "al_fab_target_cuda na=%d k=%d", na, k);
     fab_target_kernel<<<AL_CEIL_DIV(na, 128), 128, 0, al_stream_of(ctx)>>>(na, k, z, tgt, ya, df,
                                                                            dl);
+    AL_LAUNCH_CHECK(ctx);
+    return AL_OK;
+}
+
+extern "C" al_status al_fab_class_cuda(al_ctx *ctx, int na, int k, int c, const int *ya,
+                                       float *dl) {
+    AL_ASSERT(na >= 1 && k >= 2 && c >= 0 && c < k, "al_fab_class_cuda na=%d k=%d c=%d", na, k, c);
+    fab_class_kernel<<<AL_CEIL_DIV(na, 128), 128, 0, al_stream_of(ctx)>>>(na, k, c, ya, dl);
+    AL_LAUNCH_CHECK(ctx);
+    return AL_OK;
+}
+
+extern "C" al_status al_fab_pick_cuda(al_ctx *ctx, al_norm norm, int na, int d, int k, int c,
+                                      const int *ya, const float *z, const float *gc, double *df,
+                                      float *g, double *dist, uint8_t *chosen) {
+    AL_ASSERT(na >= 1 && d >= 1 && k >= 2, "al_fab_pick_cuda na=%d", na);
+    fab_pick_kernel<<<na, FAB_BLOCK, 0, al_stream_of(ctx)>>>(norm, d, k, c, ya, z, gc, df, g, dist,
+                                                             chosen);
     AL_LAUNCH_CHECK(ctx);
     return AL_OK;
 }

@@ -1375,9 +1375,10 @@ static int fab_project_one(al_norm norm, int n, double c, int zeros, uint64_t id
     return bad;
 }
 
-/* FAB-T with its iterations on the device (cuda/attack_fab.cu) against the host loop on the
- * same GPU model (spec.host_iterations = 1): the projections agree up to rounding
- * (compare_runs' tolerance; a step 10% short in the kernel parts 17 of 24 points). */
+/* FAB-T (Linf, L2) and untargeted FAB (Linf) with their iterations on the device
+ * (cuda/attack_fab.cu) against the host loop on the same GPU model (spec.host_iterations =
+ * 1): the projections agree up to rounding (compare_runs' tolerance; a step 10% short in the
+ * kernel parts 17 of 24 points). */
 static int case_fab(void) {
     int bad = 0;
     bad |= fab_project_one(AL_LINF, 1000, 3.0, 0, 501);
@@ -1392,11 +1393,13 @@ static int case_fab(void) {
     float *x, *gx;
     int32_t *gy;
     OK(predicted_batch(B, K, 513, 512, &mg, &x, &gx, &gy));
-    for (int u = 0; u < 2; u++) {
-        al_fab_spec sp = al_fab_spec_default(u ? AL_L2 : AL_LINF, u ? 0.6f : 0.03f);
-        sp.n_iter = 12;
+    static const char *const names[3] = {"fab-t linf", "fab-t l2", "fab linf (untargeted)"};
+    for (int u = 0; u < 3; u++) {
+        al_fab_spec sp = al_fab_spec_default(u == 1 ? AL_L2 : AL_LINF, u == 1 ? 0.6f : 0.03f);
+        sp.n_iter = u == 2 ? 6 : 12; /* untargeted: K - 1 backward passes per iteration */
         sp.n_target_classes = 2;
         sp.n_restarts = 2; /* restart 1 starts at random: the host draws, uploaded per run */
+        sp.targeted = u != 2;
         float *xa_h = dnewf(ne, NULL), *xa_d = dnewf(ne, NULL);
         uint8_t *ok_h = dnew((size_t)B, NULL), *ok_d = dnew((size_t)B, NULL);
         sp.host_iterations = 1;
@@ -1406,12 +1409,11 @@ static int case_fab(void) {
         const uint64_t s0 = al_cuda_sync_count(&gpu);
         OK(al_fab_run(&gpu, mg, &sp, gx, gy, B, 21, 4, xa_d, ok_d));
         const uint64_t ds = al_cuda_sync_count(&gpu) - s0;
-        bad |= compare_runs(u ? "fab-t l2" : "fab-t linf", sp.norm, sp.eps, B, d, x, xa_h, ok_h,
-                            xa_d, ok_d, 0, ds);
+        bad |= compare_runs(names[u], sp.norm, sp.eps, B, d, x, xa_h, ok_h, xa_d, ok_d, 0, ds);
         /* waits: per run (round x restart) the copies in and out, none per iteration */
-        AL_EXPECT(ds <= (uint64_t)(sp.n_target_classes * sp.n_restarts * 4 + 8),
-                  "device FAB-T: %llu syncs for %d runs", (unsigned long long)ds,
-                  sp.n_target_classes * sp.n_restarts);
+        const int runs = (sp.targeted ? sp.n_target_classes : 1) * sp.n_restarts;
+        AL_EXPECT(ds <= (uint64_t)(runs * 4 + 8), "device %s: %llu syncs for %d runs", names[u],
+                  (unsigned long long)ds, runs);
     }
     al_model_destroy(&gpu, mg);
     return bad;
