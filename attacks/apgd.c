@@ -62,18 +62,6 @@ int al_apgd_checkpoints(int n_iter, int *w, int cap) {
     return cnt;
 }
 
-int al_apgd_oscillation(const float *hist, int n_iter, int i, int h, float rho) {
-    int inc = 0;
-    for (int c = 0; c < h; c++) {
-        int cur = i - c, prev = i - c - 1;
-        if (cur < 0) cur += n_iter;
-        if (prev < 0) prev += n_iter;
-        inc += hist[cur] > hist[prev];
-    }
-    /* float32 threshold as the reference (k * k3 on a float tensor) */
-    return (float)inc <= (float)h * rho;
-}
-
 /* ---------------------------------------------------------------- step (CPU reference) */
 
 al_status al_apgd_step_cpu(al_ctx *ctx, al_norm norm, int n, size_t d, float *x, float *x_prev,
@@ -190,6 +178,12 @@ void al_apgd_ws_fini(al_ctx *ctx, al_apgd_ws *ws) {
     al_dev_free(ctx, ws->ys);
     al_dev_free(ctx, ws->ts);
     al_dev_free(ctx, ws->flag);
+    al_dev_free(ctx, ws->d_hist);
+    al_dev_free(ctx, ws->d_best);
+    al_dev_free(ctx, ws->d_best_last);
+    al_dev_free(ctx, ws->d_reduced);
+    al_dev_free(ctx, ws->d_acc_run);
+    al_dev_free(ctx, ws->d_halved);
     void *host[] = {ws->h_x, ws->h_sx, ws->h_sg, ws->h_logits, ws->h_loss, ws->h_best,  ws->h_best_last,
                     ws->h_eta,     ws->h_hist,   ws->h_reduced, ws->h_acc, ws->h_acc_run,
                     ws->h_pred,    ws->h_zero,   ws->h_ops,   ws->h_y,    ws->h_ys,  ws->h_t,     ws->h_idx,
@@ -206,7 +200,8 @@ size_t al_apgd_ws_bytes(const al_model *m, int max_batch, int n_iter_cap) {
     size_t host = b * k * sizeof(float) + 4 * b * sizeof(float) +
                   b * (size_t)n_iter_cap * sizeof(float) + 6 * b + 3 * b * sizeof(int32_t) +
                   b * sizeof(int) + b * k * sizeof(int);
-    return dev + host; /* + 3 (B, d) host staging buffers off the CPU */
+    /* + off the CPU: 3 (B, d) host staging buffers and the device bookkeeping */
+    return dev + host;
 }
 
 al_status al_apgd_ws_init(al_ctx *ctx, al_apgd_ws *ws, const al_model *m, int max_batch,
@@ -231,6 +226,15 @@ al_status al_apgd_ws_init(al_ctx *ctx, al_apgd_ws *ws, const al_model *m, int ma
     AL_CHECK(al_dev_alloc(ctx, (void **)&ws->per_sample, b * sizeof(float), "APGD losses"));
     AL_CHECK(al_dev_alloc(ctx, (void **)&ws->eta, b * sizeof(float), "APGD step sizes"));
     AL_CHECK(al_dev_alloc(ctx, (void **)&ws->flag, b, "APGD flags"));
+    if (ctx->device == AL_DEV_CUDA) {
+        AL_CHECK(al_dev_alloc(ctx, (void **)&ws->d_hist, b * (size_t)n_iter_cap * sizeof(float),
+                              "APGD loss history"));
+        AL_CHECK(al_dev_alloc(ctx, (void **)&ws->d_best, b * sizeof(float), "APGD best losses"));
+        AL_CHECK(al_dev_alloc(ctx, (void **)&ws->d_best_last, b * sizeof(float), "APGD best losses"));
+        AL_CHECK(al_dev_alloc(ctx, (void **)&ws->d_reduced, b, "APGD flags"));
+        AL_CHECK(al_dev_alloc(ctx, (void **)&ws->d_acc_run, b, "APGD flags"));
+        AL_CHECK(al_dev_alloc(ctx, (void **)&ws->d_halved, 65 * sizeof(int), "APGD checkpoints"));
+    }
     if (ctx->device != AL_DEV_CPU) {
         ws->h_x = al_malloc(bd, "APGD host staging");
         ws->h_sx = al_malloc(bd, "APGD host staging");
@@ -359,7 +363,7 @@ static al_status step_any(al_ctx *ctx, const al_apgd_spec *s, al_apgd_ws *ws, in
 /* Forward + objective + backward at ws->xa, averaged over eot_iter passes, into ws->grad;
  * per-point loss in ws->h_loss and correct-prediction flags in ws->h_pred (last pass). */
 static al_status grad_at(al_ctx *ctx, al_model *m, const al_apgd_spec *s, al_apgd_ws *ws, int mr,
-                         uint64_t step_base, int check_labels) {
+                         uint64_t step_base, int check_labels, int to_host) {
     const int k = m->num_classes, slot = s->fwd.slot;
     const size_t nd = (size_t)mr * ws->d;
     for (int e = 0; e < s->eot_iter; e++) {
@@ -373,10 +377,12 @@ static al_status grad_at(al_ctx *ctx, al_model *m, const al_apgd_spec *s, al_apg
         AL_TRY(al_model_backward(ctx, m, slot, ws->dlogits, NULL, AL_BWD_INPUT, dst));
         if (e > 0) AL_TRY(add_dev(ctx, ws, ws->grad, ws->gtmp, nd));
         if (e == s->eot_iter - 1) {
-            /* the flags come back below; the count is not needed */
+            /* the flags come back below (unless the device keeps the books); no count */
             AL_TRY(al_count_correct(ctx, mr, k, logits, ws->ys, NULL, ws->flag));
-            AL_TRY(al_copy_to_host(ctx, ws->h_pred, ws->flag, (size_t)mr));
-            AL_TRY(al_copy_to_host(ctx, ws->h_loss, ws->per_sample, (size_t)mr * sizeof(float)));
+            if (to_host) {
+                AL_TRY(al_copy_to_host(ctx, ws->h_pred, ws->flag, (size_t)mr));
+                AL_TRY(al_copy_to_host(ctx, ws->h_loss, ws->per_sample, (size_t)mr * sizeof(float)));
+            }
         }
     }
     /* the mean over the passes (the reference divides the summed gradient) */
@@ -456,6 +462,49 @@ static al_status zero_grad_check(al_ctx *ctx, al_apgd_ws *ws, int mr) {
     return AL_OK;
 }
 
+#ifdef AL_HAVE_CUDA
+/* The iterations of single_run() with the bookkeeping on the device (al_apgd_track_cuda,
+ * al_apgd_check_cuda): the same decisions in the same float arithmetic, no wait per iteration;
+ * h_acc_run and the checkpoint counts come back once at the end. The state after the first
+ * gradient (h_acc_run, h_best, h_best_last, h_reduced, eta) is set up by the caller. */
+static al_status iterate_cuda(al_ctx *ctx, al_model *m, const al_apgd_spec *s, al_apgd_ws *ws,
+                              int mr, uint64_t fstep, int h, int decr, int h_min) {
+    const int n_iter = s->n_iter;
+    const size_t b = (size_t)mr;
+    AL_TRY(al_copy_to_dev(ctx, ws->d_acc_run, ws->h_acc_run, b));
+    AL_TRY(al_copy_to_dev(ctx, ws->d_best, ws->h_best, b * sizeof(float)));
+    AL_TRY(al_copy_to_dev(ctx, ws->d_best_last, ws->h_best_last, b * sizeof(float)));
+    AL_TRY(al_copy_to_dev(ctx, ws->d_reduced, ws->h_reduced, b));
+    AL_TRY(al_memset_dev(ctx, ws->d_hist, 0, b * (size_t)n_iter * sizeof(float)));
+    AL_TRY(al_memset_dev(ctx, ws->d_halved, 0, 65 * sizeof(int)));
+    int counter = 0;
+    for (int i = 0; i < n_iter; i++) {
+        AL_TRY(step_any(ctx, s, ws, mr, i > 0 ? 0.75f : 1.0f));
+        AL_TRY(grad_at(ctx, m, s, ws, mr, fstep++, 0, 0));
+        /* ws->flag: the correct flags in, the row ops out */
+        AL_TRY(al_apgd_track_cuda(ctx, mr, n_iter, i, ws->flag, ws->per_sample, ws->d_acc_run,
+                                  ws->d_hist, ws->d_best));
+        AL_TRY(al_apgd_rows(ctx, ws->flag, mr, ws->d, ws->xa, ws->grad, ws->xbadv, ws->xbest,
+                            ws->gbest));
+        if (++counter < h) continue;
+        const int slot = AL_MIN(ws->n_checks, 64); /* 64: past the record, a sink */
+        AL_TRY(al_apgd_check_cuda(ctx, mr, n_iter, i, h, s->rho, ws->d_hist, ws->d_reduced,
+                                  ws->d_best_last, ws->d_best, ws->eta, ws->flag,
+                                  ws->d_halved + slot));
+        AL_TRY(al_apgd_rows(ctx, ws->flag, mr, ws->d, ws->xa, ws->grad, ws->xbadv, ws->xbest,
+                            ws->gbest));
+        if (ws->n_checks < (int)AL_ARRAY_LEN(ws->check_iter)) ws->check_iter[ws->n_checks++] = i + 1;
+        h = AL_MAX(h - decr, h_min);
+        counter = 0;
+    }
+    AL_TRY(al_copy_to_host(ctx, ws->h_acc_run, ws->d_acc_run, b));
+    if (ws->n_checks > 0)
+        AL_TRY(al_copy_to_host(ctx, ws->check_halved, ws->d_halved,
+                               (size_t)ws->n_checks * sizeof(int)));
+    return AL_OK;
+}
+#endif
+
 /* One APGD run of n_iter iterations on the mr gathered points (rows of ws->xs, labels ws->ys,
  * targets ws->ts). Out: ws->xbadv rows and ws->h_acc_run[p] (0 = broken). */
 static al_status single_run(al_ctx *ctx, al_model *m, const al_apgd_spec *s, al_apgd_ws *ws,
@@ -466,7 +515,7 @@ static al_status single_run(al_ctx *ctx, al_model *m, const al_apgd_spec *s, al_
     sched_consts(n_iter, &h, &decr, &h_min);
     AL_TRY(start_point(ctx, s, ws, mr, n, run, seed, stream));
     uint64_t fstep = (uint64_t)run * (uint64_t)(n_iter + 1);
-    AL_TRY(grad_at(ctx, m, s, ws, mr, fstep++, 1)); /* each run's first: labels, targets */
+    AL_TRY(grad_at(ctx, m, s, ws, mr, fstep++, 1, 1)); /* each run's first: labels, targets */
     if (s->loss != AL_APGD_CE) AL_TRY(zero_grad_check(ctx, ws, mr));
     AL_TRY(al_copy_dev(ctx, ws->xbest, ws->xa, nd * sizeof(float)));
     AL_TRY(al_copy_dev(ctx, ws->xbadv, ws->xa, nd * sizeof(float)));
@@ -482,11 +531,15 @@ static al_status single_run(al_ctx *ctx, al_model *m, const al_apgd_spec *s, al_
     }
     AL_TRY(al_copy_to_dev(ctx, ws->eta, ws->h_eta, (size_t)mr * sizeof(float)));
     ws->n_checks = 0;
+#ifdef AL_HAVE_CUDA
+    if (ctx->device == AL_DEV_CUDA && !s->host_schedule)
+        return iterate_cuda(ctx, m, s, ws, mr, fstep, h, decr, h_min);
+#endif
     int counter = 0;
     for (int i = 0; i < n_iter; i++) {
         const float a = i > 0 ? 0.75f : 1.0f;
         AL_TRY(step_any(ctx, s, ws, mr, a));
-        AL_TRY(grad_at(ctx, m, s, ws, mr, fstep++, 0));
+        AL_TRY(grad_at(ctx, m, s, ws, mr, fstep++, 0, 1));
         int any = 0;
         for (int p = 0; p < mr; p++) {
             uint8_t op = 0;

@@ -55,6 +55,10 @@ typedef struct al_apgd_spec {
                            * 'rand': 20); each pass uses dropout stream fwd.step + pass */
     float rho;            /* checkpoint condition (1) threshold (0.75) */
     al_fwd_opts fwd;      /* eval mode, slot 0 by default */
+    /* On CUDA the per-iteration bookkeeping (loss history, best points, checkpoints) runs on
+     * the device (cuda/attack_apgd.cu: no wait per iteration); 1 keeps it on the host, the
+     * reference path (tests compare the two bitwise). */
+    int host_schedule;
 } al_apgd_spec;
 
 /* AutoAttack 'standard' settings for `loss`: n_iter 100, 1 restart, 9 target classes, eot 1,
@@ -75,7 +79,17 @@ int al_apgd_checkpoints(int n_iter, int *w, int cap);
  * hist (n_iter) is the point's per-iteration loss history, zero where not yet written; index -1
  * wraps to n_iter - 1 (the reference's Python indexing, which reads that not-yet-written 0 at
  * the first checkpoint). */
-int al_apgd_oscillation(const float *hist, int n_iter, int i, int h, float rho);
+AL_HOSTDEV int al_apgd_oscillation(const float *hist, int n_iter, int i, int h, float rho) {
+    int inc = 0;
+    for (int c = 0; c < h; c++) {
+        int cur = i - c, prev = i - c - 1;
+        if (cur < 0) cur += n_iter;
+        if (prev < 0) prev += n_iter;
+        inc += hist[cur] > hist[prev];
+    }
+    /* float32 threshold as the reference (k * k3 on a float tensor) */
+    return (float)inc <= (float)h * rho;
+}
 
 /* ---- per-element step (AL_HOSTDEV: the CUDA twin calls the same functions) ----
  * Linf, one element: x (x_k), x_prev (x_{k-1}), x0 (clean), g (gradient), eta, a, eps. */
@@ -120,6 +134,19 @@ al_status al_apgd_rows_cpu(al_ctx *ctx, const uint8_t *ops, int n, size_t d, flo
 #ifdef AL_HAVE_CUDA
 al_status al_apgd_rows_cuda(al_ctx *ctx, const uint8_t *ops, int n, size_t d, float *xa,
                             float *grad, float *xbadv, float *xbest, float *gbest);
+/* The per-iteration bookkeeping of single_run() (attacks/apgd.c) on the device, one thread
+ * per point, the host loop's float comparisons (so the decisions are bitwise the same):
+ *   track: iteration i: ops[p] (in: the correct-prediction flag, out: the row ops) =
+ *          BADV where misclassified (acc_run[p] = 0) | BEST where loss[p] > best[p] (best
+ *          updated); hist[p * n_iter + i] = loss[p];
+ *   check: checkpoint at iteration i with window h: ops[p] = RESTORE where the oscillation
+ *          test (al_apgd_oscillation) or "no improvement since the last checkpoint" holds,
+ *          then eta[p] /= 2 and *halved += 1; reduced / best_last updated. */
+al_status al_apgd_track_cuda(al_ctx *ctx, int n, int n_iter, int i, uint8_t *ops,
+                             const float *loss, uint8_t *acc_run, float *hist, float *best);
+al_status al_apgd_check_cuda(al_ctx *ctx, int n, int n_iter, int i, int h, float rho,
+                             const float *hist, uint8_t *reduced, float *best_last,
+                             const float *best, float *eta, uint8_t *ops, int *halved);
 #endif
 
 /* Workspace for batches up to max_batch of model m (device buffers + host bookkeeping).
@@ -151,6 +178,10 @@ typedef struct al_apgd_ws {
      * checked and how many points halved it there */
     int n_checks;
     int check_iter[64], check_halved[64];
+    /* CUDA: the bookkeeping on the device (al_apgd_track_cuda / al_apgd_check_cuda) */
+    float *d_hist, *d_best, *d_best_last; /* (B, n_iter_cap), (B), (B) */
+    uint8_t *d_reduced, *d_acc_run;       /* (B) */
+    int *d_halved;                        /* (65) points halved at each checkpoint (64: sink) */
 } al_apgd_ws;
 
 al_status al_apgd_ws_init(al_ctx *ctx, al_apgd_ws *ws, const al_model *m, int max_batch,
@@ -172,8 +203,9 @@ typedef struct al_apgd_stats {
  * with `run` = target * n_restarts + restart and i the point's position in THIS batch, so a
  * point's start does not depend on which other points are still robust. ws NULL: allocated for
  * this call. stats optional (host). Errors: AL_ERR_VALUE (bad spec / n, naming the field),
- * loss/model errors propagate. On CUDA the step and the DLR loss run on host copies until their
- * kernels land (correct, slower: 5 (N, d) transfers per iteration). */
+ * loss/model errors propagate. On CUDA the step, the losses and (unless spec.host_schedule)
+ * the per-iteration bookkeeping run on the device: no wait per iteration (eot_iter > 1 still
+ * sums the passes' gradients through the host). */
 al_status al_apgd_run(al_ctx *ctx, al_model *m, const al_apgd_spec *spec, al_apgd_ws *ws,
                       const float *x, const int32_t *y, int n, uint64_t seed, uint64_t stream,
                       float *x_adv, uint8_t *success, int *n_success, al_apgd_stats *stats);

@@ -123,3 +123,65 @@ extern "C" al_status al_apgd_rows_cuda(al_ctx *ctx, const uint8_t *ops, int n, s
     AL_LAUNCH_CHECK(ctx);
     return AL_OK;
 }
+
+/* ---- the per-iteration bookkeeping of single_run() (see apgd.h) ---- */
+
+static __global__ void apgd_track_kernel(int n, int n_iter, int i, uint8_t *__restrict__ ops,
+                                         const float *__restrict__ loss,
+                                         uint8_t *__restrict__ acc_run, float *__restrict__ hist,
+                                         float *__restrict__ best) {
+    const int p = blockIdx.x * blockDim.x + threadIdx.x;
+    if (p >= n) return;
+    uint8_t op = 0;
+    if (!ops[p]) { /* misclassified: the latest such iterate is kept */
+        acc_run[p] = 0;
+        op |= AL_APGD_ROW_BADV;
+    }
+    const float l = loss[p];
+    hist[(size_t)p * n_iter + i] = l;
+    if (l > best[p]) {
+        op |= AL_APGD_ROW_BEST;
+        best[p] = l;
+    }
+    ops[p] = op;
+}
+
+static __global__ void apgd_check_kernel(int n, int n_iter, int i, int h, float rho,
+                                         const float *__restrict__ hist,
+                                         uint8_t *__restrict__ reduced,
+                                         float *__restrict__ best_last,
+                                         const float *__restrict__ best, float *__restrict__ eta,
+                                         uint8_t *__restrict__ ops, int *__restrict__ halved) {
+    const int p = blockIdx.x * blockDim.x + threadIdx.x;
+    if (p >= n) return;
+    const int osc = al_apgd_oscillation(hist + (size_t)p * n_iter, n_iter, i, h, rho);
+    const int no_impr = !reduced[p] && best_last[p] >= best[p];
+    const int fl = osc || no_impr;
+    reduced[p] = (uint8_t)fl;
+    best_last[p] = best[p];
+    ops[p] = fl ? AL_APGD_ROW_RESTORE : 0;
+    if (fl) {
+        eta[p] /= 2.0f;
+        atomicAdd(halved, 1); /* a count: order-free */
+    }
+}
+
+extern "C" al_status al_apgd_track_cuda(al_ctx *ctx, int n, int n_iter, int i, uint8_t *ops,
+                                        const float *loss, uint8_t *acc_run, float *hist,
+                                        float *best) {
+    AL_ASSERT(n >= 1 && i >= 0 && i < n_iter, "al_apgd_track_cuda n=%d i=%d", n, i);
+    apgd_track_kernel<<<AL_CEIL_DIV(n, 128), 128, 0, al_stream_of(ctx)>>>(n, n_iter, i, ops, loss,
+                                                                         acc_run, hist, best);
+    AL_LAUNCH_CHECK(ctx);
+    return AL_OK;
+}
+
+extern "C" al_status al_apgd_check_cuda(al_ctx *ctx, int n, int n_iter, int i, int h, float rho,
+                                        const float *hist, uint8_t *reduced, float *best_last,
+                                        const float *best, float *eta, uint8_t *ops, int *halved) {
+    AL_ASSERT(n >= 1 && h >= 1, "al_apgd_check_cuda n=%d h=%d", n, h);
+    apgd_check_kernel<<<AL_CEIL_DIV(n, 128), 128, 0, al_stream_of(ctx)>>>(
+        n, n_iter, i, h, rho, hist, reduced, best_last, best, eta, ops, halved);
+    AL_LAUNCH_CHECK(ctx);
+    return AL_OK;
+}

@@ -7,7 +7,8 @@
  * cuda/attack_apgd.cu); the deferred step scalars (core/sums.h, cuda/train_sums.cu) and
  * AdvProp's device targets (cuda/train_advprop.cu); Square's device Linf iterations
  * (cuda/attack_square.cu) against its host proposals; FAB's projection and FAB-T's device
- * iterations (cuda/attack_fab.cu) against al_fab_project and the host loop.
+ * iterations (cuda/attack_fab.cu) against al_fab_project and the host loop; APGD's device
+ * bookkeeping (cuda/attack_apgd.cu) against the host schedule.
  * Without a usable GPU: "skipped: no GPU", exit 77.
  *
  * Conventions (as tests/test_cuda.c):
@@ -1349,6 +1350,72 @@ static int case_square(void) {
     return bad;
 }
 
+/* ---------------------------------------------------------------- APGD bookkeeping */
+
+/* APGD with its per-iteration bookkeeping on the device (al_apgd_track_cuda /
+ * al_apgd_check_cuda) against the host's (spec.host_schedule = 1) on the same GPU model:
+ * the same float comparisons on the same losses, so x_adv, the success flags, the checkpoint
+ * iterations and the points halved at each are bitwise equal; the device runs wait a fixed
+ * number of times per run, not per iteration. APGD-CE Linf, APGD-T Linf (DLR, 2 targets),
+ * APGD-CE L2. */
+static int case_apgd_device(void) {
+    const int B = 24, K = 10;
+    const size_t d = 784, ne = (size_t)B * d;
+    al_model *mg = NULL;
+    float *x, *gx;
+    int32_t *gy;
+    OK(predicted_batch(B, K, 601, 602, &mg, &x, &gx, &gy));
+    int bad = 0;
+    static const char *const names[3] = {"apgd-ce linf", "apgd-t linf", "apgd-ce l2"};
+    for (int u = 0; u < 3; u++) {
+        al_apgd_spec sp = al_apgd_spec_default(u == 1 ? AL_APGD_T : AL_APGD_CE,
+                                               u == 2 ? AL_L2 : AL_LINF, u == 2 ? 0.5f : 0.02f);
+        sp.n_iter = 30;
+        sp.n_target_classes = 2;
+        float *xa[2] = {dnewf(ne, NULL), dnewf(ne, NULL)};
+        uint8_t *ok[2] = {dnew((size_t)B, NULL), dnew((size_t)B, NULL)};
+        int ns[2], checks[2], iters[2][64], halved[2][64];
+        uint64_t syncs = 0;
+        for (int v = 0; v < 2; v++) {
+            al_apgd_ws ws;
+            OK(al_apgd_ws_init(&gpu, &ws, mg, B, sp.n_iter));
+            sp.host_schedule = v == 0;
+            OK(al_sync(&gpu));
+            const uint64_t s0 = al_cuda_sync_count(&gpu);
+            OK(al_apgd_run(&gpu, mg, &sp, &ws, gx, gy, B, 31, 6, xa[v], ok[v], &ns[v], NULL));
+            if (v == 1) syncs = al_cuda_sync_count(&gpu) - s0;
+            checks[v] = ws.n_checks; /* of the last run */
+            memcpy(iters[v], ws.check_iter, sizeof iters[v]);
+            memcpy(halved[v], ws.check_halved, sizeof halved[v]);
+            al_apgd_ws_fini(&gpu, &ws);
+        }
+        int tot = 0;
+        for (int c = 0; c < checks[0]; c++) tot += halved[0][c];
+        fprintf(stderr, "  %s: host schedule %d/%d fooled, device %d/%d; %d checkpoints, %d "
+                        "halvings (last run); device run %llu stream syncs\n",
+                names[u], ns[0], B, ns[1], B, checks[0], tot, (unsigned long long)syncs);
+        AL_EXPECT(ns[0] > 0 && ns[0] < B, "%s: fooled %d of %d (want some, not all)", names[u],
+                  ns[0], B);
+        AL_EXPECT(tot > 0, "%s: no checkpoint halved a step (the test checks nothing)", names[u]);
+        AL_EXPECT(ns[0] == ns[1] && checks[0] == checks[1] &&
+                      memcmp(iters[0], iters[1], (size_t)checks[0] * sizeof(int)) == 0 &&
+                      memcmp(halved[0], halved[1], (size_t)checks[0] * sizeof(int)) == 0,
+                  "%s: host and device schedules differ (fooled %d / %d, checkpoints %d / %d)",
+                  names[u], ns[0], ns[1], checks[0], checks[1]);
+        float *h0 = hf(ne);
+        bad |= dget("apgd x_adv (host schedule)", xa[0], h0, ne * sizeof(float));
+        bad |= dcheck_bytes("apgd x_adv (device vs host schedule)", xa[1], h0, ne * sizeof(float));
+        uint8_t f0[24];
+        bad |= dget("apgd success (host schedule)", ok[0], f0, (size_t)B);
+        bad |= dcheck_bytes("apgd success (device vs host schedule)", ok[1], f0, (size_t)B);
+        const int runs = u == 1 ? sp.n_target_classes : 1;
+        AL_EXPECT(syncs <= (uint64_t)(runs * 8 + 8), "%s: %llu syncs for %d runs of %d iterations",
+                  names[u], (unsigned long long)syncs, runs, sp.n_iter);
+    }
+    al_model_destroy(&gpu, mg);
+    return bad;
+}
+
 /* ---------------------------------------------------------------- FAB-T on the device */
 
 /* One row's projection on the device vs al_fab_project (the host's sorted breakpoints): the
@@ -1444,6 +1511,7 @@ CASE(case_hot_path)
 CASE(case_deferred)
 CASE(case_square)
 CASE(case_fab)
+CASE(case_apgd_device)
 
 int main(int argc, char **argv) {
     if (al_test_no_gpu()) return AL_SKIP_CODE;
@@ -1471,6 +1539,7 @@ int main(int argc, char **argv) {
         {"deferred", run_case_deferred},
         {"square", run_case_square},
         {"fab", run_case_fab},
+        {"apgd_device", run_case_apgd_device},
     };
     int rc = al_run_cases(cases, (int)AL_ARRAY_LEN(cases), argc, argv);
     al_ctx_fini(&gpu);

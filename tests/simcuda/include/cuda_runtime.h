@@ -88,6 +88,13 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind
 cudaError_t cudaMemsetAsync(void *dst, int value, size_t n, cudaStream_t s = 0);
 
 /* device intrinsics with host meaning (no contraction: the build uses -ffp-contract=off) */
+/* Atomics: a block's fibers run one at a time and switch only at barriers and shuffles, and
+ * blocks run one after another, so a plain read-modify-write is atomic here. */
+inline int atomicAdd(int *p, int v) {
+    const int o = *p;
+    *p = o + v;
+    return o;
+}
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fadd_rn(float a, float b) { return a + b; }
 
