@@ -31,6 +31,7 @@
 #include "attacks/fab_elem.h"
 #include "core/cuda_api.h"
 #include "core/rng.h"
+#include "losses/rowops.h"
 
 al_fab_spec al_fab_spec_default(al_norm norm, float eps) {
     al_fab_spec s;
@@ -382,7 +383,7 @@ static al_status iterate_cuda(al_ctx *ctx, al_model *m, const al_fab_spec *s, fa
         AL_TRY(al_model_forward_eval(ctx, m, w->d_x, na, 0));
         const float *z = al_model_logits(m, 0);
         if (s->targeted) {
-            AL_TRY(al_fab_target_cuda(ctx, na, k, z, w->d_tgt, w->d_ya, w->d_df, w->d_dl));
+            AL_TRY(al_fab_dlogits_cuda(ctx, na, k, -1, w->d_tgt, w->d_ya, z, w->d_df, w->d_dl));
             AL_TRY(al_model_backward(ctx, m, 0, w->d_dl, NULL, AL_BWD_INPUT, w->d_g));
         } else { /* linearise(): every class c != y, the linearly closest kept */
             AL_TRY(al_memset_dev(ctx, w->d_chosen, 0, (size_t)na));
@@ -390,7 +391,7 @@ static al_status iterate_cuda(al_ctx *ctx, al_model *m, const al_fab_spec *s, fa
                 int any = 0;
                 for (int a = 0; a < na && !any; a++) any = w->h_ya[a] != c;
                 if (!any) continue;
-                AL_TRY(al_fab_class_cuda(ctx, na, k, c, w->d_ya, w->d_dl));
+                AL_TRY(al_fab_dlogits_cuda(ctx, na, k, c, NULL, w->d_ya, z, NULL, w->d_dl));
                 AL_TRY(al_model_backward(ctx, m, 0, w->d_dl, NULL, AL_BWD_INPUT, w->d_gc));
                 AL_TRY(al_fab_pick_cuda(ctx, s->norm, na, (int)d, k, c, w->d_ya, z, w->d_gc,
                                         w->d_df, w->d_g, w->d_dist, w->d_chosen));
@@ -445,7 +446,7 @@ static al_status fab_run_once(al_ctx *ctx, al_model *m, const al_fab_spec *s, fa
         AL_CHECK(forward_rows(ctx, m, w, w->h_x1, na));
         for (int a = 0; a < na; a++) {
             const int i = w->act[a];
-            if (al_fab_argmax(w->h_z + (size_t)a * k, k) == w->h_y[i]) continue;
+            if (row_argmax_excl(w->h_z + (size_t)a * k, k, -1) == w->h_y[i]) continue;
             const float *x0 = w->h_x0 + (size_t)i * d;
             float *x1 = w->h_x1 + (size_t)a * d;
             double t = dist_row(s->norm, x1, x0, d);
@@ -469,7 +470,7 @@ static al_status fab_run_once(al_ctx *ctx, al_model *m, const al_fab_spec *s, fa
         AL_CHECK(forward_rows(ctx, m, w, w->h_best, nc));
         for (int b = 0; b < nc; b++) {
             const int i = cls[b];
-            if (al_fab_argmax(w->h_z + (size_t)b * k, k) == w->h_y[i]) continue;
+            if (row_argmax_excl(w->h_z + (size_t)b * k, k, -1) == w->h_y[i]) continue;
             memcpy(w->h_out + (size_t)i * d, w->h_best + (size_t)b * d, d * sizeof(float));
             w->h_rob[i] = 0;
         }
@@ -537,7 +538,7 @@ al_status al_fab_run(al_ctx *ctx, al_model *m, const al_fab_spec *s, const float
     AL_CHECK(forward_rows(ctx, m, &w, w.h_x0, n));
     for (int i = 0; i < n; i++) {
         const float *z = w.h_z + (size_t)i * k;
-        w.h_rob[i] = al_fab_argmax(z, k) == w.h_y[i];
+        w.h_rob[i] = row_argmax_excl(z, k, -1) == w.h_y[i];
         int32_t *t = w.h_tgt + (size_t)i * (k - 1);
         int nt = 0;
         for (int c = 0; c < k; c++)
@@ -560,7 +561,7 @@ al_status al_fab_run(al_ctx *ctx, al_model *m, const al_fab_spec *s, const float
     /* final verification on exactly the returned points */
     AL_CHECK(forward_rows(ctx, m, &w, w.h_out, n));
     for (int i = 0; i < n; i++) {
-        w.h_flag[i] = al_fab_argmax(w.h_z + (size_t)i * k, k) != w.h_y[i];
+        w.h_flag[i] = row_argmax_excl(w.h_z + (size_t)i * k, k, -1) != w.h_y[i];
         if (!w.h_flag[i]) /* not confirmed (never, unless the batch changes the rounding) */
             memcpy(w.h_out + (size_t)i * d, w.h_x0 + (size_t)i * d, d * sizeof(float));
     }

@@ -1,8 +1,8 @@
-/* fab_elem.h: the per-element pieces of FAB's box-constrained hyperplane projection and the
- * argmax rule, shared by attacks/fab.c (al_fab_project, the host loop) and its CUDA twin
+/* fab_elem.h: the per-element pieces of FAB's box-constrained hyperplane projection, shared by attacks/fab.c (al_fab_project, the host loop) and its CUDA twin
  * cuda/attack_fab.cu (style rule 5). Element j of a projection of t onto {<w', z> = <w', t> -
  * c'} (w' = sg w, sg = sign(c), c' = |c|) moves by -lambda s_j, s = sign(w') (Linf) or w' (L2),
- * clipped at the box [0, 1]; see al_fab_project in attacks/fab.c for the derivation. */
+ * clipped at the box [0, 1]; see al_fab_project in attacks/fab.c for the derivation. The
+ * argmax rule both use is losses/rowops.h's row_argmax_excl (torch.argmax semantics). */
 #ifndef AL_FAB_ELEM_H
 #define AL_FAB_ELEM_H
 
@@ -38,17 +38,6 @@ AL_HOSTDEV double al_fab_move(al_norm norm, double wj, float tj, double lam) {
     const double step = norm == AL_LINF ? lam : lam * fabs(wj); /* inf * x stays inf */
     const double lo = -(double)tj, hi = 1.0 - (double)tj;
     return wj > 0.0 ? fmax(-step, lo) : fmin(step, hi);
-}
-
-/* argmax with torch semantics: ties -> lowest index, NaN counts as the maximum (first wins);
- * the same rule as al_count_correct. */
-AL_HOSTDEV int al_fab_argmax(const float *z, int k) {
-    int a = 0;
-    for (int j = 1; j < k; j++) {
-        if (z[a] != z[a]) break;
-        if (z[j] != z[j] || z[j] > z[a]) a = j;
-    }
-    return a;
 }
 
 #endif

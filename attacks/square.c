@@ -38,6 +38,7 @@
 #include "attacks/square_elem.h"
 #include "core/cuda_api.h"
 #include "core/rng.h"
+#include "losses/rowops.h"
 
 al_square_spec al_square_spec_default(al_norm norm, float eps) {
     al_square_spec s;
@@ -61,15 +62,6 @@ static double p_selection(double p_init, int it, int n_queries) {
     for (int k = 0; k < 9; k++)
         if (i > mark[k]) p = p_init / (double)(2 << k);
     return p;
-}
-
-static int argmax_row(const float *z, int k) { /* torch semantics, as al_count_correct */
-    int a = 0;
-    for (int j = 1; j < k; j++) {
-        if (z[a] != z[a]) break;
-        if (z[j] != z[j] || z[j] > z[a]) a = j;
-    }
-    return a;
 }
 
 /* out = clamp(x0 + scale * delta, 0, 1) in float with ||out - x0||_2 <= eps (double, from the
@@ -371,12 +363,13 @@ static int side_at(const al_square_spec *s, int it, int H, int W) {
  * of the na active rows, back into h_best. x, y: the caller's device inputs. L2: the eta
  * pattern of each iteration's side is built on the host and copied up (no wait). */
 static al_status iterate_cuda(al_ctx *ctx, al_model *m, const al_square_spec *s, sq_ws *w,
-                                   int na, int r, uint64_t seed, uint64_t stream, const float *x,
-                                   const int32_t *y) {
+                              int na, int r, uint64_t seed, uint64_t stream, const float *x,
+                              const int32_t *y) {
     const size_t d = w->d;
     AL_TRY(al_copy_to_dev(ctx, w->d_best, w->h_best, (size_t)na * d * sizeof(float)));
     AL_TRY(al_copy_to_dev(ctx, w->d_mmin, w->h_mmin, (size_t)na * sizeof(double)));
     AL_TRY(al_copy_to_dev(ctx, w->d_act, w->act, (size_t)na * sizeof(int)));
+    int eta_side = 0; /* the side d_eta holds (L2; the side changes ~10 times per run) */
     for (int it = 0; it < s->n_queries; it++) {
         int nf = 0;
         ctx->n_host_reads++;
@@ -388,8 +381,11 @@ static al_status iterate_cuda(al_ctx *ctx, al_model *m, const al_square_spec *s,
                                                s->n_queries, r, it, seed, stream, w->d_fool,
                                                w->d_act, x, w->d_best, w->d_x));
         } else {
-            eta_square(w->eta, sq);
-            AL_TRY(al_copy_to_dev(ctx, w->d_eta, w->eta, (size_t)sq * sq * sizeof(double)));
+            if (sq != eta_side) {
+                eta_square(w->eta, sq);
+                AL_TRY(al_copy_to_dev(ctx, w->d_eta, w->eta, (size_t)sq * sq * sizeof(double)));
+                eta_side = sq;
+            }
             AL_TRY(al_square_l2_propose_cuda(ctx, nf, w->c, w->h, w->w, sq, s->eps, w->n,
                                              s->n_queries, r, it, seed, stream, w->d_eta,
                                              w->d_fool, w->d_act, x, w->d_best, w->d_x));
@@ -429,21 +425,22 @@ static al_status square_once(al_ctx *ctx, al_model *m, const al_square_spec *s, 
         all_neg &= w->h_mmin[a] < 0.0;
     }
 #ifdef AL_HAVE_CUDA
-    if (w->d_best && !all_neg) {
-        AL_TRY(iterate_cuda(ctx, m, s, w, na, r, seed, stream, x, y));
-        all_neg = 1; /* the host loop below is done */
-    }
+    if (w->d_best && !all_neg) AL_TRY(iterate_cuda(ctx, m, s, w, na, r, seed, stream, x, y));
 #else
     (void)x;
     (void)y;
 #endif
-    for (int it = 0; it < s->n_queries && !all_neg; it++) {
+    int eta_side = 0; /* the side w->eta holds for the iterations (the init used its own) */
+    for (int it = 0; it < s->n_queries && !all_neg && !w->d_best; it++) {
         int nf = 0;
         for (int a = 0; a < na; a++)
             if (w->h_mmin[a] > 0.0) w->fool[nf++] = a;
         if (nf == 0) break;
         const int sq = side_at(s, it, H, W);
-        if (s->norm == AL_L2) eta_square(w->eta, sq);
+        if (s->norm == AL_L2 && sq != eta_side) { /* the side changes ~10 times per run */
+            eta_square(w->eta, sq);
+            eta_side = sq;
+        }
 #pragma omp parallel for schedule(static)
         for (int f = 0; f < nf; f++) {
             if (s->norm == AL_LINF)
@@ -466,7 +463,7 @@ static al_status square_once(al_ctx *ctx, al_model *m, const al_square_spec *s, 
     AL_TRY(forward_rows(ctx, m, w, w->h_best, na));
     for (int a = 0; a < na; a++) {
         const int i = w->act[a];
-        if (argmax_row(w->h_z + (size_t)a * k, k) == w->h_y[i]) continue;
+        if (row_argmax_excl(w->h_z + (size_t)a * k, k, -1) == w->h_y[i]) continue;
         memcpy(w->h_out + (size_t)i * d, w->h_best + (size_t)a * d, d * sizeof(float));
         w->h_rob[i] = 0;
     }
@@ -528,13 +525,13 @@ al_status al_square_run(al_ctx *ctx, al_model *m, const al_square_spec *s, const
         }
     memcpy(w.h_out, w.h_x0, (size_t)n * d * sizeof(float));
     AL_CHECK(forward_rows(ctx, m, &w, w.h_x0, n));
-    for (int i = 0; i < n; i++) w.h_rob[i] = argmax_row(w.h_z + (size_t)i * k, k) == w.h_y[i];
+    for (int i = 0; i < n; i++) w.h_rob[i] = row_argmax_excl(w.h_z + (size_t)i * k, k, -1) == w.h_y[i];
     for (int r = 0; r < s->n_restarts; r++) AL_CHECK(square_once(ctx, m, s, &w, r, seed, stream, x, y));
 
     /* final verification on exactly the returned points (failures -> clean rows) */
     AL_CHECK(forward_rows(ctx, m, &w, w.h_out, n));
     for (int i = 0; i < n; i++) {
-        w.h_rob[i] = argmax_row(w.h_z + (size_t)i * k, k) != w.h_y[i]; /* now: success */
+        w.h_rob[i] = row_argmax_excl(w.h_z + (size_t)i * k, k, -1) != w.h_y[i]; /* now: success */
         if (!w.h_rob[i]) memcpy(w.h_out + (size_t)i * d, w.h_x0 + (size_t)i * d, d * sizeof(float));
     }
     AL_CHECK(al_copy_to_dev(ctx, x_adv, w.h_out, (size_t)n * d * sizeof(float)));

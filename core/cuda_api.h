@@ -121,17 +121,17 @@ al_status al_square_accept_cuda(al_ctx *ctx, int nf, int k, int d, const int *fo
  * element math of attacks/fab_elem.h (equal up to the order of double sums). Rows a = active
  * (act[a] = original point, x0 (n, d) the clean inputs), one block per row. All device.
  *   project: al_fab_project of one row (d (n) the moves, *nrm their norm; for tests);
- *   target:  df[a] = z[a][tgt[a]] - z[a][ya[a]], dl row a = e_tgt - e_y;
+ *   dlogits: dl row a = e_c - e_y with c = tgt[a] (tgt NULL: the class c for every row, a zero
+ *            row where c = y); df (or NULL): df[a] = z[a][c] - z[a][y];
+ *   pick:    (untargeted, after the backward of class c's dlogits into gc) rows whose class c
+ *            is the first scanned or linearly closer take (df, g <- gc);
  *   step:    fab_step of every row: x1 (na, d) in place from g (na, d) and df;
  *   accept:  rows misclassified by z: best[a] = x1[a] where closer than res[a], then x1 pulled
  *            back towards x0 by beta. */
 al_status al_fab_project_cuda(al_ctx *ctx, al_norm norm, int n, const float *t, const float *w,
                               double c, double *d, double *nrm);
-al_status al_fab_target_cuda(al_ctx *ctx, int na, int k, const float *z, const int *tgt,
-                             const int *ya, double *df, float *dl);
-/*   class / pick (untargeted): dl rows e_c - e_y (zero where y = c); after that backward,
- *            rows whose class c is the first scanned or linearly closer take (df, g <- gc). */
-al_status al_fab_class_cuda(al_ctx *ctx, int na, int k, int c, const int *ya, float *dl);
+al_status al_fab_dlogits_cuda(al_ctx *ctx, int na, int k, int c, const int *tgt, const int *ya,
+                              const float *z, double *df, float *dl);
 al_status al_fab_pick_cuda(al_ctx *ctx, al_norm norm, int na, int d, int k, int c, const int *ya,
                            const float *z, const float *gc, double *df, float *g, double *dist,
                            uint8_t *chosen);

@@ -182,33 +182,24 @@ al_status al_optim_clip_coef(al_ctx *ctx, const al_optim *o, const al_model *m, 
     if (norm) *norm = 0;
     if (!(max_norm > 0)) return AL_OK;
     al_note_host_read(ctx, coef);
+    double sq = 0;
     if (ctx->device == AL_DEV_CUDA) {
 #ifdef AL_HAVE_CUDA
-        /* the CPU tail below, on the deterministic masked sum of cuda/reduce_sumsq.cu */
-        double sq = 0;
+        /* the deterministic masked sum of cuda/reduce_sumsq.cu */
         AL_TRY(al_masked_sumsq_cuda(ctx, o->n_floats, m->grads, o->mask, AL_OPT_TRAIN, &sq));
-        const double gn = sqrt(sq);
-        if (norm) *norm = gn;
-        if (!isfinite(gn))
-            return AL_FAIL(AL_ERR_NAN, "optimiser step %lld: gradient norm is %g",
-                           (long long)o->step, gn);
-        const double cc = max_norm / (gn + 1e-6);
-        *coef = cc < 1.0 ? cc : 1.0;
-        return AL_OK;
 #else
         return AL_FAIL(AL_ERR_NO_GPU,
                        "optimiser: CUDA device requested but advlab was built without CUDA");
 #endif
+    } else {
+        sq = masked_sumsq_cpu(o->n_floats, m->grads, o->mask);
     }
-    const double total = masked_sumsq_cpu(o->n_floats, m->grads, o->mask);
-    double nrm = sqrt(total);
+    const double nrm = sqrt(sq);
     if (norm) *norm = nrm;
     if (!isfinite(nrm))
         return AL_FAIL(AL_ERR_NAN, "optimiser step %lld: gradient norm is %g", (long long)o->step,
                        nrm);
-    /* torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), clamped to 1. */
-    double c = max_norm / (nrm + 1e-6);
-    *coef = c < 1.0 ? c : 1.0;
+    *coef = al_clip_coef(nrm, max_norm);
     return AL_OK;
 }
 

@@ -80,21 +80,29 @@ AL_HOSTDEV void al_sums_add_elem(al_sums *s, int slot, double v, int bad_index, 
     }
 }
 
-/* Clipping from the masked sum of squares sq of the gradients (torch.nn.utils.clip_grad_norm_:
- * coef = min(1, max_norm / (norm + 1e-6))), shared by the CPU and the CUDA final kernel. A
- * non-finite norm gives coef NaN (never 0 or 1: the step must not pass for a good one) and is
- * recorded for the trainer's next read. */
+/* torch.nn.utils.clip_grad_norm_'s coefficient for a finite gradient norm:
+ * min(1, max_norm / (norm + 1e-6)). The one formula of al_optim_clip_coef (both backends) and
+ * the deferred clipping below. */
+AL_HOSTDEV double al_clip_coef(double norm, double max_norm) {
+    const double c = max_norm / (norm + 1e-6);
+    return c < 1.0 ? c : 1.0;
+}
+
+/* Deferred clipping from the masked sum of squares sq of the gradients, shared by the CPU and
+ * the CUDA final kernel. A non-finite norm gives coef NaN (never 0 or 1: the step must not pass
+ * for a good one) and is recorded for the trainer's next read. */
 AL_HOSTDEV void al_sums_clip_elem(al_sums *s, double sq, double max_norm, int64_t step) {
-    const double norm = sqrt(sq), c = max_norm / (norm + 1e-6);
+    const double norm = sqrt(sq);
     s->grad_norm = norm;
-    s->clip_coef = !isfinite(norm) ? (double)NAN : c < 1.0 ? c : 1.0;
+    s->clip_coef = isfinite(norm) ? al_clip_coef(norm, max_norm) : (double)NAN;
     if (!isfinite(norm) && s->bad_grad_step < 0) {
         s->bad_grad_step = step;
         s->bad_grad_norm = norm;
     }
 }
 
-/* *s = empty (bad_step = bad_index = bad_grad_step = -1, clip_coef = 1), on ctx's device; an H2D copy, no host read. */
+/* *s = empty (bad_step = bad_index = bad_grad_step = -1, clip_coef = 1), on ctx's device: an
+ * H2D copy, no host read. */
 al_status al_sums_reset(al_ctx *ctx, al_sums *s);
 /* Fold the open step into s (see al_sums_fold_elem); CUDA: one launch, no sync. */
 al_status al_sums_fold(al_ctx *ctx, al_sums *s, int n, int64_t step);

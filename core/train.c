@@ -587,8 +587,9 @@ al_status al_train(const al_config *cfg, const char *resume, al_train_result *re
                            hs.total[0] / hs.n, hs.total[1] / hs.n);
         al_progress_end(&prog);
         double sec = al_now() - t_ep;
-        /* values the host read back per optimiser step (losses, accuracy counts, the attack's
-         * one, grad-clip norms): a hot-path figure that must not grow with attack.steps */
+        /* values the host read back per optimiser step: the trainer's reads of its sums (step
+         * records, progress, the epoch's end) plus any wait a method or attack adds inside a
+         * step -- a hot-path figure that e2e_methods_cuda pins */
         const double reads_per_step =
             ep_steps ? (double)(t->ctx.n_host_reads - reads0) / (double)ep_steps : 0.0;
         double row[H_N] = {hs.total[0] / hs.n, hs.total[1] / hs.n,

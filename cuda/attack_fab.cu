@@ -10,6 +10,7 @@
  * Rows: a = active row (act[a] = original point), one block per row. */
 #include "attacks/fab_elem.h"
 #include "cuda/cuda_base.cuh"
+#include "losses/rowops.h"
 
 #define FAB_BLOCK 128
 #define FAB_BISECT 200 /* probes at most; stops when the bracket has no double inside */
@@ -20,7 +21,7 @@ static __device__ double fab_lambda(al_norm norm, int d, const float *__restrict
                                     const float *__restrict__ w, double c, double sg) {
     const double cc = sg * c;
     if (!(cc > 0.0)) return 0.0; /* on the hyperplane already (or c NaN: do not move) */
-    double cap = 0.0, lmax = 0.0, cnt = 0.0;
+    double cap = 0.0, lmax = 0.0;
     for (int j = threadIdx.x; j < d; j += blockDim.x) {
         const double wj = sg * (double)w[j];
         if (!al_fab_active(norm, wj)) continue;
@@ -28,12 +29,11 @@ static __device__ double fab_lambda(al_norm norm, int d, const float *__restrict
         al_fab_breakpoint(norm, wj, t[j], &l, &cp, &r);
         cap += cp;
         lmax = fmax(lmax, l);
-        cnt += 1.0;
     }
     cap = al_block_sum(cap);
-    cnt = al_block_sum(cnt);
     lmax = al_block_max(lmax);
-    if (cnt == 0.0 || cap < cc) return INFINITY; /* unreachable: every element to its face */
+    /* unreachable (this includes no active element: cap = 0 < cc): every element to its face */
+    if (cap < cc) return INFINITY;
     double lo = 0.0, hi = lmax;
     for (int it = 0; it < FAB_BISECT; it++) {
         const double mid = 0.5 * (lo + hi);
@@ -69,15 +69,22 @@ static __device__ double fab_lambda(al_norm norm, int d, const float *__restrict
     return suf > 0.0 ? (cc - sat) / suf : hi;
 }
 
-/* The norm of the move at lambda (max |d_j| for Linf, sqrt(sum d_j^2) for L2). */
+/* A thread's part of a vector norm: max |v| (Linf) or sum v^2 (L2); fab_norm_done combines the
+ * block's parts into the norm (every thread gets it). */
+static __device__ double fab_norm_acc(al_norm norm, double s, double v) {
+    return norm == AL_LINF ? fmax(s, fabs(v)) : s + v * v;
+}
+static __device__ double fab_norm_done(al_norm norm, double s) {
+    return norm == AL_LINF ? al_block_max(s) : sqrt(al_block_sum(s));
+}
+
+/* The norm of the move at lambda. */
 static __device__ double fab_move_norm(al_norm norm, int d, const float *__restrict__ t,
                                        const float *__restrict__ w, double sg, double lam) {
     double s = 0.0;
-    for (int j = threadIdx.x; j < d; j += blockDim.x) {
-        const double dj = al_fab_move(norm, sg * (double)w[j], t[j], lam);
-        s = norm == AL_LINF ? fmax(s, fabs(dj)) : s + dj * dj;
-    }
-    return norm == AL_LINF ? al_block_max(s) : sqrt(al_block_sum(s));
+    for (int j = threadIdx.x; j < d; j += blockDim.x)
+        s = fab_norm_acc(norm, s, al_fab_move(norm, sg * (double)w[j], t[j], lam));
+    return fab_norm_done(norm, s);
 }
 
 /* Test entry's kernel: one row's projection, d (n) = the moves, *nrm their norm. */
@@ -92,30 +99,20 @@ static __global__ void fab_project_kernel(al_norm norm, int n, const float *__re
     if (threadIdx.x == 0) *nrm = s;
 }
 
-/* df[a] = z[tgt[a]] - z[y[a]] (double) and the dlogits row of that difference. */
-static __global__ void fab_target_kernel(int na, int k, const float *__restrict__ z,
-                                         const int *__restrict__ tgt, const int *__restrict__ ya,
-                                         double *__restrict__ df, float *__restrict__ dl) {
+/* dl row a = e_c - e_y for the class c = tgt[a] (tgt NULL: the class c for every row; a zero
+ * row where c = y); with df, df[a] = z[a][c] - z[a][y] in double. */
+static __global__ void fab_dlogits_kernel(int na, int k, int c, const int *__restrict__ tgt,
+                                          const int *__restrict__ ya, const float *__restrict__ z,
+                                          double *__restrict__ df, float *__restrict__ dl) {
     const int a = blockIdx.x * blockDim.x + threadIdx.x;
     if (a >= na) return;
-    const float *za = z + (size_t)a * k;
-    df[a] = (double)za[tgt[a]] - (double)za[ya[a]];
+    const int cl = tgt ? tgt[a] : c, y = ya[a];
     float *r = dl + (size_t)a * k;
     for (int j = 0; j < k; j++) r[j] = 0.0f;
-    r[tgt[a]] = 1.0f;
-    r[ya[a]] = -1.0f;
-}
-
-/* Untargeted linearisation, class c: dl row a = e_c - e_y (zero where y = c). */
-static __global__ void fab_class_kernel(int na, int k, int c, const int *__restrict__ ya,
-                                        float *__restrict__ dl) {
-    const int a = blockIdx.x * blockDim.x + threadIdx.x;
-    if (a >= na) return;
-    float *r = dl + (size_t)a * k;
-    for (int j = 0; j < k; j++) r[j] = 0.0f;
-    if (ya[a] == c) return;
-    r[c] = 1.0f;
-    r[ya[a]] = -1.0f;
+    if (cl == y) return;
+    r[cl] = 1.0f;
+    r[y] = -1.0f;
+    if (df) df[a] = (double)z[(size_t)a * k + cl] - (double)z[(size_t)a * k + y];
 }
 
 /* Untargeted linearisation, class c != y of row a with gradient gc: its linearised distance
@@ -182,15 +179,13 @@ static __global__ void fab_accept_kernel(al_norm norm, int d, int k, float beta,
                                          float *__restrict__ x1, float *__restrict__ best,
                                          double *__restrict__ res) {
     const int a = blockIdx.x;
-    if (al_fab_argmax(z + (size_t)a * k, k) == ya[a]) return; /* the whole block returns */
+    if (row_argmax_excl(z + (size_t)a * k, k, -1) == ya[a]) return; /* the whole block returns */
     const float *t0 = x0 + (size_t)act[a] * d;
     float *t1 = x1 + (size_t)a * d;
     double s = 0.0;
-    for (int j = threadIdx.x; j < d; j += blockDim.x) {
-        const double v = fabs((double)t1[j] - (double)t0[j]);
-        s = norm == AL_LINF ? fmax(s, v) : s + v * v;
-    }
-    const double dist = norm == AL_LINF ? al_block_max(s) : sqrt(al_block_sum(s));
+    for (int j = threadIdx.x; j < d; j += blockDim.x)
+        s = fab_norm_acc(norm, s, (double)t1[j] - (double)t0[j]);
+    const double dist = fab_norm_done(norm, s);
     const int take = dist < res[a];
     if (take)
         for (int j = threadIdx.x; j < d; j += blockDim.x) best[(size_t)a * d + j] = t1[j];
@@ -208,19 +203,12 @@ extern "C" al_status al_fab_project_cuda(al_ctx *ctx, al_norm norm, int n, const
     return AL_OK;
 }
 
-extern "C" al_status al_fab_target_cuda(al_ctx *ctx, int na, int k, const float *z,
-                                        const int *tgt, const int *ya, double *df, float *dl) {
-    AL_ASSERT(na >= 1 && k >= 2, "al_fab_target_cuda na=%d k=%d", na, k);
-    fab_target_kernel<<<AL_CEIL_DIV(na, 128), 128, 0, al_stream_of(ctx)>>>(na, k, z, tgt, ya, df,
-                                                                           dl);
-    AL_LAUNCH_CHECK(ctx);
-    return AL_OK;
-}
-
-extern "C" al_status al_fab_class_cuda(al_ctx *ctx, int na, int k, int c, const int *ya,
-                                       float *dl) {
-    AL_ASSERT(na >= 1 && k >= 2 && c >= 0 && c < k, "al_fab_class_cuda na=%d k=%d c=%d", na, k, c);
-    fab_class_kernel<<<AL_CEIL_DIV(na, 128), 128, 0, al_stream_of(ctx)>>>(na, k, c, ya, dl);
+extern "C" al_status al_fab_dlogits_cuda(al_ctx *ctx, int na, int k, int c, const int *tgt,
+                                         const int *ya, const float *z, double *df, float *dl) {
+    AL_ASSERT(na >= 1 && k >= 2 && (tgt || (c >= 0 && c < k)), "al_fab_dlogits_cuda na=%d c=%d",
+              na, c);
+    fab_dlogits_kernel<<<AL_CEIL_DIV(na, 128), 128, 0, al_stream_of(ctx)>>>(na, k, c, tgt, ya, z,
+                                                                            df, dl);
     AL_LAUNCH_CHECK(ctx);
     return AL_OK;
 }

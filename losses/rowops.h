@@ -1,4 +1,5 @@
-/* rowops.h: per-row helpers for the CPU loss references (private to the losses/ sources).
+/* rowops.h: per-row helpers for the CPU loss references (the losses/ sources; the attacks use
+ * row_argmax_excl too, which is AL_HOSTDEV so that their CUDA kernels share it).
  * A row is one example's logits z (K). Everything is evaluated in double from the float inputs:
  * the CPU path is the reference the CUDA twins (float) are checked against, so it should carry
  * no more error than the final rounding to float. Log-sum-exp subtracts the row max, so logits
@@ -8,6 +9,8 @@
 
 #include <math.h>
 #include <stdint.h>
+
+#include "core/base.h"
 
 /* log(sum_j exp(z_j)), with the max subtracted first. */
 static inline double row_lse(const float *z, int k) {
@@ -22,7 +25,7 @@ static inline double row_lse(const float *z, int k) {
 
 /* Index of the largest z_j over j != excl (excl = -1: no exclusion); ties -> lowest index.
  * NaN counts as the maximum (torch.argmax semantics), the first NaN wins. */
-static inline int row_argmax_excl(const float *z, int k, int excl) {
+AL_HOSTDEV int row_argmax_excl(const float *z, int k, int excl) {
     int best = -1;
     for (int j = 0; j < k; j++) {
         if (j == excl) continue;
