@@ -720,12 +720,6 @@ al_status al_config_validate(al_config *cfg) {
                        "config: train.lr_schedule = %s needs a peak lr > 0 "
                        "(train.lr_max, or train.lr when lr_max = 0)",
                        al_config_enum_name("train.lr_schedule", (int)t->lr_schedule));
-    /* bf16 activations are not implemented: the CUDA backend would compute in TF32, which is
-     * a different result than the name promises; refuse rather than substitute */
-    if (cfg->run.precision == AL_BF16)
-        return AL_FAIL(AL_ERR_VALUE,
-                       "config: run.precision = bf16 is not implemented yet (bf16 activations); "
-                       "use tf32 (TF32 tensor cores, fp32 storage) or fp32");
     /* DRSL is added where core/methods/baselines.c applies it; elsewhere it would be ignored */
     if (cfg->drsl.weight > 0) {
         const int m = (int)t->method;

@@ -149,7 +149,7 @@ typedef enum al_ms_backward { AL_CFG_E_MS_BACKWARD(AL_CFG_ENUM_CONST_) } al_ms_b
     X(S, deterministic, BOOL, NONE, "1", 0, 0,                                                     \
       "deterministic algorithms only (cuDNN); CPU is always deterministic")                        \
     X(S, precision, ENUM, PRECISION, "fp32", 0, 0,                                                 \
-      "GPU math: fp32, or tf32 tensor cores (fp32 storage); bf16 is reserved (not implemented: an error)")           \
+      "fp32; tf32 (GPU: TF32 tensor cores, fp32 storage); bf16 activations, fp32 weights (CPU: a slow reference)") \
     X(S, log_every, INT, NONE, "50", 1, 1000000000, "optimiser steps between step records")        \
     X(S, checkpoint_every, INT, NONE, "10", 0, 1000000,                                            \
       "epochs between checkpoints; 0 = only the final one")                                        \

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/ops/bf16.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/linear.h"
 #include "core/rng.h"
@@ -358,6 +359,10 @@ static void model_free_device(al_ctx *ctx, al_model *m) {
     al_dev_free(ctx, m->d_mean);
     al_dev_free(ctx, m->d_std);
     al_dev_free(ctx, m->gbuf);
+    al_dev_free(ctx, m->wbf);
+    al_dev_free(ctx, m->dwbf);
+    al_dev_free(ctx, m->cast);
+    m->wbf = m->dwbf = m->cast = NULL;
     if (m->slots) {
         for (int s = 0; s < m->n_slots; s++) {
             al_dev_free(ctx, m->slots[s].act);
@@ -394,6 +399,53 @@ static void plan_backward(al_model *m) {
     free(seen);
 }
 
+/* ---------------------------------------------------------------- bf16 activations
+ * With run.precision = bf16 (core/ops/bf16.h; CUDA, or its CPU twin below) the built-in conv, BN, ReLU, add and
+ * pooling nodes compute on bf16 buffers; everything else (normalisation, linear, dropout,
+ * custom nodes) stays fp32. A buffer is stored in bf16 when its producer and every consumer
+ * are bf16 nodes and it is not the input, logits, features or an auxiliary output (which
+ * losses, attacks and methods read as fp32). A node reading or writing a buffer of the other
+ * type goes through a cast into the model's `cast` area: in a plain CNN that is the first
+ * conv's input, the pooled features and the classifier, a few small tensors per step. */
+static int node_bf16(const al_model *m, const al_node *nd) {
+    if (!m->bf16) return 0;
+    switch (nd->kind) {
+    case AL_NODE_CONV:
+    case AL_NODE_BN:
+    case AL_NODE_RELU:
+    case AL_NODE_ADD:
+    case AL_NODE_MAXPOOL:
+    case AL_NODE_AVGPOOL: return 1;
+    default: return 0;
+    }
+}
+
+static void plan_bf16(const al_ctx *ctx, al_model *m) {
+    m->bf16 = ctx->precision == AL_BF16;
+    for (int b = 0; b < m->n_bufs; b++) m->bufs[b].bf16 = m->bf16 && b > 0;
+    if (!m->bf16) return;
+    m->bufs[m->out_buf].bf16 = m->bufs[m->feat_buf].bf16 = 0;
+    for (int a = 0; a < m->n_aux; a++) m->bufs[m->aux_buf[a]].bf16 = 0;
+    for (int i = 0; i < m->n_nodes; i++) {
+        const al_node *nd = &m->nodes[i];
+        if (node_bf16(m, nd)) continue;
+        m->bufs[nd->in0].bf16 = m->bufs[nd->out].bf16 = 0;
+        if (nd->in1 >= 0) m->bufs[nd->in1].bf16 = 0;
+    }
+}
+
+/* Bytes of one cast view of buffer b at max_batch (fp32-sized, 256-aligned). */
+static size_t cast_slot_bytes(const al_model *m, int b) {
+    return (m->bufs[b].per_sample * (size_t)m->max_batch * sizeof(float) + 255) & ~(size_t)255;
+}
+
+static size_t conv_scratch_bf16(al_ctx *ctx, const al_conv2d_desc *d) {
+#ifdef AL_HAVE_CUDA
+    if (ctx->device == AL_DEV_CUDA) return al_conv2d_scratch_bytes_bf16_cuda(ctx, d);
+#endif
+    return al_conv2d_scratch_bytes(ctx, d); /* the CPU twin runs the fp32 conv */
+}
+
 al_status al_model_setup(al_ctx *ctx, al_model *m, int max_batch, int n_slots) {
     AL_ASSERT(m->out_buf > 0 && m->feat_buf > 0, "model %s has no output set", m->arch);
     if (max_batch < 1 || n_slots < 1)
@@ -410,6 +462,30 @@ al_status al_model_setup(al_ctx *ctx, al_model *m, int max_batch, int n_slots) {
         off += m->bufs[b].per_sample;
     }
     m->act_floats_per_sample = off;
+    plan_bf16(ctx, m);
+    size_t boff = 0, wmax = 0;
+    for (int b = 1; b < m->n_bufs; b++) {
+        al_buf *bf = &m->bufs[b];
+        bf->boff = boff;
+        boff += bf->per_sample * (size_t)max_batch * (bf->bf16 ? sizeof(al_bf16) : sizeof(float));
+        if (m->bf16) boff = (boff + 255) & ~(size_t)255;
+    }
+    m->act_bytes = boff;
+    m->cast_bytes = 0;
+    for (int i = 0; m->bf16 && i < m->n_nodes; i++) {
+        const al_node *nd = &m->nodes[i];
+        const int nb = node_bf16(m, nd);
+        const int ids[3] = {nd->in0, nd->in1, nd->out};
+        size_t need = 0;
+        for (int q = 0; q < 3; q++)
+            if (ids[q] >= 0 && m->bufs[ids[q]].bf16 != nb) /* a value and a gradient view */
+                need += 2 * cast_slot_bytes(m, ids[q]);
+        if (need > m->cast_bytes) m->cast_bytes = need;
+        if (nd->kind == AL_NODE_CONV && nb) {
+            const size_t wn = m->params[nd->param[0][0]].n_elems;
+            if (wn > wmax) wmax = wn;
+        }
+    }
     size_t save_floats = 0, scratch = 0;
     for (int i = 0; i < m->n_nodes; i++) {
         al_node *nd = &m->nodes[i];
@@ -421,7 +497,7 @@ al_status al_model_setup(al_ctx *ctx, al_model *m, int max_batch, int n_slots) {
             al_conv2d_desc d;
             al_conv2d_desc_init(&d, max_batch, ib.c, ib.h, ib.w, m->bufs[nd->out].c, nd->k,
                                 nd->stride, nd->pad);
-            size_t s = al_conv2d_scratch_bytes(ctx, &d);
+            size_t s = node_bf16(m, nd) ? conv_scratch_bf16(ctx, &d) : al_conv2d_scratch_bytes(ctx, &d);
             if (s > scratch) scratch = s;
         } else if (nd->kind == AL_NODE_CUSTOM && nd->ops->scratch_bytes) {
             size_t s = nd->ops->scratch_bytes(ctx, m, nd, max_batch);
@@ -434,7 +510,7 @@ al_status al_model_setup(al_ctx *ctx, al_model *m, int max_batch, int n_slots) {
 
     al_status st = AL_OK;
     size_t pbytes = m->n_param_floats * sizeof(float);
-    size_t abytes = (m->act_floats_per_sample * (size_t)max_batch + 16) * sizeof(float);
+    size_t abytes = m->act_bytes + 16 * sizeof(float);
     AL_CHECK(al_dev_alloc(ctx, (void **)&m->data, pbytes, "model parameters"));
     AL_CHECK(al_dev_alloc(ctx, (void **)&m->grads, pbytes, "model gradients"));
     AL_CHECK(al_memset_dev(ctx, m->data, 0, pbytes));
@@ -444,6 +520,13 @@ al_status al_model_setup(al_ctx *ctx, al_model *m, int max_batch, int n_slots) {
     AL_CHECK(al_copy_to_dev(ctx, m->d_mean, m->mean, 4 * sizeof(float)));
     AL_CHECK(al_copy_to_dev(ctx, m->d_std, m->std, 4 * sizeof(float)));
     AL_CHECK(al_dev_alloc(ctx, (void **)&m->gbuf, abytes, "activation gradients"));
+    if (m->bf16) {
+        AL_CHECK(al_dev_alloc(ctx, &m->wbf, m->n_param_floats * sizeof(al_bf16) + 64,
+                              "bf16 weight shadow"));
+        AL_CHECK(al_dev_alloc(ctx, &m->dwbf, wmax * sizeof(al_bf16) + 64, "bf16 weight gradient"));
+        if (m->cast_bytes)
+            AL_CHECK(al_dev_alloc(ctx, &m->cast, m->cast_bytes, "fp32/bf16 boundary casts"));
+    }
     m->slots = calloc((size_t)n_slots, sizeof *m->slots);
     if (!m->slots) {
         st = AL_FAIL(AL_ERR_OOM, "out of memory for model slots");
@@ -540,13 +623,237 @@ al_status al_model_zero_grad(al_ctx *ctx, al_model *m) {
 
 static float *act(al_model *m, al_slot *s, int b) {
     if (b == 0) return (float *)s->x;
-    return s->act + m->bufs[b].offset * (size_t)m->max_batch;
+    return (float *)((char *)s->act + m->bufs[b].boff);
 }
-static float *gact(al_model *m, int b) { return m->gbuf + m->bufs[b].offset * (size_t)m->max_batch; }
+static float *gact(al_model *m, int b) { return (float *)((char *)m->gbuf + m->bufs[b].boff); }
 
 float *al_model_logits(al_model *m, int slot) { return act(m, &m->slots[slot], m->out_buf); }
-float *al_model_buffer(al_model *m, int slot, int buf) { return act(m, &m->slots[slot], buf); }
+float *al_model_buffer(al_model *m, int slot, int buf) {
+    AL_ASSERT(!m->bufs[buf].bf16, "model %s: buffer %d is stored in bf16", m->arch, buf);
+    return act(m, &m->slots[slot], buf);
+}
 float *al_model_features(al_model *m, int slot) { return act(m, &m->slots[slot], m->feat_buf); }
+
+/* Cast views (bf16 mode): `cu` bytes of m->cast are in use by the current node. */
+static void *cast_take(al_model *m, int b, size_t *cu) {
+    const size_t need = cast_slot_bytes(m, b);
+    AL_ASSERT(*cu + need <= m->cast_bytes, "model %s: cast area %zu bytes, node needs %zu", m->arch,
+              m->cast_bytes, *cu + need);
+    void *p = (char *)m->cast + *cu;
+    *cu += need;
+    return p;
+}
+/* Buffer b's value `p` (stored per bufs[b].bf16) as the node's type nb: p itself, or a cast. */
+static al_status view_as(al_ctx *ctx, al_model *m, int b, const void *p, int n, int nb,
+                         size_t *cu, const void **out) {
+    if (m->bufs[b].bf16 == nb) {
+        *out = p;
+        return AL_OK;
+    }
+    void *v = cast_take(m, b, cu);
+    AL_TRY(al_cast(ctx, (size_t)n * m->bufs[b].per_sample, p, m->bufs[b].bf16, v, nb, 0));
+    *out = v;
+    return AL_OK;
+}
+
+/* CPU twin of the bf16 nodes: bf16 arguments widened into fp32 temporaries, the fp32 CPU op,
+ * outputs rounded back to bf16 -- the CUDA kernels' arithmetic (fp32 on bf16 values, one
+ * rounding per store), so a CPU run with precision bf16 is the reference of a CUDA one. A conv
+ * weight gradient is rounded to bf16 before it is added into the fp32 gradient, as on CUDA.
+ * Host allocations per call: a reference path, not a fast one. */
+static float *widen(const al_bf16 *p, size_t n) {
+    float *f = malloc((n ? n : 1) * sizeof(float));
+    AL_ASSERT(f, "out of memory (%zu floats)", n);
+    for (size_t i = 0; i < n; i++) f[i] = al_bf16_to_f32(p[i]);
+    return f;
+}
+static float *ftmp(size_t n) {
+    float *f = calloc(n ? n : 1, sizeof(float));
+    AL_ASSERT(f, "out of memory (%zu floats)", n);
+    return f;
+}
+static void narrow(const float *f, al_bf16 *p, size_t n) {
+    for (size_t i = 0; i < n; i++) p[i] = al_f32_to_bf16(f[i]);
+}
+
+static al_status forward_bf16_cpu(al_ctx *ctx, al_model *m, const al_node *nd, int n, int branch,
+                                  const al_fwd_opts *o, const al_bf16 *x0, const al_bf16 *x1,
+                                  al_bf16 *y, float *save) {
+    const al_buf ib = m->bufs[nd->in0], ob = m->bufs[nd->out];
+    const int *pp = nd->param[nd->kind == AL_NODE_BN ? branch : 0];
+    const size_t nx = (size_t)n * ib.per_sample, ny = (size_t)n * ob.per_sample;
+    float *fx0 = widen(x0, nx), *fx1 = x1 ? widen(x1, nx) : NULL, *fy = ftmp(ny), *fw = NULL;
+    al_status st = AL_OK;
+    switch (nd->kind) {
+    case AL_NODE_CONV: {
+        al_conv2d_desc d;
+        al_conv2d_desc_init(&d, n, ib.c, ib.h, ib.w, ob.c, nd->k, nd->stride, nd->pad);
+        fw = widen((const al_bf16 *)m->wbf + m->params[pp[0]].offset, m->params[pp[0]].n_elems);
+        st = al_conv2d_forward_cpu(ctx, &d, fx0, fw, pp[1] >= 0 ? al_param_data(m, pp[1]) : NULL, fy);
+        break;
+    }
+    case AL_NODE_BN: {
+        al_bn_desc d = {n, ib.c, ib.h * ib.w, nd->eps, nd->momentum, o->train,
+                        o->train && o->update_bn};
+        st = al_bn_forward_cpu(ctx, &d, fx0, al_param_data(m, pp[0]), al_param_data(m, pp[1]),
+                               al_param_data(m, pp[2]), al_param_data(m, pp[3]), fy, save, save + ib.c);
+        break;
+    }
+    case AL_NODE_RELU: st = al_relu_forward_cpu(ctx, nx, fx0, fy); break;
+    case AL_NODE_ADD: st = al_add_forward_cpu(ctx, nx, fx0, fx1, fy); break;
+    case AL_NODE_MAXPOOL:
+    case AL_NODE_AVGPOOL: {
+        al_pool_desc d;
+        al_pool_desc_init(&d, n, ib.c, ib.h, ib.w, nd->k, nd->stride);
+        st = nd->kind == AL_NODE_MAXPOOL ? al_maxpool_forward_cpu(ctx, &d, fx0, fy, (int32_t *)save)
+                                         : al_avgpool_forward_cpu(ctx, &d, fx0, fy);
+        break;
+    }
+    default: AL_ASSERT(0, "node kind %d has no bf16 forward", nd->kind);
+    }
+    if (st == AL_OK) narrow(fy, y, ny);
+    free(fx0), free(fx1), free(fy), free(fw);
+    return st;
+}
+
+static al_status backward_bf16_cpu(al_ctx *ctx, al_model *m, const al_node *nd, const al_slot *s,
+                                   const al_bf16 *x0, const al_bf16 *y, const al_bf16 *dy,
+                                   al_bf16 *dx0, int acc0, float *dw, float *db,
+                                   const float *save) {
+    const int n = s->n;
+    const al_buf ib = m->bufs[nd->in0], ob = m->bufs[nd->out];
+    const int *pp = nd->param[nd->kind == AL_NODE_BN ? s->branch : 0];
+    const size_t nx = (size_t)n * ib.per_sample, ny = (size_t)n * ob.per_sample;
+    float *fx0 = x0 ? widen(x0, nx) : NULL, *fy = y ? widen(y, ny) : NULL, *fdy = widen(dy, ny);
+    float *fdx = dx0 ? (acc0 ? widen(dx0, nx) : ftmp(nx)) : NULL, *fw = NULL, *fdw = NULL;
+    al_status st = AL_OK;
+    switch (nd->kind) {
+    case AL_NODE_CONV: {
+        if (!fdx && !dw && !db) break;
+        al_conv2d_desc d;
+        al_conv2d_desc_init(&d, n, ib.c, ib.h, ib.w, ob.c, nd->k, nd->stride, nd->pad);
+        const size_t nw = m->params[pp[0]].n_elems;
+        fw = widen((const al_bf16 *)m->wbf + m->params[pp[0]].offset, nw);
+        fdw = dw ? ftmp(nw) : NULL;
+        st = al_conv2d_backward_cpu(ctx, &d, fx0, fw, fdy, fdx, acc0, fdw, db);
+        for (size_t i = 0; st == AL_OK && fdw && i < nw; i++)
+            dw[i] += al_bf16_to_f32(al_f32_to_bf16(fdw[i]));
+        break;
+    }
+    case AL_NODE_BN: {
+        al_bn_desc d = {n, ib.c, ib.h * ib.w, nd->eps, nd->momentum, s->train, 0};
+        st = al_bn_backward_cpu(ctx, &d, fx0, al_param_data(m, pp[0]), save, save + ib.c, fdy, fdx,
+                                acc0, dw, db);
+        break;
+    }
+    case AL_NODE_RELU:
+        if (fdx) st = al_relu_backward_cpu(ctx, nx, fy, fdy, fdx, acc0);
+        break;
+    case AL_NODE_MAXPOOL:
+    case AL_NODE_AVGPOOL: {
+        if (!fdx) break;
+        al_pool_desc d;
+        al_pool_desc_init(&d, n, ib.c, ib.h, ib.w, nd->k, nd->stride);
+        st = nd->kind == AL_NODE_MAXPOOL
+                 ? al_maxpool_backward_cpu(ctx, &d, (const int32_t *)save, fdy, fdx, acc0)
+                 : al_avgpool_backward_cpu(ctx, &d, fdy, fdx, acc0);
+        break;
+    }
+    default: AL_ASSERT(0, "node kind %d has no bf16 backward", nd->kind);
+    }
+    if (st == AL_OK && fdx) narrow(fdx, dx0, nx);
+    free(fx0), free(fy), free(fdy), free(fdx), free(fw), free(fdw);
+    return st;
+}
+
+#ifdef AL_HAVE_CUDA
+/* The bf16 forward of a node for which node_bf16() holds (x0, x1, y: bf16 views). */
+static al_status forward_bf16(al_ctx *ctx, al_model *m, const al_node *nd, int n, int branch,
+                              const al_fwd_opts *o, const al_bf16 *x0, const al_bf16 *x1,
+                              al_bf16 *y, float *save) {
+    if (ctx->device == AL_DEV_CPU) return forward_bf16_cpu(ctx, m, nd, n, branch, o, x0, x1, y, save);
+    const al_buf ib = m->bufs[nd->in0], ob = m->bufs[nd->out];
+    const int *pp = nd->param[nd->kind == AL_NODE_BN ? branch : 0];
+    switch (nd->kind) {
+    case AL_NODE_CONV: {
+        al_conv2d_desc d;
+        al_conv2d_desc_init(&d, n, ib.c, ib.h, ib.w, ob.c, nd->k, nd->stride, nd->pad);
+        return al_conv2d_forward_bf16_cuda(ctx, &d, x0,
+                                           (const al_bf16 *)m->wbf + m->params[pp[0]].offset,
+                                           pp[1] >= 0 ? al_param_data(m, pp[1]) : NULL, y);
+    }
+    case AL_NODE_BN: {
+        al_bn_desc d = {n, ib.c, ib.h * ib.w, nd->eps, nd->momentum, o->train,
+                        o->train && o->update_bn};
+        return al_bn_forward_bf16_cuda(ctx, &d, x0, al_param_data(m, pp[0]), al_param_data(m, pp[1]),
+                                       al_param_data(m, pp[2]), al_param_data(m, pp[3]), y, save,
+                                       save + ib.c);
+    }
+    case AL_NODE_RELU: return al_relu_forward_bf16_cuda(ctx, (size_t)n * ib.per_sample, x0, y);
+    case AL_NODE_ADD: return al_add_forward_bf16_cuda(ctx, (size_t)n * ib.per_sample, x0, x1, y);
+    case AL_NODE_MAXPOOL:
+    case AL_NODE_AVGPOOL: {
+        al_pool_desc d;
+        al_pool_desc_init(&d, n, ib.c, ib.h, ib.w, nd->k, nd->stride);
+        return nd->kind == AL_NODE_MAXPOOL ? al_maxpool_forward_bf16_cuda(ctx, &d, x0, y, (int32_t *)save)
+                                           : al_avgpool_forward_bf16_cuda(ctx, &d, x0, y);
+    }
+    default: AL_ASSERT(0, "node kind %d has no bf16 forward", nd->kind);
+    }
+    return AL_OK;
+}
+
+/* The bf16 backward (x0, y, dy: bf16 views; dx0: bf16 or NULL; dw/db: fp32 grads or NULL). */
+static al_status backward_bf16(al_ctx *ctx, al_model *m, const al_node *nd, const al_slot *s,
+                               const al_bf16 *x0, const al_bf16 *y, const al_bf16 *dy,
+                               al_bf16 *dx0, int acc0, float *dw, float *db, const float *save) {
+    if (ctx->device == AL_DEV_CPU)
+        return backward_bf16_cpu(ctx, m, nd, s, x0, y, dy, dx0, acc0, dw, db, save);
+    const int n = s->n;
+    const al_buf ib = m->bufs[nd->in0], ob = m->bufs[nd->out];
+    const int *pp = nd->param[nd->kind == AL_NODE_BN ? s->branch : 0];
+    switch (nd->kind) {
+    case AL_NODE_CONV: {
+        if (!dx0 && !dw && !db) return AL_OK;
+        al_conv2d_desc d;
+        al_conv2d_desc_init(&d, n, ib.c, ib.h, ib.w, ob.c, nd->k, nd->stride, nd->pad);
+        return al_conv2d_backward_bf16_cuda(ctx, &d, x0,
+                                            (const al_bf16 *)m->wbf + m->params[pp[0]].offset, dy,
+                                            dx0, acc0, dw, db, (al_bf16 *)m->dwbf);
+    }
+    case AL_NODE_BN: {
+        al_bn_desc d = {n, ib.c, ib.h * ib.w, nd->eps, nd->momentum, s->train, 0};
+        return al_bn_backward_bf16_cuda(ctx, &d, x0, al_param_data(m, pp[0]), save, save + ib.c, dy,
+                                        dx0, acc0, dw, db);
+    }
+    case AL_NODE_RELU:
+        return dx0 ? al_relu_backward_bf16_cuda(ctx, (size_t)n * ib.per_sample, y, dy, dx0, acc0)
+                   : AL_OK;
+    case AL_NODE_MAXPOOL:
+    case AL_NODE_AVGPOOL: {
+        if (!dx0) return AL_OK;
+        al_pool_desc d;
+        al_pool_desc_init(&d, n, ib.c, ib.h, ib.w, nd->k, nd->stride);
+        return nd->kind == AL_NODE_MAXPOOL
+                   ? al_maxpool_backward_bf16_cuda(ctx, &d, (const int32_t *)save, dy, dx0, acc0)
+                   : al_avgpool_backward_bf16_cuda(ctx, &d, dy, dx0, acc0);
+    }
+    default: AL_ASSERT(0, "node kind %d has no bf16 backward", nd->kind);
+    }
+    return AL_OK;
+}
+#else
+static al_status forward_bf16(al_ctx *ctx, al_model *m, const al_node *nd, int n, int branch,
+                              const al_fwd_opts *o, const al_bf16 *x0, const al_bf16 *x1,
+                              al_bf16 *y, float *save) {
+    return forward_bf16_cpu(ctx, m, nd, n, branch, o, x0, x1, y, save);
+}
+static al_status backward_bf16(al_ctx *ctx, al_model *m, const al_node *nd, const al_slot *s,
+                               const al_bf16 *x0, const al_bf16 *y, const al_bf16 *dy,
+                               al_bf16 *dx0, int acc0, float *dw, float *db, const float *save) {
+    return backward_bf16_cpu(ctx, m, nd, s, x0, y, dy, dx0, acc0, dw, db, save);
+}
+#endif
 
 al_status al_model_forward(al_ctx *ctx, al_model *m, const float *x, int n, const al_fwd_opts *o) {
     AL_ASSERT(m->setup_done, "forward before setup");
@@ -572,67 +879,78 @@ al_status al_model_forward(al_ctx *ctx, al_model *m, const float *x, int n, cons
     s->train = o->train;
     s->branch = branch;
     s->labels = o->labels;
+    /* bf16: the conv weights' bf16 shadow from the fp32 master weights (one launch; backward
+     * uses the same shadow, and nothing changes the weights between the two) */
+    if (m->bf16) AL_TRY(al_cast(ctx, m->n_param_floats, m->data, 0, m->wbf, 1, 0));
     for (int i = 0; i < m->n_nodes; i++) {
         al_node *nd = &m->nodes[i];
         al_buf ib = m->bufs[nd->in0], ob = m->bufs[nd->out];
-        const float *xin = act(m, s, nd->in0);
-        float *y = act(m, s, nd->out);
+        const int nb = node_bf16(m, nd);
+        size_t cu = 0;
+        const void *x0v = NULL, *x1v = NULL;
+        AL_TRY(view_as(ctx, m, nd->in0, act(m, s, nd->in0), n, nb, &cu, &x0v));
+        if (nd->in1 >= 0) AL_TRY(view_as(ctx, m, nd->in1, act(m, s, nd->in1), n, nb, &cu, &x1v));
+        void *yv = ob.bf16 == nb ? (void *)act(m, s, nd->out) : cast_take(m, nd->out, &cu);
         float *save = s->save + nd->save_offset;
-        const int *pp = nd->param[nd->kind == AL_NODE_BN ? branch : 0];
-        switch (nd->kind) {
-        case AL_NODE_NORMALIZE:
-            AL_TRY(al_normalize_forward(ctx, n, ib.c, ib.h * ib.w, xin, m->d_mean, m->d_std, y));
-            break;
-        case AL_NODE_CONV: {
-            al_conv2d_desc d;
-            al_conv2d_desc_init(&d, n, ib.c, ib.h, ib.w, ob.c, nd->k, nd->stride, nd->pad);
-            AL_TRY(al_conv2d_forward(ctx, &d, xin, al_param_data(m, pp[0]),
-                                     pp[1] >= 0 ? al_param_data(m, pp[1]) : NULL, y));
-            break;
+        if (nb) {
+            AL_TRY(forward_bf16(ctx, m, nd, n, branch, o, x0v, x1v, yv, save));
+            if (nd->kind == AL_NODE_BN && o->train && o->update_bn) nd->bn_tracked[branch]++;
+        } else {
+            const float *xin = x0v, *xin1 = x1v;
+            float *y = yv;
+            const int *pp = nd->param[nd->kind == AL_NODE_BN ? branch : 0];
+            switch (nd->kind) {
+            case AL_NODE_NORMALIZE:
+                AL_TRY(al_normalize_forward(ctx, n, ib.c, ib.h * ib.w, xin, m->d_mean, m->d_std, y));
+                break;
+            case AL_NODE_CONV: {
+                al_conv2d_desc d;
+                al_conv2d_desc_init(&d, n, ib.c, ib.h, ib.w, ob.c, nd->k, nd->stride, nd->pad);
+                AL_TRY(al_conv2d_forward(ctx, &d, xin, al_param_data(m, pp[0]),
+                                         pp[1] >= 0 ? al_param_data(m, pp[1]) : NULL, y));
+                break;
+            }
+            case AL_NODE_BN: {
+                al_bn_desc d = {n, ib.c, ib.h * ib.w, nd->eps, nd->momentum, o->train,
+                                o->train && o->update_bn};
+                AL_TRY(al_bn_forward(ctx, &d, xin, al_param_data(m, pp[0]), al_param_data(m, pp[1]),
+                                     al_param_data(m, pp[2]), al_param_data(m, pp[3]), y, save,
+                                     save + ib.c));
+                if (d.update_running) nd->bn_tracked[branch]++;
+                break;
+            }
+            case AL_NODE_RELU: AL_TRY(al_relu_forward(ctx, (size_t)n * ib.per_sample, xin, y)); break;
+            case AL_NODE_MAXPOOL: {
+                al_pool_desc d;
+                al_pool_desc_init(&d, n, ib.c, ib.h, ib.w, nd->k, nd->stride);
+                AL_TRY(al_maxpool_forward(ctx, &d, xin, y, (int32_t *)save));
+                break;
+            }
+            case AL_NODE_AVGPOOL: {
+                al_pool_desc d;
+                al_pool_desc_init(&d, n, ib.c, ib.h, ib.w, nd->k, nd->stride);
+                AL_TRY(al_avgpool_forward(ctx, &d, xin, y));
+                break;
+            }
+            case AL_NODE_LINEAR:
+                AL_TRY(al_linear_forward(ctx, n, (int)ib.per_sample, (int)ob.per_sample, xin,
+                                         al_param_data(m, pp[0]),
+                                         pp[1] >= 0 ? al_param_data(m, pp[1]) : NULL, y));
+                break;
+            case AL_NODE_ADD: AL_TRY(al_add_forward(ctx, (size_t)n * ib.per_sample, xin, xin1, y)); break;
+            case AL_NODE_DROPOUT: {
+                float p = o->train ? nd->p : 0.0f;
+                uint64_t stream = al_stream(AL_STREAM_DROPOUT, o->step * 4096 + (uint64_t)i);
+                AL_TRY(al_dropout_forward(ctx, (size_t)n * ib.per_sample, p, ctx->seed, stream, xin,
+                                          y, save));
+                break;
+            }
+            case AL_NODE_CUSTOM: AL_TRY(nd->ops->forward(ctx, m, nd, o, n, xin, xin1, y, save)); break;
+            default: AL_ASSERT(0, "unknown node kind %d", nd->kind);
+            }
         }
-        case AL_NODE_BN: {
-            al_bn_desc d = {n, ib.c, ib.h * ib.w, nd->eps, nd->momentum, o->train,
-                            o->train && o->update_bn};
-            AL_TRY(al_bn_forward(ctx, &d, xin, al_param_data(m, pp[0]), al_param_data(m, pp[1]),
-                                 al_param_data(m, pp[2]), al_param_data(m, pp[3]), y, save,
-                                 save + ib.c));
-            if (d.update_running) nd->bn_tracked[branch]++;
-            break;
-        }
-        case AL_NODE_RELU: AL_TRY(al_relu_forward(ctx, (size_t)n * ib.per_sample, xin, y)); break;
-        case AL_NODE_MAXPOOL: {
-            al_pool_desc d;
-            al_pool_desc_init(&d, n, ib.c, ib.h, ib.w, nd->k, nd->stride);
-            AL_TRY(al_maxpool_forward(ctx, &d, xin, y, (int32_t *)save));
-            break;
-        }
-        case AL_NODE_AVGPOOL: {
-            al_pool_desc d;
-            al_pool_desc_init(&d, n, ib.c, ib.h, ib.w, nd->k, nd->stride);
-            AL_TRY(al_avgpool_forward(ctx, &d, xin, y));
-            break;
-        }
-        case AL_NODE_LINEAR:
-            AL_TRY(al_linear_forward(ctx, n, (int)ib.per_sample, (int)ob.per_sample, xin,
-                                     al_param_data(m, pp[0]),
-                                     pp[1] >= 0 ? al_param_data(m, pp[1]) : NULL, y));
-            break;
-        case AL_NODE_ADD:
-            AL_TRY(al_add_forward(ctx, (size_t)n * ib.per_sample, xin, act(m, s, nd->in1), y));
-            break;
-        case AL_NODE_DROPOUT: {
-            float p = o->train ? nd->p : 0.0f;
-            uint64_t stream = al_stream(AL_STREAM_DROPOUT, o->step * 4096 + (uint64_t)i);
-            AL_TRY(al_dropout_forward(ctx, (size_t)n * ib.per_sample, p, ctx->seed, stream, xin, y,
-                                      save));
-            break;
-        }
-        case AL_NODE_CUSTOM:
-            AL_TRY(nd->ops->forward(ctx, m, nd, o, n, xin, nd->in1 >= 0 ? act(m, s, nd->in1) : NULL, y,
-                                    save));
-            break;
-        default: AL_ASSERT(0, "unknown node kind %d", nd->kind);
-        }
+        if (yv != (void *)act(m, s, nd->out))
+            AL_TRY(al_cast(ctx, (size_t)n * ob.per_sample, yv, nb, act(m, s, nd->out), ob.bf16, 0));
     }
     return AL_OK;
 }
@@ -682,8 +1000,8 @@ al_status al_model_backward_seeds(al_ctx *ctx, al_model *m, int slot, const al_b
         if (!seeds[j].grad || m->has_consumer[seeds[j].buf]) continue;
         for (int q = 0; q < j; q++)
             AL_ASSERT(seeds[q].buf != seeds[j].buf, "buffer %d seeded twice", seeds[j].buf);
-        AL_CHECK(al_accumulate(ctx, (size_t)n * m->bufs[seeds[j].buf].per_sample, seeds[j].grad,
-                               gact(m, seeds[j].buf), 0));
+        AL_CHECK(al_cast(ctx, (size_t)n * m->bufs[seeds[j].buf].per_sample, seeds[j].grad, 0,
+                         gact(m, seeds[j].buf), m->bufs[seeds[j].buf].bf16, 0));
         seeded[j] = 1;
         written[seeds[j].buf] = 1;
     }
@@ -695,85 +1013,113 @@ al_status al_model_backward_seeds(al_ctx *ctx, al_model *m, int slot, const al_b
             if (seeded[j] || !seeds[j].grad || seeds[j].buf != nd->out) continue;
             /* every consumer of this buffer comes later in the graph, so its gradient is
              * complete here: add the caller's seed */
-            AL_CHECK(al_accumulate(ctx, (size_t)n * m->bufs[nd->out].per_sample, seeds[j].grad,
-                                   gact(m, nd->out), written[nd->out]));
+            AL_CHECK(al_cast(ctx, (size_t)n * m->bufs[nd->out].per_sample, seeds[j].grad, 0,
+                             gact(m, nd->out), m->bufs[nd->out].bf16, written[nd->out]));
             seeded[j] = 1;
             written[nd->out] = 1;
         }
         if (!written[nd->out]) continue; /* no gradient reaches this node */
         al_buf ib = m->bufs[nd->in0], ob = m->bufs[nd->out];
-        const float *xin = act(m, s, nd->in0);
-        const float *y = act(m, s, nd->out);
-        const float *dy = gact(m, nd->out);
-        float *din = need[nd->in0] ? (nd->in0 == 0 ? dx : gact(m, nd->in0)) : NULL;
-        int acc0 = written[nd->in0];
+        const int nb = node_bf16(m, nd);
+        /* views in the node's type (casts where a buffer is of the other type, bf16 mode) */
+        size_t cu = 0;
+        const int want_xv = nd->kind == AL_NODE_CONV || nd->kind == AL_NODE_BN ||
+                            nd->kind == AL_NODE_LINEAR || nd->kind == AL_NODE_CUSTOM;
+        const int want_yv = nd->kind == AL_NODE_RELU || nd->kind == AL_NODE_CUSTOM;
+        const void *x0v = NULL, *x1v = NULL, *yv = NULL, *dyv = NULL;
+        if (want_xv) AL_CHECK(view_as(ctx, m, nd->in0, act(m, s, nd->in0), n, nb, &cu, &x0v));
+        if (want_xv && nd->in1 >= 0)
+            AL_CHECK(view_as(ctx, m, nd->in1, act(m, s, nd->in1), n, nb, &cu, &x1v));
+        if (want_yv) AL_CHECK(view_as(ctx, m, nd->out, act(m, s, nd->out), n, nb, &cu, &yv));
+        AL_CHECK(view_as(ctx, m, nd->out, gact(m, nd->out), n, nb, &cu, &dyv));
+        const float *xin = x0v, *y = yv, *dy = dyv;
+        /* input gradients: into the buffer's gradient when the types agree, else into a cast
+         * view written '=' and then added into the buffer's gradient */
+        float *gin0 = need[nd->in0] ? (nd->in0 == 0 ? dx : gact(m, nd->in0)) : NULL;
+        const int acc0_buf = written[nd->in0];
+        float *din = gin0 && ib.bf16 != nb && nd->kind != AL_NODE_ADD ? cast_take(m, nd->in0, &cu)
+                                                                        : gin0;
+        const int acc0 = din == gin0 ? acc0_buf : 0;
         const float *save = s->save + nd->save_offset;
         const int *pp = nd->param[nd->kind == AL_NODE_BN ? s->branch : 0];
         int trainable_w = pp[0] >= 0 && m->params[pp[0]].trainable;
         float *dw = (want_w && trainable_w) ? al_param_grad(m, pp[0]) : NULL;
         float *db = (want_w && pp[1] >= 0 && m->params[pp[1]].trainable) ? al_param_grad(m, pp[1]) : NULL;
-        switch (nd->kind) {
-        case AL_NODE_NORMALIZE:
-            if (din) AL_CHECK(al_normalize_backward(ctx, n, ib.c, ib.h * ib.w, m->d_std, dy, din, acc0));
-            break;
-        case AL_NODE_CONV: {
-            if (!din && !dw && !db) break;
-            al_conv2d_desc d;
-            al_conv2d_desc_init(&d, n, ib.c, ib.h, ib.w, ob.c, nd->k, nd->stride, nd->pad);
-            AL_CHECK(al_conv2d_backward(ctx, &d, xin, al_param_data(m, pp[0]), dy, din, acc0, dw, db));
-            break;
-        }
-        case AL_NODE_BN: {
-            al_bn_desc d = {n, ib.c, ib.h * ib.w, nd->eps, nd->momentum, s->train, 0};
-            AL_CHECK(al_bn_backward(ctx, &d, xin, al_param_data(m, pp[0]), save, save + ib.c, dy, din,
-                                    acc0, dw, db));
-            break;
-        }
-        case AL_NODE_RELU:
-            if (din) AL_CHECK(al_relu_backward(ctx, (size_t)n * ib.per_sample, y, dy, din, acc0));
-            break;
-        case AL_NODE_MAXPOOL: {
-            if (!din) break;
-            al_pool_desc d;
-            al_pool_desc_init(&d, n, ib.c, ib.h, ib.w, nd->k, nd->stride);
-            AL_CHECK(al_maxpool_backward(ctx, &d, (const int32_t *)save, dy, din, acc0));
-            break;
-        }
-        case AL_NODE_AVGPOOL: {
-            if (!din) break;
-            al_pool_desc d;
-            al_pool_desc_init(&d, n, ib.c, ib.h, ib.w, nd->k, nd->stride);
-            AL_CHECK(al_avgpool_backward(ctx, &d, dy, din, acc0));
-            break;
-        }
-        case AL_NODE_LINEAR:
-            AL_CHECK(al_linear_backward(ctx, n, (int)ib.per_sample, (int)ob.per_sample, xin,
-                                        al_param_data(m, pp[0]), dy, din, acc0, dw, db));
-            break;
-        case AL_NODE_ADD:
-            if (din) AL_CHECK(al_accumulate(ctx, (size_t)n * ib.per_sample, dy, din, acc0));
-            if (din) written[nd->in0] = 1;
+        if (nd->kind == AL_NODE_ADD) {
+            /* both inputs receive dy, each in its own type */
+            if (gin0) AL_CHECK(al_cast(ctx, (size_t)n * ib.per_sample, dy, nb, gin0, ib.bf16, acc0_buf));
+            if (gin0) written[nd->in0] = 1;
             if (need[nd->in1]) {
                 float *din1 = nd->in1 == 0 ? dx : gact(m, nd->in1);
-                AL_CHECK(al_accumulate(ctx, (size_t)n * ib.per_sample, dy, din1, written[nd->in1]));
+                AL_CHECK(al_cast(ctx, (size_t)n * ib.per_sample, dy, nb, din1,
+                                 m->bufs[nd->in1].bf16, written[nd->in1]));
                 written[nd->in1] = 1;
             }
-            break;
-        case AL_NODE_DROPOUT:
-            if (din) AL_CHECK(al_dropout_backward(ctx, (size_t)n * ib.per_sample, save, dy, din, acc0));
-            break;
-        case AL_NODE_CUSTOM: {
-            float *din1 = NULL;
-            if (nd->in1 >= 0 && need[nd->in1]) din1 = nd->in1 == 0 ? dx : gact(m, nd->in1);
-            int acc1 = nd->in1 >= 0 ? written[nd->in1] : 0;
-            AL_CHECK(nd->ops->backward(ctx, m, nd, n, s->train, xin,
-                                       nd->in1 >= 0 ? act(m, s, nd->in1) : NULL, y, dy, din, acc0,
-                                       din1, acc1, want_w && nd->ops->has_weights, save, s->labels));
-            if (din1) written[nd->in1] = 1;
-            break;
+            continue;
         }
-        default: AL_ASSERT(0, "unknown node kind %d", nd->kind);
+        if (nb) {
+            AL_CHECK(backward_bf16(ctx, m, nd, s, x0v, yv, dyv, (al_bf16 *)din, acc0, dw, db, save));
+        } else {
+            switch (nd->kind) {
+            case AL_NODE_NORMALIZE:
+                if (din) AL_CHECK(al_normalize_backward(ctx, n, ib.c, ib.h * ib.w, m->d_std, dy, din, acc0));
+                break;
+            case AL_NODE_CONV: {
+                if (!din && !dw && !db) break;
+                al_conv2d_desc d;
+                al_conv2d_desc_init(&d, n, ib.c, ib.h, ib.w, ob.c, nd->k, nd->stride, nd->pad);
+                AL_CHECK(al_conv2d_backward(ctx, &d, xin, al_param_data(m, pp[0]), dy, din, acc0, dw, db));
+                break;
+            }
+            case AL_NODE_BN: {
+                al_bn_desc d = {n, ib.c, ib.h * ib.w, nd->eps, nd->momentum, s->train, 0};
+                AL_CHECK(al_bn_backward(ctx, &d, xin, al_param_data(m, pp[0]), save, save + ib.c, dy,
+                                        din, acc0, dw, db));
+                break;
+            }
+            case AL_NODE_RELU:
+                if (din) AL_CHECK(al_relu_backward(ctx, (size_t)n * ib.per_sample, y, dy, din, acc0));
+                break;
+            case AL_NODE_MAXPOOL: {
+                if (!din) break;
+                al_pool_desc d;
+                al_pool_desc_init(&d, n, ib.c, ib.h, ib.w, nd->k, nd->stride);
+                AL_CHECK(al_maxpool_backward(ctx, &d, (const int32_t *)save, dy, din, acc0));
+                break;
+            }
+            case AL_NODE_AVGPOOL: {
+                if (!din) break;
+                al_pool_desc d;
+                al_pool_desc_init(&d, n, ib.c, ib.h, ib.w, nd->k, nd->stride);
+                AL_CHECK(al_avgpool_backward(ctx, &d, dy, din, acc0));
+                break;
+            }
+            case AL_NODE_LINEAR:
+                AL_CHECK(al_linear_backward(ctx, n, (int)ib.per_sample, (int)ob.per_sample, xin,
+                                            al_param_data(m, pp[0]), dy, din, acc0, dw, db));
+                break;
+            case AL_NODE_DROPOUT:
+                if (din) AL_CHECK(al_dropout_backward(ctx, (size_t)n * ib.per_sample, save, dy, din, acc0));
+                break;
+            case AL_NODE_CUSTOM: {
+                float *gin1 = NULL, *din1 = NULL;
+                if (nd->in1 >= 0 && need[nd->in1]) gin1 = nd->in1 == 0 ? dx : gact(m, nd->in1);
+                const int acc1_buf = nd->in1 >= 0 ? written[nd->in1] : 0;
+                din1 = gin1 && m->bufs[nd->in1].bf16 ? cast_take(m, nd->in1, &cu) : gin1;
+                AL_CHECK(nd->ops->backward(ctx, m, nd, n, s->train, xin, x1v, y, dy, din, acc0, din1,
+                                           din1 == gin1 ? acc1_buf : 0,
+                                           want_w && nd->ops->has_weights, save, s->labels));
+                if (din1 && din1 != gin1)
+                    AL_CHECK(al_cast(ctx, (size_t)n * m->bufs[nd->in1].per_sample, din1, 0, gin1, 1,
+                                     acc1_buf));
+                if (din1) written[nd->in1] = 1;
+                break;
+            }
+            default: AL_ASSERT(0, "unknown node kind %d", nd->kind);
+            }
         }
+        if (din && din != gin0)
+            AL_CHECK(al_cast(ctx, (size_t)n * ib.per_sample, din, nb, gin0, ib.bf16, acc0_buf));
         if (din) written[nd->in0] = 1;
     }
 done:

@@ -100,8 +100,11 @@ typedef struct al_node_ops {
 
 typedef struct al_buf {
     int c, h, w;
-    size_t per_sample;        /* c*h*w floats */
-    size_t offset;            /* floats per sample before this buffer (x max_batch at setup) */
+    size_t per_sample;        /* c*h*w elements */
+    size_t offset;            /* floats per sample before this buffer in the fp32 layout */
+    /* at setup: */
+    int bf16;                 /* stored as bf16 (run.precision = bf16 on CUDA, see model.c) */
+    size_t boff;              /* bytes into a slot's act / the gbuf (any layout) */
 } al_buf;
 
 typedef struct al_node {
@@ -165,6 +168,13 @@ typedef struct al_model {
     al_slot *slots;
     float *gbuf;              /* activation gradients, shared across slots */
     size_t scratch_bytes;     /* max per-op scratch, reserved in ctx */
+    /* bf16 activations (ctx precision bf16 on CUDA; core/ops/bf16.h, model.c "bf16"): */
+    int bf16;                 /* some buffers are bf16 (set at setup) */
+    size_t act_bytes;         /* bytes of one slot's activations (= of the gbuf) */
+    void *wbf;                /* (n_param_floats) bf16 shadow of `data`, cast per forward */
+    void *dwbf;               /* bf16 weight gradient of one conv (the largest) */
+    void *cast;               /* boundary casts between fp32 and bf16 nodes */
+    size_t cast_bytes;
     int setup_done;
 } al_model;
 
@@ -245,7 +255,7 @@ al_status al_model_zero_grad(al_ctx *ctx, al_model *m);
  * the slot's backward). Logits via al_model_logits. */
 al_status al_model_forward(al_ctx *ctx, al_model *m, const float *x, int n, const al_fwd_opts *o);
 float *al_model_logits(al_model *m, int slot);   /* (N, K) */
-float *al_model_buffer(al_model *m, int slot, int buf); /* activation of any buffer */
+float *al_model_buffer(al_model *m, int slot, int buf); /* activation of any fp32 buffer */
 float *al_model_features(al_model *m, int slot); /* (N, D) */
 int al_model_feature_dim(const al_model *m);
 

@@ -17,6 +17,7 @@
 #include "core/base.h"
 #include "core/ctx.h"
 #include "core/cuda_api.h"
+#include "core/ops/bf16.h"
 #include "core/ops/conv2d.h"
 
 /* ---------------------------------------------------------------- context state */
@@ -27,6 +28,7 @@ typedef struct al_conv_plan {
     al_conv2d_desc d;          /* key: the full shape */
     int precision;             /* key: al_precision */
     int deterministic;         /* key */
+    int bf16;                  /* key: bf16 x/w/y (cuDNN BFLOAT16 config), else fp32 */
     cudnnTensorDescriptor_t x, y, b;
     cudnnFilterDescriptor_t w;
     cudnnConvolutionDescriptor_t conv;
@@ -143,6 +145,20 @@ static inline al_status al_cuda_host_sync(al_ctx *ctx) {
     return AL_OK;
 }
 
+/* ---------------------------------------------------------------- element access */
+
+/* Loads and stores of a storage type (fp32 or bf16, core/ops/bf16.h) in fp32 arithmetic:
+ * kernels templated on the storage type compute identically for both; for float these are
+ * plain accesses, so the fp32 instantiation is the kernel it was before. */
+static __device__ __forceinline__ float al_ld(const float *p, size_t i) { return p[i]; }
+static __device__ __forceinline__ float al_ld(const al_bf16 *p, size_t i) {
+    return al_bf16_to_f32(p[i]);
+}
+static __device__ __forceinline__ void al_st(float *p, size_t i, float v) { p[i] = v; }
+static __device__ __forceinline__ void al_st(al_bf16 *p, size_t i, float v) {
+    p[i] = al_f32_to_bf16(v);
+}
+
 /* ---------------------------------------------------------------- launch helpers */
 
 #define AL_BLOCK 256
@@ -176,6 +192,8 @@ void al_conv_plans_destroy(al_cuda_state *s);
 /* db[c] += sum over (N, HW) of dy[(n*C + c)*HW + q]: one block per channel, double partials,
  * fixed-order tree (deterministic). Used by conv and linear (HW = 1) bias gradients. */
 al_status al_channel_sum_add_cuda(al_ctx *ctx, int n, int c, int hw, const float *dy, float *db);
+al_status al_channel_sum_add_bf16_cuda(al_ctx *ctx, int n, int c, int hw, const al_bf16 *dy,
+                                       float *db);
 
 /* ---------------------------------------------------------------- reductions */
 

@@ -24,20 +24,21 @@ static __device__ __forceinline__ size_t bn_at(size_t t, int c, int c_total, int
 }
 
 /* Train-mode forward: statistics, running update, save, normalise. grid = C. */
+template <typename T>
 static __global__ void bn_train_fwd_kernel(int n, int c_total, int hw, float eps, float momentum,
-                                           int update, const float *__restrict__ x,
+                                           int update, const T *__restrict__ x,
                                            const float *__restrict__ gamma,
                                            const float *__restrict__ beta,
                                            float *__restrict__ running_mean,
-                                           float *__restrict__ running_var, float *__restrict__ y,
+                                           float *__restrict__ running_var, T *__restrict__ y,
                                            float *__restrict__ save_mean,
                                            float *__restrict__ save_invstd) {
     const int c = blockIdx.x;
     const size_t m = (size_t)n * hw;
-    const double k = x[(size_t)c * hw];
+    const double k = al_ld(x, (size_t)c * hw);
     double a1 = 0.0, a2 = 0.0;
     for (size_t t = threadIdx.x; t < m; t += blockDim.x) {
-        const double v = (double)x[bn_at(t, c, c_total, hw)] - k;
+        const double v = (double)al_ld(x, bn_at(t, c, c_total, hw)) - k;
         a1 += v;
         a2 += v * v;
     }
@@ -62,19 +63,20 @@ static __global__ void bn_train_fwd_kernel(int n, int c_total, int hw, float eps
     const float shift = beta ? beta[c] : 0.0f;
     for (size_t t = threadIdx.x; t < m; t += blockDim.x) {
         const size_t o = bn_at(t, c, c_total, hw);
-        y[o] = (x[o] - mean_f) * scale + shift;
+        al_st(y, o, (al_ld(x, o) - mean_f) * scale + shift);
     }
 }
 
 /* Eval-mode forward: elementwise with the running statistics. Grid-stride over N*C*HW;
  * threads 0..C-1 also write save_mean/save_invstd. */
+template <typename T>
 static __global__ void bn_eval_fwd_kernel(size_t n_elems, int c_total, int hw, float eps,
-                                          const float *__restrict__ x,
+                                          const T *__restrict__ x,
                                           const float *__restrict__ gamma,
                                           const float *__restrict__ beta,
                                           const float *__restrict__ running_mean,
                                           const float *__restrict__ running_var,
-                                          float *__restrict__ y, float *__restrict__ save_mean,
+                                          T *__restrict__ y, float *__restrict__ save_mean,
                                           float *__restrict__ save_invstd) {
     const size_t tid = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
     if (tid < (size_t)c_total) {
@@ -87,16 +89,17 @@ static __global__ void bn_eval_fwd_kernel(size_t n_elems, int c_total, int hw, f
         const double invstd = 1.0 / sqrt((double)running_var[c] + (double)eps);
         const float scale = (float)((gamma ? (double)gamma[c] : 1.0) * invstd);
         const float shift = beta ? beta[c] : 0.0f;
-        y[i] = (x[i] - running_mean[c]) * scale + shift;
+        al_st(y, i, (al_ld(x, i) - running_mean[c]) * scale + shift);
     }
 }
 
 /* Backward, one block per channel: reductions (if any output needs them), then dx. */
+template <typename T>
 static __global__ void bn_bwd_kernel(int n, int c_total, int hw, int train, int dx_accum,
-                                     const float *__restrict__ x, const float *__restrict__ gamma,
+                                     const T *__restrict__ x, const float *__restrict__ gamma,
                                      const float *__restrict__ save_mean,
                                      const float *__restrict__ save_invstd,
-                                     const float *__restrict__ dy, float *__restrict__ dx,
+                                     const T *__restrict__ dy, T *__restrict__ dx,
                                      float *__restrict__ dgamma, float *__restrict__ dbeta) {
     const int c = blockIdx.x;
     const size_t m = (size_t)n * hw;
@@ -107,9 +110,9 @@ static __global__ void bn_bwd_kernel(int n, int c_total, int hw, int train, int 
         double a0 = 0.0, a1 = 0.0;
         for (size_t t = threadIdx.x; t < m; t += blockDim.x) {
             const size_t o = bn_at(t, c, c_total, hw);
-            const double g = dy[o];
+            const double g = al_ld(dy, o);
             a0 += g;
-            a1 += g * ((double)x[o] - mean);
+            a1 += g * ((double)al_ld(x, o) - mean);
         }
         sum_dy = al_block_sum(a0);
         sum_dy_xhat = al_block_sum(a1) * invstd;
@@ -134,15 +137,15 @@ static __global__ void bn_bwd_kernel(int n, int c_total, int hw, int train, int 
     }
     for (size_t t = threadIdx.x; t < m; t += blockDim.x) {
         const size_t o = bn_at(t, c, c_total, hw);
-        const float v = a * dy[o] + b * (x[o] - mean) + e;
-        dx[o] = dx_accum ? dx[o] + v : v;
+        const float v = a * al_ld(dy, o) + b * (al_ld(x, o) - mean) + e;
+        al_st(dx, o, dx_accum ? al_ld(dx, o) + v : v);
     }
 }
 
-extern "C" al_status al_bn_forward_cuda(al_ctx *ctx, const al_bn_desc *d, const float *x,
-                                        const float *gamma, const float *beta,
-                                        float *running_mean, float *running_var, float *y,
-                                        float *save_mean, float *save_invstd) {
+template <typename T>
+static al_status bn_fwd(al_ctx *ctx, const al_bn_desc *d, const T *x, const float *gamma,
+                        const float *beta, float *running_mean, float *running_var, T *y,
+                        float *save_mean, float *save_invstd) {
     AL_ASSERT(d->n >= 1 && d->c >= 1 && d->hw >= 1 && x && y, "bn forward n=%d c=%d hw=%d", d->n,
               d->c, d->hw);
     const size_t m = (size_t)d->n * d->hw;
@@ -155,7 +158,7 @@ extern "C" al_status al_bn_forward_cuda(al_ctx *ctx, const al_bn_desc *d, const 
                            m);
         if (d->update_running)
             AL_ASSERT(running_mean && running_var, "bn update needs running stats");
-        bn_train_fwd_kernel<<<d->c, BN_BLOCK, 0, st>>>(
+        bn_train_fwd_kernel<T><<<d->c, BN_BLOCK, 0, st>>>(
             d->n, d->c, d->hw, d->eps, d->momentum, d->update_running ? 1 : 0, x, gamma, beta,
             running_mean, running_var, y, save_mean, save_invstd);
     } else {
@@ -164,24 +167,54 @@ extern "C" al_status al_bn_forward_cuda(al_ctx *ctx, const al_bn_desc *d, const 
         unsigned grid = al_grid(ctx, ne, AL_BLOCK);
         const unsigned need_c = (unsigned)AL_CEIL_DIV((size_t)d->c, (size_t)AL_BLOCK);
         if (grid < need_c) grid = need_c; /* threads 0..C-1 write the saved statistics */
-        bn_eval_fwd_kernel<<<grid, AL_BLOCK, 0, st>>>(ne, d->c, d->hw, d->eps, x, gamma, beta,
-                                                      running_mean, running_var, y, save_mean,
-                                                      save_invstd);
+        bn_eval_fwd_kernel<T><<<grid, AL_BLOCK, 0, st>>>(ne, d->c, d->hw, d->eps, x, gamma,
+                                                         beta, running_mean, running_var, y,
+                                                         save_mean, save_invstd);
     }
     AL_LAUNCH_CHECK(ctx);
     return AL_OK;
+}
+
+template <typename T>
+static al_status bn_bwd(al_ctx *ctx, const al_bn_desc *d, const T *x, const float *gamma,
+                        const float *save_mean, const float *save_invstd, const T *dy, T *dx,
+                        int dx_accum, float *dgamma, float *dbeta) {
+    AL_ASSERT(d->n >= 1 && d->c >= 1 && d->hw >= 1 && x && dy && save_mean && save_invstd,
+              "bn backward n=%d c=%d hw=%d", d->n, d->c, d->hw);
+    if (!dx && !dgamma && !dbeta) return AL_OK;
+    bn_bwd_kernel<T><<<d->c, BN_BLOCK, 0, al_stream_of(ctx)>>>(
+        d->n, d->c, d->hw, d->use_batch_stats ? 1 : 0, dx_accum ? 1 : 0, x, gamma, save_mean,
+        save_invstd, dy, dx, dgamma, dbeta);
+    AL_LAUNCH_CHECK(ctx);
+    return AL_OK;
+}
+
+extern "C" al_status al_bn_forward_cuda(al_ctx *ctx, const al_bn_desc *d, const float *x,
+                                        const float *gamma, const float *beta,
+                                        float *running_mean, float *running_var, float *y,
+                                        float *save_mean, float *save_invstd) {
+    return bn_fwd(ctx, d, x, gamma, beta, running_mean, running_var, y, save_mean, save_invstd);
 }
 
 extern "C" al_status al_bn_backward_cuda(al_ctx *ctx, const al_bn_desc *d, const float *x,
                                          const float *gamma, const float *save_mean,
                                          const float *save_invstd, const float *dy, float *dx,
                                          int dx_accum, float *dgamma, float *dbeta) {
-    AL_ASSERT(d->n >= 1 && d->c >= 1 && d->hw >= 1 && x && dy && save_mean && save_invstd,
-              "bn backward n=%d c=%d hw=%d", d->n, d->c, d->hw);
-    if (!dx && !dgamma && !dbeta) return AL_OK;
-    bn_bwd_kernel<<<d->c, BN_BLOCK, 0, al_stream_of(ctx)>>>(
-        d->n, d->c, d->hw, d->use_batch_stats ? 1 : 0, dx_accum ? 1 : 0, x, gamma, save_mean,
-        save_invstd, dy, dx, dgamma, dbeta);
-    AL_LAUNCH_CHECK(ctx);
-    return AL_OK;
+    return bn_bwd(ctx, d, x, gamma, save_mean, save_invstd, dy, dx, dx_accum, dgamma, dbeta);
+}
+
+/* bf16 twins (core/ops/bf16.h): bf16 x / y / dy / dx, the statistics as above */
+extern "C" al_status al_bn_forward_bf16_cuda(al_ctx *ctx, const al_bn_desc *d, const al_bf16 *x,
+                                             const float *gamma, const float *beta,
+                                             float *running_mean, float *running_var, al_bf16 *y,
+                                             float *save_mean, float *save_invstd) {
+    return bn_fwd(ctx, d, x, gamma, beta, running_mean, running_var, y, save_mean, save_invstd);
+}
+
+extern "C" al_status al_bn_backward_bf16_cuda(al_ctx *ctx, const al_bn_desc *d, const al_bf16 *x,
+                                              const float *gamma, const float *save_mean,
+                                              const float *save_invstd, const al_bf16 *dy,
+                                              al_bf16 *dx, int dx_accum, float *dgamma,
+                                              float *dbeta) {
+    return bn_bwd(ctx, d, x, gamma, save_mean, save_invstd, dy, dx, dx_accum, dgamma, dbeta);
 }

@@ -1,5 +1,6 @@
 /* op_conv2d.cu: 2-D convolution through cuDNN. Twin: core/ops/conv2d.c (im2col + SGEMM).
- * NCHW float activations, OIHW weights, groups = 1, square stride/pad.
+ * NCHW float or bf16 (core/ops/bf16.h) activations, OIHW weights, groups = 1, square
+ * stride/pad.
  * Write modes as the twin: y =; dx = (+= when dx_accum, cuDNN beta = 1); dw += (beta = 1);
  * db += (our deterministic channel-sum kernel, not cudnnConvolutionBackwardBias).
  * Plans: per (shape, precision, deterministic) the descriptors and the three algorithms are
@@ -23,12 +24,13 @@
 
 /* ---------------------------------------------------------------- plan cache */
 
-static int same_key(const al_conv_plan *p, const al_conv2d_desc *d, int precision, int det) {
+static int same_key(const al_conv_plan *p, const al_conv2d_desc *d, int precision, int det,
+                    int bf16) {
     const al_conv2d_desc *a = &p->d;
     return p->used && a->n == d->n && a->c_in == d->c_in && a->h_in == d->h_in &&
            a->w_in == d->w_in && a->c_out == d->c_out && a->kh == d->kh && a->kw == d->kw &&
            a->stride == d->stride && a->pad == d->pad && p->precision == precision &&
-           p->deterministic == det;
+           p->deterministic == det && p->bf16 == bf16;
 }
 
 static void plan_destroy(al_conv_plan *p) {
@@ -168,13 +170,13 @@ static al_status pick_bwd_filter(const al_ctx *ctx, al_conv_plan *p, size_t limi
 }
 
 /* Find or build the plan for this shape; a new plan's algorithms fit `limit` bytes. */
-static al_status get_plan(const al_ctx *ctx, const al_conv2d_desc *d, size_t limit,
+static al_status get_plan(const al_ctx *ctx, const al_conv2d_desc *d, int bf16, size_t limit,
                           al_conv_plan **out) {
     al_cuda_state *s = al_cst(ctx);
     const int prec = (int)ctx->precision, det = ctx->deterministic ? 1 : 0;
     *out = NULL;
     for (int i = 0; i < s->n_plans; i++)
-        if (same_key(&s->plans[i], d, prec, det)) {
+        if (same_key(&s->plans[i], d, prec, det, bf16)) {
             *out = &s->plans[i];
             return AL_OK;
         }
@@ -192,17 +194,20 @@ static al_status get_plan(const al_ctx *ctx, const al_conv2d_desc *d, size_t lim
     }
     al_status st = AL_OK;
     int on = 0, oc = 0, oh = 0, ow = 0;
+    const cudnnDataType_t dt = bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
     p->d = *d;
     p->precision = prec;
     p->deterministic = det;
+    p->bf16 = bf16;
     AL_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->x));
     AL_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->y));
     AL_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->b));
     AL_CUDNN_CHECK(cudnnCreateFilterDescriptor(&p->w));
     AL_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&p->conv));
-    AL_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d->n,
-                                              d->c_in, d->h_in, d->w_in));
-    AL_CUDNN_CHECK(cudnnSetFilter4dDescriptor(p->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW,
+    /* bf16: cuDNN's BFLOAT16 config (bf16 x, w, y; fp32 compute type in the conv descriptor) */
+    AL_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->x, CUDNN_TENSOR_NCHW, dt, d->n, d->c_in, d->h_in,
+                                              d->w_in));
+    AL_CUDNN_CHECK(cudnnSetFilter4dDescriptor(p->w, dt, CUDNN_TENSOR_NCHW,
                                               d->c_out, d->c_in, d->kh, d->kw));
     AL_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(p->conv, d->pad, d->pad, d->stride, d->stride,
                                                    1, 1, CUDNN_CROSS_CORRELATION,
@@ -215,8 +220,8 @@ static al_status get_plan(const al_ctx *ctx, const al_conv2d_desc *d, size_t lim
                      on, oc, oh, ow, d->n, d->c_out, d->h_out, d->w_out);
         goto done;
     }
-    AL_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d->n,
-                                              d->c_out, d->h_out, d->w_out));
+    AL_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NCHW, dt, d->n, d->c_out,
+                                              d->h_out, d->w_out));
     AL_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->b, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1,
                                               d->c_out, 1, 1));
     p->used = 1; /* descriptors valid: destroy on failure below via plan_destroy */
@@ -234,19 +239,36 @@ done:
 
 extern "C" size_t al_conv2d_scratch_bytes_cuda(const al_ctx *ctx, const al_conv2d_desc *d) {
     al_conv_plan *p = NULL;
-    if (get_plan(ctx, d, CONV_WS_LIMIT, &p) != AL_OK) return 0; /* re-raised at the call */
+    if (get_plan(ctx, d, 0, CONV_WS_LIMIT, &p) != AL_OK) return 0; /* re-raised at the call */
     size_t ws = AL_MAX(p->ws_fwd, AL_MAX(p->ws_bwd_data, p->ws_bwd_filter));
     return ws + 64; /* al_ctx_scratch aligns the start to 64 bytes */
 }
 
+extern "C" size_t al_conv2d_scratch_bytes_bf16_cuda(const al_ctx *ctx, const al_conv2d_desc *d) {
+    al_conv_plan *p = NULL;
+    if (get_plan(ctx, d, 1, CONV_WS_LIMIT, &p) != AL_OK) return 0; /* re-raised at the call */
+    size_t ws = AL_MAX(p->ws_fwd, AL_MAX(p->ws_bwd_data, p->ws_bwd_filter));
+    return ws + 64;
+}
+
 /* ---------------------------------------------------------------- forward / backward */
 
-extern "C" al_status al_conv2d_forward_cuda(al_ctx *ctx, const al_conv2d_desc *d, const float *x,
-                                            const float *w, const float *b, float *y) {
+/* y (N, C, HW) += b[c], bf16 y (the fp32 path uses cudnnAddTensor). */
+static __global__ void bias_add_bf16_kernel(size_t n_elems, int c_total, int hw,
+                                            const float *__restrict__ b, al_bf16 *__restrict__ y) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n_elems;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const int c = (int)((i / (size_t)hw) % (size_t)c_total);
+        al_st(y, i, al_ld(y, i) + b[c]);
+    }
+}
+
+static al_status conv_fwd(al_ctx *ctx, const al_conv2d_desc *d, int bf16, const void *x,
+                          const void *w, const float *b, void *y) {
     al_cuda_state *s = al_cst(ctx);
     al_conv_plan *p;
     const size_t avail = al_scratch_avail(ctx);
-    AL_TRY(get_plan(ctx, d, AL_MIN(avail, CONV_WS_LIMIT), &p));
+    AL_TRY(get_plan(ctx, d, bf16, AL_MIN(avail, CONV_WS_LIMIT), &p));
     /* planned at setup with more scratch than is free now (caller holds scratch): re-pick */
     if (p->ws_fwd > avail) AL_TRY(pick_fwd(ctx, p, avail));
     const size_t mark = al_ctx_scratch_mark(ctx);
@@ -257,7 +279,12 @@ extern "C" al_status al_conv2d_forward_cuda(al_ctx *ctx, const al_conv2d_desc *d
     AL_CUDNN_CHECK(cudnnConvolutionForward(s->cudnn, &one, p->x, x, p->w, w, p->conv, p->fwd, ws,
                                            p->ws_fwd, &zero, p->y, y));
     /* y += b broadcast over (N, HW): an elementwise add, deterministic */
-    if (b) AL_CUDNN_CHECK(cudnnAddTensor(s->cudnn, &one, p->b, b, &one, p->y, y));
+    if (b && !bf16) AL_CUDNN_CHECK(cudnnAddTensor(s->cudnn, &one, p->b, b, &one, p->y, y));
+    if (b && bf16) {
+        const size_t ne = (size_t)d->n * d->c_out * d->h_out * d->w_out;
+        bias_add_bf16_kernel<<<al_grid(ctx, ne, AL_BLOCK), AL_BLOCK, 0, s->stream>>>(
+            ne, d->c_out, d->h_out * d->w_out, b, (al_bf16 *)y);
+    }
     AL_CUDA_CHECK(cudaGetLastError());
     if (s->sync_check) AL_CUDA_CHECK(cudaStreamSynchronize(s->stream));
 done:
@@ -265,14 +292,17 @@ done:
     return st;
 }
 
-extern "C" al_status al_conv2d_backward_cuda(al_ctx *ctx, const al_conv2d_desc *d, const float *x,
-                                             const float *w, const float *dy, float *dx,
-                                             int dx_accum, float *dw, float *db) {
+/* dw (fp32) += the weight gradient: cuDNN adds into it directly for fp32 (beta = 1); for bf16
+ * it writes the bf16 gradient into dw_tmp (beta = 0) and a cast kernel adds that into dw. */
+static al_status conv_bwd(al_ctx *ctx, const al_conv2d_desc *d, int bf16, const void *x,
+                          const void *w, const void *dy, void *dx, int dx_accum, float *dw,
+                          float *db, al_bf16 *dw_tmp) {
     al_cuda_state *s = al_cst(ctx);
     if (!dx && !dw && !db) return AL_OK;
+    AL_ASSERT(!bf16 || !dw || dw_tmp, "bf16 conv backward: dw without dw_tmp");
     al_conv_plan *p;
     const size_t avail = al_scratch_avail(ctx);
-    AL_TRY(get_plan(ctx, d, AL_MIN(avail, CONV_WS_LIMIT), &p));
+    AL_TRY(get_plan(ctx, d, bf16, AL_MIN(avail, CONV_WS_LIMIT), &p));
     const float one = 1.0f, zero = 0.0f;
     const size_t mark = al_ctx_scratch_mark(ctx);
     al_status st = AL_OK;
@@ -289,17 +319,50 @@ extern "C" al_status al_conv2d_backward_cuda(al_ctx *ctx, const al_conv2d_desc *
     if (dw) {
         if (p->ws_bwd_filter > avail) AL_CHECK(pick_bwd_filter(ctx, p, avail));
         void *ws = p->ws_bwd_filter ? al_ctx_scratch(ctx, p->ws_bwd_filter) : NULL;
-        /* dw += : beta = 1 */
+        /* fp32: dw += (beta = 1); bf16: dw_tmp = (beta = 0), added below */
         AL_CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv, p->math_bwd_filter));
         AL_CUDNN_CHECK(cudnnConvolutionBackwardFilter(s->cudnn, &one, p->x, x, p->y, dy, p->conv,
-                                                      p->bwd_filter, ws, p->ws_bwd_filter, &one,
-                                                      p->w, dw));
+                                                      p->bwd_filter, ws, p->ws_bwd_filter,
+                                                      bf16 ? &zero : &one, p->w,
+                                                      bf16 ? (void *)dw_tmp : (void *)dw));
         al_ctx_scratch_release(ctx, mark);
+        if (bf16)
+            AL_CHECK(al_cast_cuda(ctx, (size_t)d->c_out * d->c_in * d->kh * d->kw, dw_tmp, 1, dw,
+                                  0, 1));
     }
     AL_CUDA_CHECK(cudaGetLastError());
     if (s->sync_check) AL_CUDA_CHECK(cudaStreamSynchronize(s->stream));
-    if (db) AL_CHECK(al_channel_sum_add_cuda(ctx, d->n, d->c_out, d->h_out * d->w_out, dy, db));
+    if (db && !bf16)
+        AL_CHECK(al_channel_sum_add_cuda(ctx, d->n, d->c_out, d->h_out * d->w_out,
+                                         (const float *)dy, db));
+    if (db && bf16)
+        AL_CHECK(al_channel_sum_add_bf16_cuda(ctx, d->n, d->c_out, d->h_out * d->w_out,
+                                              (const al_bf16 *)dy, db));
 done:
     al_ctx_scratch_release(ctx, mark);
     return st;
+}
+
+extern "C" al_status al_conv2d_forward_cuda(al_ctx *ctx, const al_conv2d_desc *d, const float *x,
+                                            const float *w, const float *b, float *y) {
+    return conv_fwd(ctx, d, 0, x, w, b, y);
+}
+
+extern "C" al_status al_conv2d_backward_cuda(al_ctx *ctx, const al_conv2d_desc *d, const float *x,
+                                             const float *w, const float *dy, float *dx,
+                                             int dx_accum, float *dw, float *db) {
+    return conv_bwd(ctx, d, 0, x, w, dy, dx, dx_accum, dw, db, NULL);
+}
+
+extern "C" al_status al_conv2d_forward_bf16_cuda(al_ctx *ctx, const al_conv2d_desc *d,
+                                                 const al_bf16 *x, const al_bf16 *w,
+                                                 const float *b, al_bf16 *y) {
+    return conv_fwd(ctx, d, 1, x, w, b, y);
+}
+
+extern "C" al_status al_conv2d_backward_bf16_cuda(al_ctx *ctx, const al_conv2d_desc *d,
+                                                  const al_bf16 *x, const al_bf16 *w,
+                                                  const al_bf16 *dy, al_bf16 *dx, int dx_accum,
+                                                  float *dw, float *db, al_bf16 *dw_tmp) {
+    return conv_bwd(ctx, d, 1, x, w, dy, dx, dx_accum, dw, db, dw_tmp);
 }

@@ -16,28 +16,40 @@
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n);                \
          i += (size_t)gridDim.x * blockDim.x)
 
-static __global__ void relu_fwd_kernel(size_t n, const float *__restrict__ x,
-                                       float *__restrict__ y) {
-    GRID_STRIDE(i, n) { y[i] = x[i] <= 0.0f ? 0.0f : x[i]; }
+/* ReLU, add and cast are templated on the storage type (fp32 or bf16, al_ld / al_st): the
+ * float instantiations are the fp32 kernels, the bf16 ones compute in fp32 and round once. */
+template <typename T>
+static __global__ void relu_fwd_kernel(size_t n, const T *__restrict__ x, T *__restrict__ y) {
+    GRID_STRIDE(i, n) {
+        const float v = al_ld(x, i);
+        al_st(y, i, v <= 0.0f ? 0.0f : v);
+    }
 }
 
 /* The gradient at the kink (y == 0) is 0, as PyTorch's threshold_backward. */
-static __global__ void relu_bwd_kernel(size_t n, int accum, const float *__restrict__ y,
-                                       const float *__restrict__ dy, float *__restrict__ dx) {
+template <typename T>
+static __global__ void relu_bwd_kernel(size_t n, int accum, const T *__restrict__ y,
+                                       const T *__restrict__ dy, T *__restrict__ dx) {
     GRID_STRIDE(i, n) {
-        const float v = y[i] > 0.0f ? dy[i] : 0.0f;
-        dx[i] = accum ? dx[i] + v : v;
+        const float v = al_ld(y, i) > 0.0f ? al_ld(dy, i) : 0.0f;
+        al_st(dx, i, accum ? al_ld(dx, i) + v : v);
     }
 }
 
 /* a, b and y may alias (residual add in place): no __restrict__. */
-static __global__ void add_kernel(size_t n, const float *a, const float *b, float *y) {
-    GRID_STRIDE(i, n) { y[i] = a[i] + b[i]; }
+template <typename T>
+static __global__ void add_kernel(size_t n, const T *a, const T *b, T *y) {
+    GRID_STRIDE(i, n) { al_st(y, i, al_ld(a, i) + al_ld(b, i)); }
 }
 
-static __global__ void accumulate_kernel(size_t n, const float *__restrict__ src,
-                                         float *__restrict__ dst) {
-    GRID_STRIDE(i, n) { dst[i] += src[i]; }
+/* dst = src (accum 0) or dst += src, any pair of storage types. */
+template <typename S, typename D>
+static __global__ void cast_kernel(size_t n, int accum, const S *__restrict__ src,
+                                   D *__restrict__ dst) {
+    GRID_STRIDE(i, n) {
+        const float v = al_ld(src, i);
+        al_st(dst, i, accum ? al_ld(dst, i) + v : v);
+    }
 }
 
 /* A true division, as torchvision's (x - mean) / std (no reciprocal rounding). */
@@ -93,6 +105,12 @@ static __global__ void dropout_bwd_kernel(size_t n, int accum, const float *__re
 
 /* ------------------------------------------------------------------ entry points */
 
+/* cast instantiations by name (a template-id's comma cannot pass through LAUNCH's arguments) */
+#define CAST_FF cast_kernel<float, float>
+#define CAST_FB cast_kernel<float, al_bf16>
+#define CAST_BF cast_kernel<al_bf16, float>
+#define CAST_BB cast_kernel<al_bf16, al_bf16>
+
 #define LAUNCH(kernel, n_items, ...)                                                       \
     do {                                                                                   \
         if ((n_items) == 0) return AL_OK;                                                  \
@@ -103,17 +121,17 @@ static __global__ void dropout_bwd_kernel(size_t n, int accum, const float *__re
     } while (0)
 
 extern "C" al_status al_relu_forward_cuda(al_ctx *ctx, size_t n, const float *x, float *y) {
-    LAUNCH(relu_fwd_kernel, n, n, x, y);
+    LAUNCH(relu_fwd_kernel<float>, n, n, x, y);
 }
 
 extern "C" al_status al_relu_backward_cuda(al_ctx *ctx, size_t n, const float *y, const float *dy,
                                            float *dx, int dx_accum) {
-    LAUNCH(relu_bwd_kernel, n, n, dx_accum ? 1 : 0, y, dy, dx);
+    LAUNCH(relu_bwd_kernel<float>, n, n, dx_accum ? 1 : 0, y, dy, dx);
 }
 
 extern "C" al_status al_add_forward_cuda(al_ctx *ctx, size_t n, const float *a, const float *b,
                                          float *y) {
-    LAUNCH(add_kernel, n, n, a, b, y);
+    LAUNCH(add_kernel<float>, n, n, a, b, y);
 }
 
 extern "C" al_status al_accumulate_cuda(al_ctx *ctx, size_t n, const float *src, float *dst,
@@ -125,7 +143,7 @@ extern "C" al_status al_accumulate_cuda(al_ctx *ctx, size_t n, const float *src,
         AL_LAUNCH_CHECK(ctx);
         return AL_OK;
     }
-    LAUNCH(accumulate_kernel, n, n, src, dst);
+    LAUNCH(CAST_FF, n, n, 1, src, dst);
 }
 
 extern "C" al_status al_normalize_forward_cuda(al_ctx *ctx, int n, int c, int hw, const float *x,
@@ -155,4 +173,38 @@ extern "C" al_status al_dropout_forward_cuda(al_ctx *ctx, size_t n, float p, uin
 extern "C" al_status al_dropout_backward_cuda(al_ctx *ctx, size_t n, const float *mask,
                                               const float *dy, float *dx, int dx_accum) {
     LAUNCH(dropout_bwd_kernel, n, n, dx_accum ? 1 : 0, mask, dy, dx);
+}
+
+/* ------------------------------------------------------------------ bf16 (core/ops/bf16.h) */
+
+extern "C" al_status al_relu_forward_bf16_cuda(al_ctx *ctx, size_t n, const al_bf16 *x,
+                                               al_bf16 *y) {
+    LAUNCH(relu_fwd_kernel<al_bf16>, n, n, x, y);
+}
+
+extern "C" al_status al_relu_backward_bf16_cuda(al_ctx *ctx, size_t n, const al_bf16 *y,
+                                                const al_bf16 *dy, al_bf16 *dx, int dx_accum) {
+    LAUNCH(relu_bwd_kernel<al_bf16>, n, n, dx_accum ? 1 : 0, y, dy, dx);
+}
+
+extern "C" al_status al_add_forward_bf16_cuda(al_ctx *ctx, size_t n, const al_bf16 *a,
+                                              const al_bf16 *b, al_bf16 *y) {
+    LAUNCH(add_kernel<al_bf16>, n, n, a, b, y);
+}
+
+extern "C" al_status al_cast_cuda(al_ctx *ctx, size_t n, const void *src, int src_bf16, void *dst,
+                                  int dst_bf16, int accum) {
+    const int a = accum ? 1 : 0;
+    if (!src_bf16 && !dst_bf16) return al_accumulate_cuda(ctx, n, (const float *)src, (float *)dst, a);
+    if (src_bf16 && dst_bf16 && !a) { /* a copy */
+        if (n == 0 || src == dst) return AL_OK;
+        AL_CUDA_TRY(cudaMemcpyAsync(dst, src, n * sizeof(al_bf16), cudaMemcpyDeviceToDevice,
+                                    al_stream_of(ctx)));
+        AL_LAUNCH_CHECK(ctx);
+        return AL_OK;
+    }
+    if (src_bf16 && dst_bf16)
+        LAUNCH(CAST_BB, n, n, a, (const al_bf16 *)src, (al_bf16 *)dst);
+    if (src_bf16) LAUNCH(CAST_BF, n, n, a, (const al_bf16 *)src, (float *)dst);
+    LAUNCH(CAST_FB, n, n, a, (const float *)src, (al_bf16 *)dst);
 }

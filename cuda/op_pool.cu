@@ -17,86 +17,90 @@ static __device__ __forceinline__ void covering(int i, int k, int s, int n_out, 
     *hi = h < n_out - 1 ? h : n_out - 1;
 }
 
+template <typename T>
 static __global__ void maxpool_fwd_kernel(size_t n_out, int H, int W, int Ho, int Wo, int k,
-                                          int s, const float *__restrict__ x,
-                                          float *__restrict__ y, int32_t *__restrict__ argmax) {
+                                          int s, const T *__restrict__ x, T *__restrict__ y,
+                                          int32_t *__restrict__ argmax) {
     for (size_t o = blockIdx.x * (size_t)blockDim.x + threadIdx.x; o < n_out;
          o += (size_t)gridDim.x * blockDim.x) {
         const size_t pl = o / ((size_t)Ho * Wo);
         const int r = (int)(o - pl * (size_t)Ho * Wo), oh = r / Wo, ow = r - oh * Wo;
-        const float *xp = x + pl * (size_t)H * W;
+        const T *xp = x + pl * (size_t)H * W;
         const int h0 = oh * s, w0 = ow * s;
         float best = -INFINITY;
         int32_t bi = h0 * W + w0;
         for (int i = 0; i < k; i++)
             for (int j = 0; j < k; j++) {
                 const int idx = (h0 + i) * W + w0 + j;
-                const float v = xp[idx];
+                const float v = al_ld(xp, (size_t)idx);
                 if (v > best || isnan(v)) {
                     best = v;
                     bi = idx;
                 }
             }
-        y[o] = best;
+        al_st(y, o, best);
         argmax[o] = bi;
     }
 }
 
+template <typename T>
 static __global__ void maxpool_bwd_kernel(size_t n_in, int H, int W, int Ho, int Wo, int k, int s,
                                           int accum, const int32_t *__restrict__ argmax,
-                                          const float *__restrict__ dy, float *__restrict__ dx) {
+                                          const T *__restrict__ dy, T *__restrict__ dx) {
     for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < n_in;
          e += (size_t)gridDim.x * blockDim.x) {
         const size_t pl = e / ((size_t)H * W);
         const int idx = (int)(e - pl * (size_t)H * W), ih = idx / W, iw = idx - ih * W;
         const int32_t *ap = argmax + pl * (size_t)Ho * Wo;
-        const float *gp = dy + pl * (size_t)Ho * Wo;
+        const T *gp = dy + pl * (size_t)Ho * Wo;
         int oh0, oh1, ow0, ow1;
         covering(ih, k, s, Ho, &oh0, &oh1);
         covering(iw, k, s, Wo, &ow0, &ow1);
-        float acc = accum ? dx[e] : 0.0f;
+        float acc = accum ? al_ld(dx, e) : 0.0f;
         for (int oh = oh0; oh <= oh1; oh++)
             for (int ow = ow0; ow <= ow1; ow++) {
                 const int q = oh * Wo + ow;
-                if (ap[q] == idx) acc += gp[q];
+                if (ap[q] == idx) acc += al_ld(gp, (size_t)q);
             }
-        dx[e] = acc;
+        al_st(dx, e, acc);
     }
 }
 
+template <typename T>
 static __global__ void avgpool_fwd_kernel(size_t n_out, int H, int W, int Ho, int Wo, int k,
-                                          int s, double inv, const float *__restrict__ x,
-                                          float *__restrict__ y) {
+                                          int s, double inv, const T *__restrict__ x,
+                                          T *__restrict__ y) {
     for (size_t o = blockIdx.x * (size_t)blockDim.x + threadIdx.x; o < n_out;
          o += (size_t)gridDim.x * blockDim.x) {
         const size_t pl = o / ((size_t)Ho * Wo);
         const int r = (int)(o - pl * (size_t)Ho * Wo), oh = r / Wo, ow = r - oh * Wo;
-        const float *xp = x + pl * (size_t)H * W;
+        const T *xp = x + pl * (size_t)H * W;
         /* double accumulation: global pooling sums up to H*W values (as the twin) */
         double acc = 0.0;
         for (int i = 0; i < k; i++) {
-            const float *row = xp + (size_t)(oh * s + i) * W + (size_t)ow * s;
-            for (int j = 0; j < k; j++) acc += row[j];
+            const T *row = xp + (size_t)(oh * s + i) * W + (size_t)ow * s;
+            for (int j = 0; j < k; j++) acc += al_ld(row, (size_t)j);
         }
-        y[o] = (float)(acc * inv);
+        al_st(y, o, (float)(acc * inv));
     }
 }
 
+template <typename T>
 static __global__ void avgpool_bwd_kernel(size_t n_in, int H, int W, int Ho, int Wo, int k, int s,
-                                          float inv, int accum, const float *__restrict__ dy,
-                                          float *__restrict__ dx) {
+                                          float inv, int accum, const T *__restrict__ dy,
+                                          T *__restrict__ dx) {
     for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < n_in;
          e += (size_t)gridDim.x * blockDim.x) {
         const size_t pl = e / ((size_t)H * W);
         const int idx = (int)(e - pl * (size_t)H * W), ih = idx / W, iw = idx - ih * W;
-        const float *gp = dy + pl * (size_t)Ho * Wo;
+        const T *gp = dy + pl * (size_t)Ho * Wo;
         int oh0, oh1, ow0, ow1;
         covering(ih, k, s, Ho, &oh0, &oh1);
         covering(iw, k, s, Wo, &ow0, &ow1);
-        float acc = accum ? dx[e] : 0.0f;
+        float acc = accum ? al_ld(dx, e) : 0.0f;
         for (int oh = oh0; oh <= oh1; oh++)
-            for (int ow = ow0; ow <= ow1; ow++) acc += gp[oh * Wo + ow] * inv;
-        dx[e] = acc;
+            for (int ow = ow0; ow <= ow1; ow++) acc += al_ld(gp, (size_t)(oh * Wo + ow)) * inv;
+        al_st(dx, e, acc);
     }
 }
 
@@ -108,49 +112,88 @@ static void check_desc(const al_pool_desc *d) {
               d->h, d->w, d->k, d->stride, d->h_out, d->w_out);
 }
 
-extern "C" al_status al_maxpool_forward_cuda(al_ctx *ctx, const al_pool_desc *d, const float *x,
-                                             float *y, int32_t *argmax) {
+template <typename T>
+static al_status maxpool_fwd(al_ctx *ctx, const al_pool_desc *d, const T *x, T *y,
+                             int32_t *argmax) {
     check_desc(d);
     AL_ASSERT(x && y && argmax, "maxpool forward: NULL x/y/argmax");
     const size_t n_out = (size_t)d->n * d->c * d->h_out * d->w_out;
-    maxpool_fwd_kernel<<<al_grid(ctx, n_out, AL_BLOCK), AL_BLOCK, 0, al_stream_of(ctx)>>>(
+    maxpool_fwd_kernel<T><<<al_grid(ctx, n_out, AL_BLOCK), AL_BLOCK, 0, al_stream_of(ctx)>>>(
         n_out, d->h, d->w, d->h_out, d->w_out, d->k, d->stride, x, y, argmax);
     AL_LAUNCH_CHECK(ctx);
     return AL_OK;
 }
 
-extern "C" al_status al_maxpool_backward_cuda(al_ctx *ctx, const al_pool_desc *d,
-                                              const int32_t *argmax, const float *dy, float *dx,
-                                              int dx_accum) {
+template <typename T>
+static al_status maxpool_bwd(al_ctx *ctx, const al_pool_desc *d, const int32_t *argmax,
+                             const T *dy, T *dx, int dx_accum) {
     check_desc(d);
     AL_ASSERT(argmax && dy && dx, "maxpool backward: NULL argmax/dy/dx");
     const size_t n_in = (size_t)d->n * d->c * d->h * d->w;
-    maxpool_bwd_kernel<<<al_grid(ctx, n_in, AL_BLOCK), AL_BLOCK, 0, al_stream_of(ctx)>>>(
+    maxpool_bwd_kernel<T><<<al_grid(ctx, n_in, AL_BLOCK), AL_BLOCK, 0, al_stream_of(ctx)>>>(
         n_in, d->h, d->w, d->h_out, d->w_out, d->k, d->stride, dx_accum ? 1 : 0, argmax, dy, dx);
     AL_LAUNCH_CHECK(ctx);
     return AL_OK;
 }
 
-extern "C" al_status al_avgpool_forward_cuda(al_ctx *ctx, const al_pool_desc *d, const float *x,
-                                             float *y) {
+template <typename T>
+static al_status avgpool_fwd(al_ctx *ctx, const al_pool_desc *d, const T *x, T *y) {
     check_desc(d);
     AL_ASSERT(x && y, "avgpool forward: NULL x/y");
     const size_t n_out = (size_t)d->n * d->c * d->h_out * d->w_out;
     const double inv = 1.0 / ((double)d->k * d->k);
-    avgpool_fwd_kernel<<<al_grid(ctx, n_out, AL_BLOCK), AL_BLOCK, 0, al_stream_of(ctx)>>>(
+    avgpool_fwd_kernel<T><<<al_grid(ctx, n_out, AL_BLOCK), AL_BLOCK, 0, al_stream_of(ctx)>>>(
         n_out, d->h, d->w, d->h_out, d->w_out, d->k, d->stride, inv, x, y);
     AL_LAUNCH_CHECK(ctx);
     return AL_OK;
 }
 
-extern "C" al_status al_avgpool_backward_cuda(al_ctx *ctx, const al_pool_desc *d, const float *dy,
-                                              float *dx, int dx_accum) {
+template <typename T>
+static al_status avgpool_bwd(al_ctx *ctx, const al_pool_desc *d, const T *dy, T *dx,
+                             int dx_accum) {
     check_desc(d);
     AL_ASSERT(dy && dx, "avgpool backward: NULL dy/dx");
     const size_t n_in = (size_t)d->n * d->c * d->h * d->w;
     const float inv = (float)(1.0 / ((double)d->k * d->k));
-    avgpool_bwd_kernel<<<al_grid(ctx, n_in, AL_BLOCK), AL_BLOCK, 0, al_stream_of(ctx)>>>(
+    avgpool_bwd_kernel<T><<<al_grid(ctx, n_in, AL_BLOCK), AL_BLOCK, 0, al_stream_of(ctx)>>>(
         n_in, d->h, d->w, d->h_out, d->w_out, d->k, d->stride, inv, dx_accum ? 1 : 0, dy, dx);
     AL_LAUNCH_CHECK(ctx);
     return AL_OK;
+}
+
+extern "C" al_status al_maxpool_forward_cuda(al_ctx *ctx, const al_pool_desc *d, const float *x,
+                                             float *y, int32_t *argmax) {
+    return maxpool_fwd(ctx, d, x, y, argmax);
+}
+extern "C" al_status al_maxpool_backward_cuda(al_ctx *ctx, const al_pool_desc *d,
+                                              const int32_t *argmax, const float *dy, float *dx,
+                                              int dx_accum) {
+    return maxpool_bwd(ctx, d, argmax, dy, dx, dx_accum);
+}
+extern "C" al_status al_avgpool_forward_cuda(al_ctx *ctx, const al_pool_desc *d, const float *x,
+                                             float *y) {
+    return avgpool_fwd(ctx, d, x, y);
+}
+extern "C" al_status al_avgpool_backward_cuda(al_ctx *ctx, const al_pool_desc *d, const float *dy,
+                                              float *dx, int dx_accum) {
+    return avgpool_bwd(ctx, d, dy, dx, dx_accum);
+}
+
+/* bf16 twins (core/ops/bf16.h): the same kernels on bf16 storage, fp32/double arithmetic */
+extern "C" al_status al_maxpool_forward_bf16_cuda(al_ctx *ctx, const al_pool_desc *d,
+                                                  const al_bf16 *x, al_bf16 *y, int32_t *argmax) {
+    return maxpool_fwd(ctx, d, x, y, argmax);
+}
+extern "C" al_status al_maxpool_backward_bf16_cuda(al_ctx *ctx, const al_pool_desc *d,
+                                                   const int32_t *argmax, const al_bf16 *dy,
+                                                   al_bf16 *dx, int dx_accum) {
+    return maxpool_bwd(ctx, d, argmax, dy, dx, dx_accum);
+}
+extern "C" al_status al_avgpool_forward_bf16_cuda(al_ctx *ctx, const al_pool_desc *d,
+                                                  const al_bf16 *x, al_bf16 *y) {
+    return avgpool_fwd(ctx, d, x, y);
+}
+extern "C" al_status al_avgpool_backward_bf16_cuda(al_ctx *ctx, const al_pool_desc *d,
+                                                   const al_bf16 *dy, al_bf16 *dx, int dx_accum) {
+    return avgpool_bwd(ctx, d, dy, dx, dx_accum);
 }

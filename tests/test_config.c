@@ -276,9 +276,6 @@ static int case_validate(void) {
         {{"train.lr_schedule=onecycle", "train.lr=0"},
          "config: train.lr_schedule = onecycle needs a peak lr > 0 (train.lr_max, or train.lr when "
          "lr_max = 0)"},
-        {{"run.precision=bf16"},
-         "config: run.precision = bf16 is not implemented yet (bf16 activations); use tf32 (TF32 "
-         "tensor cores, fp32 storage) or fp32"},
         {{"train.method=mart", "drsl.weight=0.001"},
          "config: drsl.weight = 0.001 is not applied by train.method = mart (only standard, "
          "pgd_at, fast_at, trades)"},

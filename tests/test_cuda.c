@@ -1,6 +1,8 @@
 /* test_cuda.c: every CUDA twin in cuda/ against its CPU reference on the same Philox inputs
  * (style rule 21a), plus a whole-model smallcnn forward/backward, determinism, and the
- * no-allocation-after-step-1 check (style rule 15). Without a usable GPU: "skipped: no GPU", 77.
+ * no-allocation-after-step-1 check (style rule 15); bf16 activations (core/ops/bf16.h): the
+ * conversion rule, every bf16 kernel, and smallcnn / PreActResNet-18 in bf16 against the
+ * executor's CPU twin and the fp32 model. Without a usable GPU: "skipped: no GPU", 77.
  *
  * Conventions:
  * - Every device output sits between sentinel guards (GUARD_BYTES of a NaN-payload pattern on
@@ -22,6 +24,7 @@
 #include "core/cuda_api.h"
 #include "core/model.h"
 #include "core/ops/batchnorm.h"
+#include "core/ops/bf16.h"
 #include "core/ops/conv2d.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/linear.h"
@@ -127,6 +130,21 @@ static int dcheck(const char *what, const float *d, const float *ref, size_t n, 
     float *h = hf(n);
     if (dget(what, d, h, n * sizeof(float))) return 1;
     return al_check_close(what, h, ref, n, atol, rtol);
+}
+
+/* Bytes must match exactly (n_elems16 16-bit words: bf16 values, or float halves). */
+static int dcheck_bytes_b(const char *what, const void *d, const void *ref, size_t n_elems16) {
+    const size_t nb = n_elems16 * 2;
+    uint8_t *h = hnew(nb);
+    if (dget(what, d, h, nb)) return 1;
+    if (memcmp(h, ref, nb) != 0) {
+        size_t i = 0;
+        while (((const uint8_t *)ref)[i] == h[i]) i++;
+        fprintf(stderr, "  %-40s FAIL: first differing byte %zu of %zu\n", what, i, nb);
+        return 1;
+    }
+    fprintf(stderr, "  %-40s n=%-8zu bytes identical\n", what, nb);
+    return 0;
 }
 
 static void case_cleanup(void) {
@@ -703,26 +721,33 @@ static int case_sgd(void) {
 
 /* Buffer b of slot 0 (model.c's act(), on either backend's memory). */
 static float *model_act(al_model *m, int b) {
-    return b == 0 ? (float *)m->slots[0].x
-                  : m->slots[0].act + m->bufs[b].offset * (size_t)m->max_batch;
+    return b == 0 ? (float *)m->slots[0].x : (float *)((char *)m->slots[0].act + m->bufs[b].boff);
 }
 
 /* Count the discrete decisions (ReLU active set, max-pool argmax) on which the two forwards
  * disagree. Such a flip happens only when a value lies within rounding (~1e-6) of a kink; it
  * re-routes one gradient element, which no float tolerance should absorb, so the backward
  * comparison below switches to a norm-wise check when (and only when) flips exist. */
-static long count_flips(al_model *mc, al_model *mg, int n) {
+static long count_flips(al_model *mc, al_model *mg, int n, long *n_decisions) {
     long flips = 0;
+    if (n_decisions) *n_decisions = 0;
     for (int i = 0; i < mc->n_nodes; i++) {
         const al_node *nd = &mc->nodes[i];
         if (nd->kind == AL_NODE_RELU) {
             const size_t ne = (size_t)n * mc->bufs[nd->out].per_sample;
+            const int bf = mg->bufs[nd->out].bf16;
             float *h = malloc(ne * sizeof(float));
             AL_ASSERT(h, "oom");
-            AL_ASSERT(al_copy_to_host(&gpu, h, model_act(mg, nd->out), ne * sizeof(float)) == AL_OK,
+            AL_ASSERT(al_copy_to_host(&gpu, h, model_act(mg, nd->out),
+                                      ne * (bf ? sizeof(al_bf16) : sizeof(float))) == AL_OK,
                       "copy: %s", al_errmsg());
+            for (size_t j = ne; bf && j-- > 0;) h[j] = al_bf16_to_f32(((const al_bf16 *)h)[j]);
             const float *c = model_act(mc, nd->out);
-            for (size_t j = 0; j < ne; j++) flips += (c[j] > 0.0f) != (h[j] > 0.0f);
+            const al_bf16 *cb = (const al_bf16 *)c; /* the CPU twin's bf16 buffer */
+            const int cbf = mc->bufs[nd->out].bf16;
+            for (size_t j = 0; j < ne; j++)
+                flips += ((cbf ? al_bf16_to_f32(cb[j]) : c[j]) > 0.0f) != (h[j] > 0.0f);
+            if (n_decisions) *n_decisions += (long)ne;
             free(h);
         } else if (nd->kind == AL_NODE_MAXPOOL) {
             const size_t ne = (size_t)n * mc->bufs[nd->out].per_sample;
@@ -733,6 +758,7 @@ static long count_flips(al_model *mc, al_model *mg, int n) {
                       "copy: %s", al_errmsg());
             const int32_t *c = (const int32_t *)(mc->slots[0].save + nd->save_offset);
             for (size_t j = 0; j < ne; j++) flips += c[j] != h[j];
+            if (n_decisions) *n_decisions += (long)ne;
             free(h);
         }
     }
@@ -797,7 +823,7 @@ static int case_model_smallcnn(void) {
     const float *lc = al_model_logits(mc, 0);
     bad |= al_check_close("smallcnn logits", lg, lc, nout, tol * maxabs(lc, nout), tol);
 
-    const long flips = count_flips(mc, mg, B);
+    const long flips = count_flips(mc, mg, B, NULL);
     fprintf(stderr, "  decision flips (ReLU / max-pool) between backends: %ld\n", flips);
     float *gdx_h = hf(nin);
     bad |= dget("smallcnn dx", gdx, gdx_h, nin * sizeof(float));
@@ -839,6 +865,469 @@ static int case_model_smallcnn(void) {
               "gradients of a repeated step differ (non-deterministic)");
     al_model_destroy(&cpu, mc);
     al_model_destroy(&gpu, mg);
+    return bad;
+}
+
+/* ---------------------------------------------------------------- bf16 (core/ops/bf16.h)
+ * The CPU reference of a bf16 op is the fp32 CPU op on the same inputs, which are drawn
+ * bf16-representable. Where the CUDA op evaluates the fp32 expression the CPU evaluates
+ * (ReLU, add, pooling: the same float operations, --fmad=false) and rounds once on the store,
+ * its output is EXACTLY the CPU's fp32 output rounded to bf16 (bfr below). Where the two
+ * differ by summation order (BN statistics, conv) they differ by the fp32 tolerance before
+ * the final rounding, and by at most one bf16 rounding (2^-9 relative) after it: RT_BF. */
+
+#define RT_BF (1.0 / 256.0) /* 2^-8: one bf16 rounding (2^-9) with a factor 2 of slack */
+
+static float bfr(float v) { return al_bf16_to_f32(al_f32_to_bf16(v)); }
+static void round_bf(float *p, size_t n) {
+    for (size_t i = 0; i < n; i++) p[i] = bfr(p[i]);
+}
+static float *hbf(size_t n, uint64_t id, float lo, float hi) {
+    float *p = hrand(n, id, lo, hi);
+    round_bf(p, n);
+    return p;
+}
+/* Device bf16 buffer between guards from fp32 host values (rounded), or the NaN pattern. */
+static al_bf16 *dnewb(size_t n, const float *src) {
+    if (!src) return dnew(n * sizeof(al_bf16), NULL);
+    al_bf16 *h = hnew(n * sizeof(al_bf16));
+    for (size_t i = 0; i < n; i++) h[i] = al_f32_to_bf16(src[i]);
+    return dnew(n * sizeof(al_bf16), h);
+}
+static int dcheckb(const char *what, const al_bf16 *d, const float *ref, size_t n, double atol,
+                   double rtol) {
+    al_bf16 *hb = hnew(n * sizeof(al_bf16));
+    if (dget(what, d, hb, n * sizeof(al_bf16))) return 1;
+    float *h = hf(n);
+    for (size_t i = 0; i < n; i++) h[i] = al_bf16_to_f32(hb[i]);
+    return al_check_close(what, h, ref, n, atol, rtol);
+}
+
+static int case_bf16_convert(void) {
+    /* the conversion rule against hand-worked bit patterns */
+    static const struct {
+        uint32_t f;
+        uint16_t b;
+    } rules[] = {
+        {0x3f800000u, 0x3f80}, /* 1 */
+        {0x3f808000u, 0x3f80}, /* 1 + 2^-8: a tie, to even (down) */
+        {0x3f818000u, 0x3f82}, /* 1 + 3 * 2^-8: a tie, to even (up) */
+        {0x3f808001u, 0x3f81}, /* just above the tie: up */
+        {0x3f807fffu, 0x3f80}, /* just below: down */
+        {0x80000000u, 0x8000}, /* -0 */
+        {0x7f800000u, 0x7f80}, /* +inf */
+        {0xff800000u, 0xff80}, /* -inf */
+        {0x7f7fffffu, 0x7f80}, /* FLT_MAX rounds to inf */
+        {0x00000001u, 0x0000}, /* smallest denormal rounds to 0 */
+        {0x00008000u, 0x0000}, /* denormal tie, to even (0) */
+        {0x00018000u, 0x0002}, /* denormal tie, to even (2) */
+        {0x7fc00000u, 0x7fc0}, /* quiet NaN */
+        {0x7f800001u, 0x7fc0}, /* signalling NaN (payload in the low half) stays NaN */
+        {0xff800001u, 0xffc0}, /* negative NaN keeps its sign */
+    };
+    int bad = 0;
+    for (size_t i = 0; i < AL_ARRAY_LEN(rules); i++) {
+        float f;
+        memcpy(&f, &rules[i].f, sizeof f);
+        const uint16_t got = al_f32_to_bf16(f);
+        if (got != rules[i].b) {
+            fprintf(stderr, "  bf16(0x%08x) = 0x%04x, want 0x%04x\n", rules[i].f, got, rules[i].b);
+            bad = 1;
+        }
+    }
+    /* every non-NaN bf16 survives the round trip; every NaN stays NaN */
+    for (uint32_t v = 0; v < 65536; v++) {
+        const float f = al_bf16_to_f32((al_bf16)v);
+        const uint16_t back = al_f32_to_bf16(f);
+        if (isnan(f) ? !isnan(al_bf16_to_f32(back)) : back != v) {
+            fprintf(stderr, "  round trip 0x%04x -> %g -> 0x%04x\n", v, (double)f, back);
+            bad = 1;
+            break;
+        }
+    }
+    fprintf(stderr, "  %-40s %zu rules, 65536 round trips %s\n", "bf16 host conversion",
+            AL_ARRAY_LEN(rules), bad ? "FAIL" : "ok");
+    /* the device cast: bitwise the host conversion (random values and every rule) */
+    const size_t n = EW_N;
+    float *x = hrand(n, 301, -3e4f, 3e4f), *acc0 = hbf(n, 302, -2, 2);
+    for (size_t i = 0; i < AL_ARRAY_LEN(rules); i++) memcpy(&x[i * 7], &rules[i].f, sizeof(float));
+    al_bf16 *want = hnew(n * sizeof(al_bf16)), *want_acc = hnew(n * sizeof(al_bf16));
+    float *back = hf(n), *back_acc = hf(n);
+    for (size_t i = 0; i < n; i++) {
+        want[i] = al_f32_to_bf16(x[i]);
+        want_acc[i] = al_f32_to_bf16(acc0[i] + x[i]);
+        back[i] = al_bf16_to_f32(want[i]);
+        back_acc[i] = acc0[i] + back[i];
+    }
+    float *gx = dnewf(n, x), *gback = dnewf(n, NULL), *gback_acc = dnewf(n, acc0);
+    al_bf16 *gb = dnewb(n, NULL), *gacc = dnewb(n, acc0);
+    OK(al_cast(&gpu, n, gx, 0, gb, 1, 0));
+    OK(al_cast(&gpu, n, gx, 0, gacc, 1, 1));
+    OK(al_cast(&gpu, n, gb, 1, gback, 0, 0));
+    OK(al_cast(&gpu, n, gb, 1, gback_acc, 0, 1));
+    bad |= dcheck_bytes_b("cast f32 -> bf16", gb, want, n);
+    bad |= dcheck_bytes_b("cast f32 -> bf16 (+=)", gacc, want_acc, n);
+    bad |= dcheck_bytes_b("cast bf16 -> f32", gback, back, n * 2);
+    bad |= dcheck_bytes_b("cast bf16 -> f32 (+=)", gback_acc, back_acc, n * 2);
+    /* the CPU dispatcher runs the same conversion */
+    al_bf16 *cb = hnew(n * sizeof(al_bf16));
+    OK(al_cast(&cpu, n, x, 0, cb, 1, 0));
+    AL_EXPECT(memcmp(cb, want, n * sizeof(al_bf16)) == 0, "CPU al_cast differs from the rule");
+    return bad;
+}
+
+static int case_bf16_ops(void) {
+    int bad = 0;
+    const size_t n = EW_N;
+    /* ReLU, add, ReLU backward (= and +=) */
+    float *x = hbf(n, 311, -1, 1), *b = hbf(n, 312, -1, 1), *dy = hbf(n, 313, -1, 1);
+    float *dx0 = hbf(n, 314, -1, 1);
+    x[3] = 0.0f, x[5] = -0.0f, x[9] = NAN;
+    float *y_c = hf(n), *s_c = hf(n), *dx_c = hf(n), *dxa_c = hcopy(dx0, n);
+    OK(al_relu_forward_cpu(&cpu, n, x, y_c));
+    OK(al_add_forward_cpu(&cpu, n, x, b, s_c));
+    OK(al_relu_backward_cpu(&cpu, n, y_c, dy, dx_c, 0));
+    OK(al_relu_backward_cpu(&cpu, n, y_c, dy, dxa_c, 1));
+    round_bf(s_c, n), round_bf(dxa_c, n);
+    al_bf16 *gx = dnewb(n, x), *gb = dnewb(n, b), *gdy = dnewb(n, dy), *gy = dnewb(n, NULL);
+    al_bf16 *gs = dnewb(n, NULL), *gdx = dnewb(n, NULL), *gdxa = dnewb(n, dx0);
+    OK(al_relu_forward_bf16_cuda(&gpu, n, gx, gy));
+    OK(al_add_forward_bf16_cuda(&gpu, n, gx, gb, gs));
+    OK(al_relu_backward_bf16_cuda(&gpu, n, gy, gdy, gdx, 0));
+    OK(al_relu_backward_bf16_cuda(&gpu, n, gy, gdy, gdxa, 1));
+    bad |= dcheckb("bf16 relu y", gy, y_c, n, 0, 0);
+    bad |= dcheckb("bf16 add y", gs, s_c, n, 0, 0);
+    bad |= dcheckb("bf16 relu dx (=)", gdx, dx_c, n, 0, 0);
+    bad |= dcheckb("bf16 relu dx (+=)", gdxa, dxa_c, n, 0, 0);
+
+    /* pooling: overlapping max windows (k3 s2), global average (k = H) */
+    for (int is_max = 0; is_max <= 1; is_max++) {
+        al_pool_desc d;
+        if (is_max) al_pool_desc_init(&d, 2, 5, 9, 9, 3, 2);
+        else al_pool_desc_init(&d, 2, 7, 8, 8, 8, 8);
+        const size_t nx = (size_t)d.n * d.c * d.h * d.w, ny = (size_t)d.n * d.c * d.h_out * d.w_out;
+        float *px = hbf(nx, 321, -1, 1), *pdy = hbf(ny, 322, -1, 1), *pdx0 = hbf(nx, 323, -1, 1);
+        for (size_t i = 0; i < nx; i++) px[i] = roundf(px[i] * 4.0f) / 4.0f; /* ties */
+        float *py_c = hf(ny), *pdx_c = hf(nx), *pdxa_c = hcopy(pdx0, nx);
+        int32_t *am_c = hnew(ny * sizeof(int32_t));
+        al_bf16 *gpx = dnewb(nx, px), *gpdy = dnewb(ny, pdy), *gpy = dnewb(ny, NULL);
+        al_bf16 *gpdx = dnewb(nx, NULL), *gpdxa = dnewb(nx, pdx0);
+        int32_t *gam = dnew(ny * sizeof(int32_t), NULL);
+        if (is_max) {
+            OK(al_maxpool_forward_cpu(&cpu, &d, px, py_c, am_c));
+            OK(al_maxpool_backward_cpu(&cpu, &d, am_c, pdy, pdx_c, 0));
+            OK(al_maxpool_backward_cpu(&cpu, &d, am_c, pdy, pdxa_c, 1));
+            OK(al_maxpool_forward_bf16_cuda(&gpu, &d, gpx, gpy, gam));
+            OK(al_maxpool_backward_bf16_cuda(&gpu, &d, gam, gpdy, gpdx, 0));
+            OK(al_maxpool_backward_bf16_cuda(&gpu, &d, gam, gpdy, gpdxa, 1));
+            bad |= dcheck_bytes_b("bf16 maxpool argmax", gam, am_c, ny * 2);
+        } else {
+            OK(al_avgpool_forward_cpu(&cpu, &d, px, py_c));
+            OK(al_avgpool_backward_cpu(&cpu, &d, pdy, pdx_c, 0));
+            OK(al_avgpool_backward_cpu(&cpu, &d, pdy, pdxa_c, 1));
+            OK(al_avgpool_forward_bf16_cuda(&gpu, &d, gpx, gpy));
+            OK(al_avgpool_backward_bf16_cuda(&gpu, &d, gpdy, gpdx, 0));
+            OK(al_avgpool_backward_bf16_cuda(&gpu, &d, gpdy, gpdxa, 1));
+        }
+        round_bf(py_c, ny), round_bf(pdx_c, nx), round_bf(pdxa_c, nx);
+        bad |= dcheckb(is_max ? "bf16 maxpool y" : "bf16 avgpool y", gpy, py_c, ny, 0, 0);
+        bad |= dcheckb(is_max ? "bf16 maxpool dx (=)" : "bf16 avgpool dx (=)", gpdx, pdx_c, nx, 0, 0);
+        bad |= dcheckb(is_max ? "bf16 maxpool dx (+=)" : "bf16 avgpool dx (+=)", gpdxa, pdxa_c, nx,
+                       0, 0);
+    }
+
+    /* batch norm, train and eval: fp32 statistics as the fp32 kernel (same tolerance as
+     * bn_one), bf16 outputs one rounding from the CPU's */
+    for (int train = 0; train <= 1; train++) {
+        const int bn_n = 4, c = 6, hw = 49;
+        const size_t ne = (size_t)bn_n * c * hw;
+        al_bn_desc d = {bn_n, c, hw, 1e-5f, 0.1f, train, train};
+        float *bx = hbf(ne, 331, -1.5f, 2.5f), *gam = hrand(c, 332, 0.5f, 1.5f);
+        float *bet = hrand(c, 333, -0.5f, 0.5f), *rm0 = hrand(c, 334, -0.5f, 0.5f);
+        float *rv0 = hrand(c, 335, 0.5f, 1.5f), *bdy = hbf(ne, 336, -1, 1);
+        float *rm_c = hcopy(rm0, c), *rv_c = hcopy(rv0, c), *by_c = hf(ne), *sm_c = hf(c);
+        float *si_c = hf(c), *bdx_c = hf(ne), *dg_c = hf(c), *db_c = hf(c);
+        OK(al_bn_forward_cpu(&cpu, &d, bx, gam, bet, rm_c, rv_c, by_c, sm_c, si_c));
+        OK(al_bn_backward_cpu(&cpu, &d, bx, gam, sm_c, si_c, bdy, bdx_c, 0, dg_c, db_c));
+        al_bf16 *gbx = dnewb(ne, bx), *gby = dnewb(ne, NULL), *gbdy = dnewb(ne, bdy);
+        al_bf16 *gbdx = dnewb(ne, NULL);
+        float *ggam = dnewf(c, gam), *gbet = dnewf(c, bet), *grm = dnewf(c, rm0), *grv = dnewf(c, rv0);
+        float *gsm = dnewf(c, NULL), *gsi = dnewf(c, NULL), *zero = hf(c);
+        float *gdg = dnewf(c, zero), *gdb = dnewf(c, zero);
+        OK(al_bn_forward_bf16_cuda(&gpu, &d, gbx, ggam, gbet, grm, grv, gby, gsm, gsi));
+        OK(al_bn_backward_bf16_cuda(&gpu, &d, gbx, ggam, gsm, gsi, gbdy, gbdx, 0, gdg, gdb));
+        const double r = al_tol_f32(4), m = (double)bn_n * hw;
+        bad |= dcheck("bf16 bn save_mean", gsm, sm_c, c, r * maxabs(sm_c, c), r);
+        bad |= dcheck("bf16 bn save_invstd", gsi, si_c, c, 0, r);
+        bad |= dcheck("bf16 bn running_var", grv, rv_c, c, 0, r);
+        bad |= dcheckb("bf16 bn y", gby, by_c, ne, r * maxabs(by_c, ne), RT_BF);
+        bad |= dcheckb("bf16 bn dx", gbdx, bdx_c, ne, al_tol_f32(m) * maxabs(bdx_c, ne), RT_BF);
+        bad |= dcheck("bf16 bn dgamma", gdg, dg_c, c, r * (maxabs(dg_c, c) + 2), r);
+        bad |= dcheck("bf16 bn dbeta", gdb, db_c, c, r * (maxabs(db_c, c) + 2), r);
+    }
+
+    /* conv (cuDNN BFLOAT16 config), with bias: y, dx (= and +=), dw and db added into fp32 */
+    static const conv_shape shapes[] = {{2, 16, 8, 8, 24, 3, 1, 1}, {2, 1, 28, 28, 8, 3, 1, 0},
+                                        {2, 24, 10, 10, 16, 1, 2, 0}};
+    gpu.precision = AL_BF16;
+    for (size_t si = 0; si < AL_ARRAY_LEN(shapes); si++) {
+        const conv_shape *cs = &shapes[si];
+        al_conv2d_desc d;
+        al_conv2d_desc_init(&d, cs->n, cs->ci, cs->h, cs->w, cs->co, cs->k, cs->s, cs->p);
+        fprintf(stderr, "  bf16 conv n=%d ci=%d %dx%d co=%d k=%d s=%d p=%d\n", cs->n, cs->ci,
+                cs->h, cs->w, cs->co, cs->k, cs->s, cs->p);
+        const size_t nx = (size_t)d.n * d.c_in * d.h_in * d.w_in;
+        const size_t nw = (size_t)d.c_out * d.c_in * d.kh * d.kw;
+        const size_t ny = (size_t)d.n * d.c_out * d.h_out * d.w_out;
+        const double K = (double)d.c_in * d.kh * d.kw, wb = 1.0 / sqrt(K);
+        const double Kdx = (double)d.c_out * d.kh * d.kw, Kw = (double)d.n * d.h_out * d.w_out;
+        float *cx = hbf(nx, 341, -1, 1), *cw = hrand(nw, 342, -1, 1), *cb = hrand(d.c_out, 343, -1, 1);
+        for (size_t i = 0; i < nw; i++) cw[i] = bfr(cw[i] * (float)wb);
+        float *cdy = hbf(ny, 344, -1, 1), *cdx0 = hbf(nx, 345, -1, 1);
+        OK(al_ctx_reserve_scratch(&cpu, al_conv2d_scratch_bytes(&cpu, &d)));
+        float *cy_c = hf(ny), *cdx_c = hf(nx), *cdxa_c = hcopy(cdx0, nx), *cdw_c = hf(nw);
+        float *cdb_c = hf(d.c_out);
+        OK(al_conv2d_forward_cpu(&cpu, &d, cx, cw, cb, cy_c));
+        OK(al_conv2d_backward_cpu(&cpu, &d, cx, cw, cdy, cdx_c, 0, cdw_c, cdb_c));
+        OK(al_conv2d_backward_cpu(&cpu, &d, cx, cw, cdy, cdxa_c, 1, NULL, NULL));
+        OK(al_ctx_reserve_scratch(&gpu, al_conv2d_scratch_bytes_bf16_cuda(&gpu, &d)));
+        al_bf16 *gcx = dnewb(nx, cx), *gcw = dnewb(nw, cw), *gcdy = dnewb(ny, cdy);
+        al_bf16 *gcy = dnewb(ny, NULL), *gcdx = dnewb(nx, NULL), *gcdxa = dnewb(nx, cdx0);
+        al_bf16 *gtmp = dnewb(nw, NULL);
+        float *zw = hf(nw), *zb = hf(d.c_out);
+        float *gcb = dnewf(d.c_out, cb), *gcdw = dnewf(nw, zw), *gcdb = dnewf(d.c_out, zb);
+        OK(al_conv2d_forward_bf16_cuda(&gpu, &d, gcx, gcw, gcb, gcy));
+        OK(al_conv2d_backward_bf16_cuda(&gpu, &d, gcx, gcw, gcdy, gcdx, 0, gcdw, gcdb, gtmp));
+        OK(al_conv2d_backward_bf16_cuda(&gpu, &d, gcx, gcw, gcdy, gcdxa, 1, NULL, NULL, NULL));
+        /* y = bf16(bf16(conv) + b): the bias is added to the rounded conv output (as PyTorch's
+         * cuDNN path adds it to the bf16 output), so the bound holds per element: one rounding
+         * of the pre-bias value and one of the result */
+        {
+            al_bf16 *hb = hnew(ny * sizeof(al_bf16));
+            bad |= dget("bf16 conv y", gcy, hb, ny * sizeof(al_bf16));
+            const size_t hw = (size_t)d.h_out * d.w_out;
+            const double atol = tol_gemm(AL_FP32, K, wb) + 4 * AL_F32_EPS;
+            double worst = 0;
+            size_t n_bad = 0;
+            for (size_t i = 0; i < ny; i++) {
+                const double r = cy_c[i], pre = r - cb[(i / hw) % (size_t)d.c_out];
+                const double err = fabs((double)al_bf16_to_f32(hb[i]) - r);
+                const double lim = atol + RT_BF * (fabs(r) + fabs(pre));
+                if (err / lim > worst) worst = err / lim;
+                n_bad += !(err <= lim);
+            }
+            fprintf(stderr, "  %-40s n=%-8zu worst err/bound %.3g %s\n", "bf16 conv y (bias)", ny,
+                    worst, n_bad ? "FAIL" : "ok");
+            bad |= n_bad != 0;
+        }
+        bad |= dcheckb("bf16 conv dx (=)", gcdx, cdx_c, nx, tol_gemm(AL_FP32, Kdx, wb), RT_BF);
+        bad |= dcheckb("bf16 conv dx (+=)", gcdxa, cdxa_c, nx,
+                       tol_gemm(AL_FP32, Kdx, wb) + 4 * AL_F32_EPS, RT_BF);
+        bad |= dcheck("bf16 conv dw (+= into fp32)", gcdw, cdw_c, nw, tol_gemm(AL_FP32, Kw, 1.0),
+                      RT_BF);
+        bad |= dcheck("bf16 conv db (+= into fp32)", gcdb, cdb_c, d.c_out, tol_sum(Kw, 1.0),
+                      al_tol_f32(Kw));
+    }
+    gpu.precision = AL_FP32;
+    return bad;
+}
+
+/* Whole models in bf16 on CUDA against the CPU twin of the bf16 executor (core/model.c: the
+ * fp32 CPU ops on widened bf16 values, rounded on store) on the same weights: forward (train
+ * mode, dropout on), backward to the input and every parameter, BN running statistics; then
+ * the hot-path and determinism checks of case_model_smallcnn and a weight-shadow check. The two
+ * differ by fp32 summation order before each rounding, so a small fraction of values lands one
+ * bf16 ulp (2^-8 relative) apart; along L bf16 nodes that stays far below L * RT_BF, the
+ * norm-wise bound used (a wrong kernel, a missed cast or a stale shadow is off by O(1)).
+ * Rarely such an ulp flips a discrete decision (ReLU sign, max-pool argmax), re-routing one
+ * gradient element whole: with a fraction f of the decisions flipped, + 2 sqrt(2 f).
+ * The logits are also held to the fp32 CPU model: bf16 changes them by <= L * RT_BF. */
+static int bf16_model_one(const char *arch, int in_c, int size, int B) {
+    const int K = 10;
+    al_model *mc = NULL, *mb = NULL, *mg = NULL;
+    OK(al_model_create(arch, K, in_c, size, &mc));
+    OK(al_model_create(arch, K, in_c, size, &mb));
+    OK(al_model_create(arch, K, in_c, size, &mg));
+    gpu.precision = AL_BF16;
+    OK(al_model_setup(&cpu, mc, B, 1));
+    cpu.precision = AL_BF16;
+    OK(al_model_setup(&cpu, mb, B, 1));
+    cpu.precision = AL_FP32;
+    OK(al_model_setup(&gpu, mg, B, 1));
+    OK(al_model_init_params(&cpu, mc, 7));
+    OK(al_model_init_params(&cpu, mb, 7));
+    OK(al_model_init_params(&gpu, mg, 7));
+    int n_bf = 0, n_bf_nodes = 0, bad = 0;
+    for (int b = 0; b < mg->n_bufs; b++) n_bf += mg->bufs[b].bf16;
+    for (int i = 0; i < mg->n_nodes; i++) {
+        const al_node *nd = &mg->nodes[i];
+        n_bf_nodes += nd->kind == AL_NODE_CONV || nd->kind == AL_NODE_BN ||
+                      nd->kind == AL_NODE_RELU || nd->kind == AL_NODE_ADD ||
+                      nd->kind == AL_NODE_MAXPOOL || nd->kind == AL_NODE_AVGPOOL;
+    }
+    const size_t f32_bytes = mg->act_floats_per_sample * (size_t)B * sizeof(float);
+    fprintf(stderr, "  %s bf16: %d of %d buffers bf16, %d bf16 nodes, activations %zu bytes "
+            "(fp32 layout %zu), cast area %zu bytes\n", arch, n_bf, mg->n_bufs, n_bf_nodes,
+            mg->act_bytes, f32_bytes, mg->cast_bytes);
+    AL_EXPECT(mg->bf16 && mb->bf16 && !mc->bf16 && n_bf > 0 && !mg->bufs[0].bf16 &&
+                  !mg->bufs[mg->out_buf].bf16 && !mg->bufs[mg->feat_buf].bf16,
+              "%s: bf16 layout (models bf16 %d %d %d, %d bf16 buffers; input, logits, features "
+              "fp32)", arch, mc->bf16, mb->bf16, mg->bf16, n_bf);
+    AL_EXPECT(mg->act_bytes < f32_bytes * 3 / 5, "%s: bf16 activations take %zu of %zu bytes",
+              arch, mg->act_bytes, f32_bytes);
+    if (strcmp(arch, "smallcnn") == 0) { /* fc3 is zero-initialised: randomise (as above) */
+        static const char *fc3[2] = {"classifier.fc3.weight", "classifier.fc3.bias"};
+        for (int t = 0; t < 2; t++) {
+            const int pi = al_model_find_param(mc, fc3[t]);
+            const size_t ne = mc->params[pi].n_elems;
+            float *v = hrand(ne, 80 + (uint64_t)t, -0.07f, 0.07f);
+            memcpy(al_param_data(mc, pi), v, ne * sizeof(float));
+            memcpy(al_param_data(mb, pi), v, ne * sizeof(float));
+            OK(al_copy_to_dev(&gpu, al_param_data(mg, pi), v, ne * sizeof(float)));
+        }
+    }
+    const size_t nin = (size_t)B * in_c * size * size, nout = (size_t)B * K;
+    const size_t np = mc->n_param_floats;
+    float *x = hrand(nin, 351, 0, 1), *dl = hrand(nout, 352, -1.0f / B, 1.0f / B);
+    float *gx = dnewf(nin, x), *gdl = dnewf(nout, dl), *gdx = dnewf(nin, NULL);
+    float *dx_b = hf(nin), *dx_c = hf(nin);
+    const al_fwd_opts o = {0, 1, 1, 0, 3};
+    const double tol_f = n_bf_nodes * RT_BF;
+    const int flags = AL_BWD_WEIGHTS | AL_BWD_INPUT;
+    /* a train-mode forward (batch statistics, running update, dropout): logits and running
+     * statistics; then the gradients of an eval-mode forward. In train mode at this batch a
+     * BN backward subtracts nearly equal means (the last BN sees 2 images of 4x4), so bf16's
+     * ulp in its inputs is amplified without bound: the train-mode backward is held to its CPU
+     * twin per op (case bf16_ops), the affine eval-mode one here, through the whole model. */
+    float *lt = hf(nout);
+    OK(al_model_forward(&cpu, mc, x, B, &o));
+    OK(al_model_forward(&cpu, mb, x, B, &o));
+    OK(al_model_forward(&gpu, mg, gx, B, &o));
+    OK(al_copy_to_host(&gpu, lt, al_model_logits(mg, 0), nout * sizeof(float)));
+    bad |= check_normwise("bf16 train logits vs fp32 CPU", lt, al_model_logits(mc, 0), nout, tol_f);
+    bad |= check_normwise("bf16 train logits vs CPU twin", lt, al_model_logits(mb, 0), nout, tol_f);
+    const al_fwd_opts ob = {0, 0, 0, 0, 0};
+    OK(al_model_forward(&cpu, mc, x, B, &ob));
+    OK(al_model_zero_grad(&cpu, mc));
+    OK(al_model_backward(&cpu, mc, 0, dl, NULL, flags, dx_c));
+    OK(al_model_forward(&cpu, mb, x, B, &ob));
+    OK(al_model_zero_grad(&cpu, mb));
+    OK(al_model_backward(&cpu, mb, 0, dl, NULL, flags, dx_b));
+    OK(al_model_forward(&gpu, mg, gx, B, &ob));
+    OK(al_model_zero_grad(&gpu, mg));
+    OK(al_model_backward(&gpu, mg, 0, gdl, NULL, flags, gdx));
+    OK(al_sync(&gpu));
+    const uint64_t allocs1 = al_cuda_alloc_count(&gpu);
+
+    long n_dec = 0, n_dec_f = 0;
+    const long flips_f = count_flips(mc, mg, B, &n_dec_f);
+    const long flips = count_flips(mb, mg, B, &n_dec);
+    const double tol = n_bf_nodes * RT_BF;
+    const double tol_b = tol + 2.0 * sqrt(2.0 * (double)flips / (double)(n_dec ? n_dec : 1));
+    const double tol_bf = tol + 2.0 * sqrt(2.0 * (double)flips_f / (double)(n_dec_f ? n_dec_f : 1));
+    fprintf(stderr, "  decision flips (ReLU / max-pool): vs CPU twin %ld of %ld (bound %.3g), vs "
+            "fp32 %ld (bound %.3g)\n", flips, n_dec, tol_b, flips_f, tol_bf);
+    float *lg = hf(nout), *gdx_h = hf(nin), *grads_g = hf(np), *data_g = hf(np);
+    OK(al_copy_to_host(&gpu, lg, al_model_logits(mg, 0), nout * sizeof(float)));
+    bad |= dget("bf16 model dx", gdx, gdx_h, nin * sizeof(float));
+    OK(al_copy_to_host(&gpu, grads_g, mg->grads, np * sizeof(float)));
+    OK(al_copy_to_host(&gpu, data_g, mg->data, np * sizeof(float)));
+    bad |= check_normwise("bf16 logits vs CPU twin", lg, al_model_logits(mb, 0), nout, tol);
+    bad |= check_normwise("bf16 dx vs CPU twin", gdx_h, dx_b, nin, tol_b);
+    {
+        /* against fp32 the decision flips dominate dx (a max-pool tie re-routes a large
+         * element), beyond the sqrt(2 f) estimate; what an attack needs is the direction:
+         * cosine >= 0.9 (a sign-flipped or mis-routed gradient is far below) */
+        double dot = 0, na = 0, nr = 0;
+        for (size_t j = 0; j < nin; j++) {
+            dot += (double)gdx_h[j] * dx_c[j];
+            na += (double)gdx_h[j] * gdx_h[j];
+            nr += (double)dx_c[j] * dx_c[j];
+        }
+        const double cosv = dot / sqrt(na * nr > 0 ? na * nr : 1);
+        fprintf(stderr, "  %-40s cosine %.4f (>= 0.9) %s\n", "bf16 dx vs fp32 CPU", cosv,
+                cosv >= 0.9 ? "ok" : "FAIL");
+        bad |= !(cosv >= 0.9);
+    }
+    {
+        /* all parameter gradients at once against the fp32 model (the executor's casts) */
+        double num = 0, den = 0;
+        for (size_t j = 0; j < np; j++) {
+            num += ((double)grads_g[j] - mc->grads[j]) * ((double)grads_g[j] - mc->grads[j]);
+            den += (double)mc->grads[j] * mc->grads[j];
+        }
+        const double rel = sqrt(num / (den > 0 ? den : 1));
+        fprintf(stderr, "  %-40s normwise rel %.3g (tol %.3g) %s\n", "bf16 dW (all) vs fp32 CPU",
+                rel, tol_bf, rel <= tol_bf ? "ok" : "FAIL");
+        bad |= !(rel <= tol_bf);
+    }
+    /* every trainable parameter's gradient (worst shown); BN running statistics */
+    double worst = 0, worst_stat = 0;
+    const char *worst_name = "", *worst_stat_name = "";
+    for (int i = 0; i < mc->n_params; i++) {
+        const al_param *p = &mc->params[i];
+        const int stat = p->kind == AL_P_BN_MEAN || p->kind == AL_P_BN_VAR;
+        if (!p->trainable && !stat) continue;
+        const float *r = (stat ? mb->data : mb->grads) + p->offset;
+        const float *g = (stat ? data_g : grads_g) + p->offset;
+        double num = 0, den = 0;
+        for (size_t j = 0; j < p->n_elems; j++) {
+            num += ((double)g[j] - r[j]) * ((double)g[j] - r[j]);
+            den += (double)r[j] * r[j];
+        }
+        const double rel = den > 0 ? sqrt(num / den) : sqrt(num);
+        double *w = stat ? &worst_stat : &worst;
+        if (!(rel <= *w)) *w = rel, *(stat ? &worst_stat_name : &worst_name) = p->name;
+    }
+    fprintf(stderr, "  %-40s worst normwise rel %.3g (%s, tol %.3g) %s\n", "bf16 dW vs CPU twin",
+            worst, worst_name, tol_b, worst <= tol_b ? "ok" : "FAIL");
+    fprintf(stderr, "  %-40s worst normwise rel %.3g (%s, tol %.3g) %s\n",
+            "bf16 BN running stats vs CPU twin", worst_stat, worst_stat_name, tol,
+            worst_stat <= tol ? "ok" : "FAIL");
+    bad |= !(worst <= tol_b) || !(worst_stat <= tol);
+    /* steps 2 and 3: no device allocation; step 3 repeats step 1 bitwise */
+    for (int step = 2; step <= 3; step++) {
+        al_fwd_opts o2 = step == 2 ? o : ob; /* a train step, then step 1's eval step again */
+        o2.step = step == 2 ? 4 : 0;
+        o2.update_bn = 0;
+        OK(al_model_forward(&gpu, mg, gx, B, &o2));
+        OK(al_model_zero_grad(&gpu, mg));
+        OK(al_model_backward(&gpu, mg, 0, gdl, NULL, flags, gdx));
+    }
+    OK(al_sync(&gpu));
+    AL_EXPECT(al_cuda_alloc_count(&gpu) == allocs1, "device allocations after step 1: %llu -> %llu",
+              (unsigned long long)allocs1, (unsigned long long)al_cuda_alloc_count(&gpu));
+    float *grads_g3 = hf(np);
+    OK(al_copy_to_host(&gpu, grads_g3, mg->grads, np * sizeof(float)));
+    AL_EXPECT(memcmp(grads_g, grads_g3, np * sizeof(float)) == 0,
+              "%s: bf16 gradients of a repeated step differ (non-deterministic)", arch);
+    /* the weight shadow follows the master weights: zero the first conv's weights on the
+     * device; the next forward must see it (a stale shadow would keep the old logits) */
+    int wi = -1;
+    for (int i = 0; i < mg->n_nodes && wi < 0; i++)
+        if (mg->nodes[i].kind == AL_NODE_CONV) wi = mg->nodes[i].param[0][0];
+    float *wz = hf(mg->params[wi].n_elems);
+    OK(al_copy_to_dev(&gpu, al_param_data(mg, wi), wz, mg->params[wi].n_elems * sizeof(float)));
+    const al_fwd_opts oe = {0, 0, 0, 0, 0};
+    OK(al_model_forward(&gpu, mg, gx, B, &oe));
+    float *lz = hf(nout);
+    OK(al_copy_to_host(&gpu, lz, al_model_logits(mg, 0), nout * sizeof(float)));
+    memcpy(al_param_data(mb, wi), wz, mg->params[wi].n_elems * sizeof(float));
+    memcpy(mb->data, data_g, np * sizeof(float)); /* the device's running stats after 3 steps */
+    memcpy(al_param_data(mb, wi), wz, mg->params[wi].n_elems * sizeof(float));
+    OK(al_model_forward(&cpu, mb, x, B, &oe));
+    bad |= check_normwise("bf16 logits, first conv zeroed", lz, al_model_logits(mb, 0), nout, tol);
+    gpu.precision = AL_FP32;
+    al_model_destroy(&cpu, mc);
+    al_model_destroy(&cpu, mb);
+    al_model_destroy(&gpu, mg);
+    return bad;
+}
+
+static int case_bf16_model(void) {
+    int bad = 0;
+    bad |= bf16_model_one("smallcnn", 1, 28, 3);       /* max-pool, dropout, linear casts */
+    bad |= bf16_model_one("preact_resnet18", 1, 28, 2); /* residual adds, global pooling */
     return bad;
 }
 
@@ -886,6 +1375,9 @@ CASE(case_pgd_step)
 CASE(case_xent)
 CASE(case_sgd)
 CASE(case_model_smallcnn)
+CASE(case_bf16_convert)
+CASE(case_bf16_ops)
+CASE(case_bf16_model)
 
 int main(int argc, char **argv) {
     if (al_test_no_gpu()) return AL_SKIP_CODE;
@@ -906,6 +1398,9 @@ int main(int argc, char **argv) {
         {"xent", run_case_xent},
         {"sgd", run_case_sgd},
         {"model_smallcnn", run_case_model_smallcnn},
+        {"bf16_convert", run_case_bf16_convert},
+        {"bf16_ops", run_case_bf16_ops},
+        {"bf16_model", run_case_bf16_model},
     };
     int rc = al_run_cases(cases, (int)AL_ARRAY_LEN(cases), argc, argv);
     al_ctx_fini(&gpu);

@@ -8,6 +8,7 @@
 #include <math.h> /* before rng.h, which uses sqrtf/logf/cosf without including it */
 #include <omp.h>
 
+#include "core/ops/bf16.h"
 #include "core/rng.h"
 
 /* Fork/join costs a few microseconds; below 64K floats (256 KB, L2-resident) one thread
@@ -174,6 +175,35 @@ al_status al_accumulate(al_ctx *ctx, size_t n, const float *src, float *dst, int
     case AL_DEV_CUDA: AL_CUDA_OR_FAIL(al_accumulate_cuda(ctx, n, src, dst, accum));
     }
     return DEV_FAIL("al_accumulate");
+}
+
+/* CPU twin of al_cast_cuda (core/ops/bf16.h): the same conversions element by element. */
+static al_status cast_cpu(size_t n, const void *src, int src_bf16, void *dst, int dst_bf16,
+                          int accum) {
+    const float *sf = src;
+    const al_bf16 *sb = src;
+    float *df = dst;
+    al_bf16 *db = dst;
+#pragma omp parallel for schedule(static) if (n >= EW_PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        const float v = src_bf16 ? al_bf16_to_f32(sb[i]) : sf[i];
+        const float o = !accum ? 0.0f : dst_bf16 ? al_bf16_to_f32(db[i]) : df[i];
+        if (dst_bf16)
+            db[i] = al_f32_to_bf16(accum ? o + v : v);
+        else
+            df[i] = accum ? o + v : v;
+    }
+    return AL_OK;
+}
+
+al_status al_cast(al_ctx *ctx, size_t n, const void *src, int src_bf16, void *dst, int dst_bf16,
+                  int accum) {
+    if (!src_bf16 && !dst_bf16) return al_accumulate(ctx, n, src, dst, accum);
+    switch (ctx->device) {
+    case AL_DEV_CPU: return cast_cpu(n, src, src_bf16, dst, dst_bf16, accum);
+    case AL_DEV_CUDA: AL_CUDA_OR_FAIL(al_cast_cuda(ctx, n, src, src_bf16, dst, dst_bf16, accum));
+    }
+    return DEV_FAIL("al_cast");
 }
 
 al_status al_normalize_forward(al_ctx *ctx, int n, int c, int hw, const float *x,

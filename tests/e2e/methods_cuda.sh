@@ -9,7 +9,8 @@
 # reads per training step (metrics.jsonl host_reads_per_step) are exactly the trainer's reads
 # of its deferred sums (core/sums.h) -- one per step record (log_every = 1: 2) plus one at the
 # epoch's end = 3 over 2 steps = 1.5 -- on both backends and when a third run (CPU) doubles
-# attack.steps: no method, attack or loss waits on the device inside a step.
+# attack.steps: no method, attack or loss waits on the device inside a step. The *_bf16 runs
+# train with bf16 activations (core/ops/bf16.h): CUDA against the executor's CPU twin.
 # In a CUDA build without a usable GPU: "skipped: no GPU", exit 77. Under simcuda this is what
 # runs every method's CUDA path in CI.
 source "$(dirname "$0")/lib.sh"
@@ -30,6 +31,8 @@ runs=(
   "mdprop|$Q|train.method=mdprop model.arch=wrn-10-1 model.bn_branches=3 multibn.l2_eps=1.5 multibn.l2_alpha=1.5"
   "multibn|$Q|train.method=multibn model.arch=wrn-10-1 model.bn_branches=3 multibn.test_branch=-1"
   "nofrost|$SRC/experiments/nofrost/fmnist_nf_resnet18_w8_nofrost.ini|"
+  "pgd_at_bf16|$Q|train.method=pgd_at run.precision=bf16"
+  "trades_bf16|$Q|train.method=trades model.arch=wrn-10-1 run.precision=bf16"
 )
 common=(--set data.dataset="$DATA" --set run.out_dir="$WORK/runs" --set data.n_train=64
         --set data.batch_size=32 --set train.epochs=1 --set data.n_test=32 --set eval.n_points=32

@@ -6,6 +6,7 @@ tests/simcuda/include (whose cuda_runtime.h maps __global__, __shared__, threadI
 shuffles and __syncthreads onto the emulator):
   kernel<<<grid, block, smem, stream>>>(args)  ->  simcuda::cfg(__FILE__, __LINE__, grid,
                                                    block, smem, stream).bind(kernel, "kernel")(args)
+  (kernel may be a template-id such as k<float>; its label is then "k<float>")
   extern __shared__ T name[];                  ->  T *name = (T *)simcuda::dyn_smem();
 A '#line 1 "cuda/<file>"' directive keeps compiler messages and __FILE__ on the original.
 Line breaks inside a launch configuration are kept, so line numbers do not move."""
@@ -13,7 +14,7 @@ import os
 import re
 import sys
 
-LAUNCH = re.compile(r"\b([A-Za-z_]\w*)\s*<<<(.*?)>>>", re.S)
+LAUNCH = re.compile(r"\b([A-Za-z_]\w*(?:<[^<>();]*>)?)\s*<<<(.*?)>>>", re.S)
 DYN_SMEM = re.compile(r"extern\s+__shared__\s+([A-Za-z_][\w\s]*?)\s+([A-Za-z_]\w*)\s*\[\s*\]\s*;")
 
 

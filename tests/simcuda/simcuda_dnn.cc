@@ -1,4 +1,6 @@
 /* simcuda_dnn.cc: cuDNN's convolution calls and cublasSgemm for simcuda (cudnn.h, cublas_v2.h).
+ * Tensors and filters are float or bfloat16 (x, w, y of one type, as cuDNN's FLOAT and
+ * BFLOAT16 configs); bf16 values are read exactly and results rounded to nearest even once.
  * Convolutions are im2col + cblas_dgemm, accumulating in double (not the CPU backend's float
  * path); alpha/beta follow cuDNN (beta == 0: the output is not read, so
  * NaN garbage in it cannot leak). Every call checks that its buffers are device memory and
@@ -11,6 +13,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "core/ops/bf16.h"
 #include "cublas_v2.h"
 #include "cudnn.h"
 
@@ -18,10 +21,10 @@ struct simcuda_dnn_handle {
     cudaStream_t stream;
 };
 struct simcuda_tensor_desc {
-    int n, c, h, w, set;
+    int n, c, h, w, set, bf16;
 };
 struct simcuda_filter_desc {
-    int k, c, h, w, set;
+    int k, c, h, w, set, bf16;
 };
 struct simcuda_conv_desc {
     int ph, pw, u, v, dh, dw, set;
@@ -48,6 +51,11 @@ bool geo(const simcuda_tensor_desc *x, const simcuda_filter_desc *f, const simcu
          const simcuda_tensor_desc *y, Geo *g) {
     if (!x || !f || !cv || !y || !x->set || !f->set || !cv->set || !y->set) return false;
     if (x->c != f->c) return false;
+    /* cuDNN's FLOAT and BFLOAT16 configs: x, w and y of one type (no mixed config) */
+    if (x->bf16 != f->bf16 || x->bf16 != y->bf16) {
+        fprintf(stderr, "simcuda: convolution with mixed float / bfloat16 descriptors\n");
+        return false;
+    }
     *g = Geo{x->n, x->c, x->h, x->w, f->k, f->h, f->w, 0, 0, cv->ph, cv->pw, cv->u, cv->v, cv->dh, cv->dw};
     g->oh = (x->h + 2 * cv->ph - cv->dh * (f->h - 1) - 1) / cv->u + 1;
     g->ow = (x->w + 2 * cv->pw - cv->dw * (f->w - 1) - 1) / cv->v + 1;
@@ -115,8 +123,8 @@ void scribble(void *ws, size_t n) {
 
 size_t xi(const Geo &g, int n, int c, int h, int w) { return (((size_t)n * g.c + c) * g.h + h) * g.w + w; }
 
-/* cols (C*KH*KW, OH*OW) of image n, in double; col2im adds cols back into acc (C, H, W) */
-void im2col(const Geo &g, const float *X, int n, double *cols) {
+/* cols (C*KH*KW, OH*OW) of image X (C, H, W), in double; col2im adds cols back into acc */
+void im2col(const Geo &g, const double *X, double *cols) {
     const int ohw = g.oh * g.ow;
     for (int c = 0; c < g.c; c++)
         for (int r = 0; r < g.kh; r++)
@@ -128,7 +136,7 @@ void im2col(const Geo &g, const float *X, int n, double *cols) {
                         const int iw = ow * g.v - g.pw + q * g.dw;
                         row[oh * g.ow + ow] = ih < 0 || ih >= g.h || iw < 0 || iw >= g.w
                                                   ? 0.0
-                                                  : (double)X[xi(g, n, c, ih, iw)];
+                                                  : X[xi(g, 0, c, ih, iw)];
                     }
                 }
             }
@@ -149,11 +157,27 @@ void col2im(const Geo &g, const double *cols, double *acc) {
                 }
             }
 }
-std::vector<double> to_double(const float *p, size_t n) { return std::vector<double>(p, p + n); }
+/* n values of p from element `off`: float, or bfloat16 when bf */
+std::vector<double> to_double(const void *p, bool bf, size_t off, size_t n) {
+    std::vector<double> v(n);
+    for (size_t i = 0; i < n; i++)
+        v[i] = bf ? (double)al_bf16_to_f32(((const al_bf16 *)p)[off + i])
+                  : (double)((const float *)p)[off + i];
+    return v;
+}
 
-/* cuDNN's output rule: alpha * v + beta * old, and `old` is not read when beta == 0 */
-float blend(float al, float be, double v, float old) {
-    return be == 0.0f ? (float)(al * v) : (float)(al * v + (double)be * old);
+/* cuDNN's output rule: alpha * v + beta * old, and `old` is not read when beta == 0; bf16
+ * outputs are formed in fp32 and rounded to nearest even once */
+void blend(float al, float be, double v, void *out, bool bf, size_t i) {
+    if (bf) {
+        al_bf16 *o = (al_bf16 *)out;
+        const float r = be == 0.0f ? (float)(al * v)
+                                   : (float)(al * v + (double)be * al_bf16_to_f32(o[i]));
+        o[i] = al_f32_to_bf16(r);
+        return;
+    }
+    float *o = (float *)out;
+    o[i] = be == 0.0f ? (float)(al * v) : (float)(al * v + (double)be * o[i]);
 }
 
 /* handles and descriptors: zero-initialised structs ("not set" until a Set call) */
@@ -190,18 +214,20 @@ cudnnStatus_t cudnnCreateTensorDescriptor(cudnnTensorDescriptor_t *d) { return m
 cudnnStatus_t cudnnDestroyTensorDescriptor(cudnnTensorDescriptor_t d) { return drop(d); }
 cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t d, cudnnTensorFormat_t f,
                                          cudnnDataType_t t, int n, int c, int h, int w) {
-    if (f != CUDNN_TENSOR_NCHW || t != CUDNN_DATA_FLOAT) return bad(__func__, "only NCHW float");
+    if (f != CUDNN_TENSOR_NCHW || (t != CUDNN_DATA_FLOAT && t != CUDNN_DATA_BFLOAT16))
+        return bad(__func__, "only NCHW float or bfloat16");
     if (n <= 0 || c <= 0 || h <= 0 || w <= 0) return bad(__func__, "non-positive dimension");
-    *d = simcuda_tensor_desc{n, c, h, w, 1};
+    *d = simcuda_tensor_desc{n, c, h, w, 1, t == CUDNN_DATA_BFLOAT16};
     return CUDNN_STATUS_SUCCESS;
 }
 cudnnStatus_t cudnnCreateFilterDescriptor(cudnnFilterDescriptor_t *d) { return make(d); }
 cudnnStatus_t cudnnDestroyFilterDescriptor(cudnnFilterDescriptor_t d) { return drop(d); }
 cudnnStatus_t cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t d, cudnnDataType_t t,
                                          cudnnTensorFormat_t f, int k, int c, int h, int w) {
-    if (f != CUDNN_TENSOR_NCHW || t != CUDNN_DATA_FLOAT) return bad(__func__, "only NCHW float");
+    if (f != CUDNN_TENSOR_NCHW || (t != CUDNN_DATA_FLOAT && t != CUDNN_DATA_BFLOAT16))
+        return bad(__func__, "only NCHW float or bfloat16");
     if (k <= 0 || c <= 0 || h <= 0 || w <= 0) return bad(__func__, "non-positive dimension");
-    *d = simcuda_filter_desc{k, c, h, w, 1};
+    *d = simcuda_filter_desc{k, c, h, w, 1, t == CUDNN_DATA_BFLOAT16};
     return CUDNN_STATUS_SUCCESS;
 }
 cudnnStatus_t cudnnCreateConvolutionDescriptor(cudnnConvolutionDescriptor_t *d) { return make(d); }
@@ -323,20 +349,19 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void *alpha,
     if (!dev(x) || !dev(w) || !dev(y)) return bad(__func__, "x, w or y is not device memory");
     if (!ws_ok(__func__, g, 0, a, ws, ws_bytes)) return CUDNN_STATUS_BAD_PARAM;
     const float al = *(const float *)alpha, be = *(const float *)beta;
-    const float *X = (const float *)x, *W = (const float *)w;
-    float *Y = (float *)y;
+    const bool bf = xd->bf16;
     simcuda::enqueue(h->stream, "cudnnConvolutionForward", [=]() {
         scribble(ws, ws_bytes);
         const int ckk = g.c * g.kh * g.kw, ohw = g.oh * g.ow;
-        std::vector<double> Wd = to_double(W, (size_t)g.k * ckk), cols((size_t)ckk * ohw),
+        const size_t chw = (size_t)g.c * g.h * g.w;
+        std::vector<double> Wd = to_double(w, bf, 0, (size_t)g.k * ckk), cols((size_t)ckk * ohw),
                             out((size_t)g.k * ohw);
         for (int n = 0; n < g.n; n++) {
-            im2col(g, X, n, cols.data());
+            im2col(g, to_double(x, bf, (size_t)n * chw, chw).data(), cols.data());
             cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g.k, ohw, ckk, 1.0, Wd.data(),
                         ckk, cols.data(), ohw, 0.0, out.data(), ohw);
-            float *o = Y + (size_t)n * g.k * ohw;
             for (size_t i = 0; i < out.size(); i++)
-                o[i] = blend(al, be, out[i], o[i]);
+                blend(al, be, out[i], y, bf, (size_t)n * g.k * ohw + i);
         }
     });
     return CUDNN_STATUS_SUCCESS;
@@ -354,22 +379,20 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha,
     if (!dev(w) || !dev(dy) || !dev(dx)) return bad(__func__, "w, dy or dx is not device memory");
     if (!ws_ok(__func__, g, 1, a, ws, ws_bytes)) return CUDNN_STATUS_BAD_PARAM;
     const float al = *(const float *)alpha, be = *(const float *)beta;
-    const float *W = (const float *)w, *DY = (const float *)dy;
-    float *DX = (float *)dx;
+    const bool bf = dxd->bf16;
     simcuda::enqueue(h->stream, "cudnnConvolutionBackwardData", [=]() {
         scribble(ws, ws_bytes);
         const int ckk = g.c * g.kh * g.kw, ohw = g.oh * g.ow;
         const size_t chw = (size_t)g.c * g.h * g.w;
-        std::vector<double> Wd = to_double(W, (size_t)g.k * ckk), cols((size_t)ckk * ohw), acc(chw);
+        std::vector<double> Wd = to_double(w, bf, 0, (size_t)g.k * ckk), cols((size_t)ckk * ohw),
+                            acc(chw);
         for (int n = 0; n < g.n; n++) {
-            std::vector<double> d = to_double(DY + (size_t)n * g.k * ohw, (size_t)g.k * ohw);
+            std::vector<double> d = to_double(dy, bf, (size_t)n * g.k * ohw, (size_t)g.k * ohw);
             cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, ohw, g.k, 1.0, Wd.data(), ckk,
                         d.data(), ohw, 0.0, cols.data(), ohw);
             std::fill(acc.begin(), acc.end(), 0.0);
             col2im(g, cols.data(), acc.data());
-            float *o = DX + (size_t)n * chw;
-            for (size_t i = 0; i < chw; i++)
-                o[i] = blend(al, be, acc[i], o[i]);
+            for (size_t i = 0; i < chw; i++) blend(al, be, acc[i], dx, bf, (size_t)n * chw + i);
         }
     });
     return CUDNN_STATUS_SUCCESS;
@@ -387,20 +410,19 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
     if (!dev(x) || !dev(dy) || !dev(dw)) return bad(__func__, "x, dy or dw is not device memory");
     if (!ws_ok(__func__, g, 2, a, ws, ws_bytes)) return CUDNN_STATUS_BAD_PARAM;
     const float al = *(const float *)alpha, be = *(const float *)beta;
-    const float *X = (const float *)x, *DY = (const float *)dy;
-    float *DW = (float *)dw;
+    const bool bf = xd->bf16;
     simcuda::enqueue(h->stream, "cudnnConvolutionBackwardFilter", [=]() {
         scribble(ws, ws_bytes);
         const int ckk = g.c * g.kh * g.kw, ohw = g.oh * g.ow;
+        const size_t chw = (size_t)g.c * g.h * g.w;
         std::vector<double> cols((size_t)ckk * ohw), acc((size_t)g.k * ckk, 0.0);
         for (int n = 0; n < g.n; n++) {
-            im2col(g, X, n, cols.data());
-            std::vector<double> d = to_double(DY + (size_t)n * g.k * ohw, (size_t)g.k * ohw);
+            im2col(g, to_double(x, bf, (size_t)n * chw, chw).data(), cols.data());
+            std::vector<double> d = to_double(dy, bf, (size_t)n * g.k * ohw, (size_t)g.k * ohw);
             cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.k, ckk, ohw, 1.0, d.data(), ohw,
                         cols.data(), ohw, 1.0, acc.data(), ckk);
         }
-        for (size_t i = 0; i < acc.size(); i++)
-            DW[i] = blend(al, be, acc[i], DW[i]);
+        for (size_t i = 0; i < acc.size(); i++) blend(al, be, acc[i], dw, bf, i);
     });
     return CUDNN_STATUS_SUCCESS;
 }
@@ -408,6 +430,7 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
 cudnnStatus_t cudnnAddTensor(cudnnHandle_t h, const void *alpha, cudnnTensorDescriptor_t ad,
                              const void *a, const void *beta, cudnnTensorDescriptor_t cd, void *c) {
     if (!ad->set || !cd->set) return bad(__func__, "descriptors");
+    if (ad->bf16 || cd->bf16) return bad(__func__, "only float tensors are simulated");
     const simcuda_tensor_desc A = *ad, C = *cd;
     if ((A.n != 1 && A.n != C.n) || (A.c != 1 && A.c != C.c) || (A.h != 1 && A.h != C.h) ||
         (A.w != 1 && A.w != C.w))

@@ -7,7 +7,7 @@
 #   2. PyTorch: gpu_pgd_at_torch.py (eager, channels_last, bf16 autocast; also tf32, the
 #      precision advlab computes in: cuDNN/cuBLAS TF32 tensor cores);
 #   3. advlab: `advlab train` with method pgd_at, attack steps 10, batch 512, 1 epoch,
-#      device cuda, precision $ADVLAB_PRECISION (tf32); img/s from metrics.jsonl's "epoch" record, and a
+#      device cuda, precision $ADVLAB_PRECISION (bf16); img/s from metrics.jsonl's "epoch" record, and a
 #      steady-state img/s without the first 10 steps (cuDNN plan search, first-touch), from the
 #      time stamps of the "step" records (log_every = 10);
 #   4. one JSON line {"bench":"pgd_at_ratio", ...}: advlab img/s / torch img/s (> 1: advlab
@@ -35,8 +35,9 @@ N_TRAIN=${N_TRAIN:-50000}
 BATCH=${BATCH:-512}
 STEPS=${STEPS:-10}
 PRECISION=${PRECISION:-bf16}
-# advlab's side: tf32 (bf16 activations are not implemented; run.precision = bf16 is an error)
-ADVLAB_PRECISION=${ADVLAB_PRECISION:-tf32}
+# advlab's side: bf16 activations with fp32 master weights (core/ops/bf16.h), the setting that
+# matches PyTorch's bf16 autocast; ADVLAB_PRECISION=tf32 for the fp32-storage run
+ADVLAB_PRECISION=${ADVLAB_PRECISION:-bf16}
 AUGMENT=${AUGMENT:-crop_flip}
 DETERMINISTIC=${DETERMINISTIC:-0}
 ADVLAB_TIMEOUT=${ADVLAB_TIMEOUT:-480}
