@@ -656,61 +656,122 @@ static al_status view_as(al_ctx *ctx, al_model *m, int b, const void *p, int n, 
     return AL_OK;
 }
 
-/* CPU twin of the bf16 nodes: bf16 arguments widened into fp32 temporaries, the fp32 CPU op,
- * outputs rounded back to bf16 -- the CUDA kernels' arithmetic (fp32 on bf16 values, one
- * rounding per store), so a CPU run with precision bf16 is the reference of a CUDA one. A conv
- * weight gradient is rounded to bf16 before it is added into the fp32 gradient, as on CUDA.
- * Host allocations per call: a reference path, not a fast one. */
-static float *widen(const al_bf16 *p, size_t n) {
-    float *f = malloc((n ? n : 1) * sizeof(float));
-    AL_ASSERT(f, "out of memory (%zu floats)", n);
-    for (size_t i = 0; i < n; i++) f[i] = al_bf16_to_f32(p[i]);
-    return f;
+/* One node's fp32 forward on either backend (every kind but CUSTOM). w: the conv / linear
+ * weight (the fp32 master, or the bf16 CPU twin's widened shadow). */
+static al_status node_forward_f32(al_ctx *ctx, al_model *m, const al_node *nd, int i, int n,
+                                  int branch, const al_fwd_opts *o, const float *xin,
+                                  const float *xin1, float *y, float *save, const float *w) {
+    const al_buf ib = m->bufs[nd->in0], ob = m->bufs[nd->out];
+    const int *pp = nd->param[nd->kind == AL_NODE_BN ? branch : 0];
+    const size_t nx = (size_t)n * ib.per_sample;
+    switch (nd->kind) {
+    case AL_NODE_NORMALIZE:
+        return al_normalize_forward(ctx, n, ib.c, ib.h * ib.w, xin, m->d_mean, m->d_std, y);
+    case AL_NODE_CONV: {
+        al_conv2d_desc d;
+        al_conv2d_desc_init(&d, n, ib.c, ib.h, ib.w, ob.c, nd->k, nd->stride, nd->pad);
+        return al_conv2d_forward(ctx, &d, xin, w, pp[1] >= 0 ? al_param_data(m, pp[1]) : NULL, y);
+    }
+    case AL_NODE_BN: {
+        al_bn_desc d = {n, ib.c, ib.h * ib.w, nd->eps, nd->momentum, o->train,
+                        o->train && o->update_bn};
+        return al_bn_forward(ctx, &d, xin, al_param_data(m, pp[0]), al_param_data(m, pp[1]),
+                             al_param_data(m, pp[2]), al_param_data(m, pp[3]), y, save, save + ib.c);
+    }
+    case AL_NODE_RELU: return al_relu_forward(ctx, nx, xin, y);
+    case AL_NODE_MAXPOOL:
+    case AL_NODE_AVGPOOL: {
+        al_pool_desc d;
+        al_pool_desc_init(&d, n, ib.c, ib.h, ib.w, nd->k, nd->stride);
+        return nd->kind == AL_NODE_MAXPOOL ? al_maxpool_forward(ctx, &d, xin, y, (int32_t *)save)
+                                           : al_avgpool_forward(ctx, &d, xin, y);
+    }
+    case AL_NODE_LINEAR:
+        return al_linear_forward(ctx, n, (int)ib.per_sample, (int)ob.per_sample, xin, w,
+                                 pp[1] >= 0 ? al_param_data(m, pp[1]) : NULL, y);
+    case AL_NODE_ADD: return al_add_forward(ctx, nx, xin, xin1, y);
+    case AL_NODE_DROPOUT: {
+        const float p = o->train ? nd->p : 0.0f;
+        const uint64_t stream = al_stream(AL_STREAM_DROPOUT, o->step * 4096 + (uint64_t)i);
+        return al_dropout_forward(ctx, nx, p, ctx->seed, stream, xin, y, save);
+    }
+    default: AL_ASSERT(0, "node kind %d has no built-in forward", nd->kind);
+    }
+    return AL_OK;
 }
-static float *ftmp(size_t n) {
+
+/* One node's fp32 backward (every kind but ADD and CUSTOM, which the sweep handles): din = or
+ * += (acc0), dw / db += (NULL: skipped); w as for node_forward_f32. */
+static al_status node_backward_f32(al_ctx *ctx, al_model *m, const al_node *nd, const al_slot *s,
+                                   const float *xin, const float *y, const float *dy, float *din,
+                                   int acc0, const float *w, float *dw, float *db,
+                                   const float *save) {
+    const int n = s->n;
+    const al_buf ib = m->bufs[nd->in0], ob = m->bufs[nd->out];
+    const int *pp = nd->param[nd->kind == AL_NODE_BN ? s->branch : 0];
+    const size_t nx = (size_t)n * ib.per_sample;
+    switch (nd->kind) {
+    case AL_NODE_NORMALIZE:
+        return din ? al_normalize_backward(ctx, n, ib.c, ib.h * ib.w, m->d_std, dy, din, acc0) : AL_OK;
+    case AL_NODE_CONV: {
+        if (!din && !dw && !db) return AL_OK;
+        al_conv2d_desc d;
+        al_conv2d_desc_init(&d, n, ib.c, ib.h, ib.w, ob.c, nd->k, nd->stride, nd->pad);
+        return al_conv2d_backward(ctx, &d, xin, w, dy, din, acc0, dw, db);
+    }
+    case AL_NODE_BN: {
+        al_bn_desc d = {n, ib.c, ib.h * ib.w, nd->eps, nd->momentum, s->train, 0};
+        return al_bn_backward(ctx, &d, xin, al_param_data(m, pp[0]), save, save + ib.c, dy, din,
+                              acc0, dw, db);
+    }
+    case AL_NODE_RELU: return din ? al_relu_backward(ctx, nx, y, dy, din, acc0) : AL_OK;
+    case AL_NODE_MAXPOOL:
+    case AL_NODE_AVGPOOL: {
+        if (!din) return AL_OK;
+        al_pool_desc d;
+        al_pool_desc_init(&d, n, ib.c, ib.h, ib.w, nd->k, nd->stride);
+        return nd->kind == AL_NODE_MAXPOOL
+                   ? al_maxpool_backward(ctx, &d, (const int32_t *)save, dy, din, acc0)
+                   : al_avgpool_backward(ctx, &d, dy, din, acc0);
+    }
+    case AL_NODE_LINEAR:
+        return al_linear_backward(ctx, n, (int)ib.per_sample, (int)ob.per_sample, xin, w, dy, din,
+                                  acc0, dw, db);
+    case AL_NODE_DROPOUT: return din ? al_dropout_backward(ctx, nx, save, dy, din, acc0) : AL_OK;
+    default: AL_ASSERT(0, "node kind %d has no built-in backward", nd->kind);
+    }
+    return AL_OK;
+}
+
+/* CPU twin of the bf16 nodes: the bf16 arguments (and the conv weight shadow) widened into
+ * fp32 temporaries, node_*_f32, outputs rounded back to bf16 -- the CUDA kernels' arithmetic
+ * (fp32 on bf16 values, one rounding per store), so a CPU run with precision bf16 is the
+ * reference of a CUDA one. A conv weight gradient is rounded to bf16 before it is added into
+ * the fp32 gradient, as on CUDA. Host allocations per call: a reference path, not a fast one. */
+static float *widen(const al_bf16 *p, size_t n) {
     float *f = calloc(n ? n : 1, sizeof(float));
     AL_ASSERT(f, "out of memory (%zu floats)", n);
+    for (size_t i = 0; p && i < n; i++) f[i] = al_bf16_to_f32(p[i]);
     return f;
 }
 static void narrow(const float *f, al_bf16 *p, size_t n) {
     for (size_t i = 0; i < n; i++) p[i] = al_f32_to_bf16(f[i]);
 }
+static float *widen_weight(al_model *m, const al_node *nd) {
+    const int pw = nd->param[0][0];
+    return nd->kind == AL_NODE_CONV ? widen((const al_bf16 *)m->wbf + m->params[pw].offset,
+                                            m->params[pw].n_elems)
+                                    : NULL;
+}
 
 static al_status forward_bf16_cpu(al_ctx *ctx, al_model *m, const al_node *nd, int n, int branch,
                                   const al_fwd_opts *o, const al_bf16 *x0, const al_bf16 *x1,
                                   al_bf16 *y, float *save) {
-    const al_buf ib = m->bufs[nd->in0], ob = m->bufs[nd->out];
-    const int *pp = nd->param[nd->kind == AL_NODE_BN ? branch : 0];
-    const size_t nx = (size_t)n * ib.per_sample, ny = (size_t)n * ob.per_sample;
-    float *fx0 = widen(x0, nx), *fx1 = x1 ? widen(x1, nx) : NULL, *fy = ftmp(ny), *fw = NULL;
-    al_status st = AL_OK;
-    switch (nd->kind) {
-    case AL_NODE_CONV: {
-        al_conv2d_desc d;
-        al_conv2d_desc_init(&d, n, ib.c, ib.h, ib.w, ob.c, nd->k, nd->stride, nd->pad);
-        fw = widen((const al_bf16 *)m->wbf + m->params[pp[0]].offset, m->params[pp[0]].n_elems);
-        st = al_conv2d_forward_cpu(ctx, &d, fx0, fw, pp[1] >= 0 ? al_param_data(m, pp[1]) : NULL, fy);
-        break;
-    }
-    case AL_NODE_BN: {
-        al_bn_desc d = {n, ib.c, ib.h * ib.w, nd->eps, nd->momentum, o->train,
-                        o->train && o->update_bn};
-        st = al_bn_forward_cpu(ctx, &d, fx0, al_param_data(m, pp[0]), al_param_data(m, pp[1]),
-                               al_param_data(m, pp[2]), al_param_data(m, pp[3]), fy, save, save + ib.c);
-        break;
-    }
-    case AL_NODE_RELU: st = al_relu_forward_cpu(ctx, nx, fx0, fy); break;
-    case AL_NODE_ADD: st = al_add_forward_cpu(ctx, nx, fx0, fx1, fy); break;
-    case AL_NODE_MAXPOOL:
-    case AL_NODE_AVGPOOL: {
-        al_pool_desc d;
-        al_pool_desc_init(&d, n, ib.c, ib.h, ib.w, nd->k, nd->stride);
-        st = nd->kind == AL_NODE_MAXPOOL ? al_maxpool_forward_cpu(ctx, &d, fx0, fy, (int32_t *)save)
-                                         : al_avgpool_forward_cpu(ctx, &d, fx0, fy);
-        break;
-    }
-    default: AL_ASSERT(0, "node kind %d has no bf16 forward", nd->kind);
-    }
+    const size_t nx = (size_t)n * m->bufs[nd->in0].per_sample;
+    const size_t ny = (size_t)n * m->bufs[nd->out].per_sample;
+    float *fx0 = widen(x0, nx), *fx1 = x1 ? widen(x1, nx) : NULL, *fy = widen(NULL, ny);
+    float *fw = widen_weight(m, nd);
+    al_status st = node_forward_f32(ctx, m, nd, -1, n, branch, o, fx0, fx1, fy, save, fw);
     if (st == AL_OK) narrow(fy, y, ny);
     free(fx0), free(fx1), free(fy), free(fw);
     return st;
@@ -720,49 +781,19 @@ static al_status backward_bf16_cpu(al_ctx *ctx, al_model *m, const al_node *nd, 
                                    const al_bf16 *x0, const al_bf16 *y, const al_bf16 *dy,
                                    al_bf16 *dx0, int acc0, float *dw, float *db,
                                    const float *save) {
-    const int n = s->n;
-    const al_buf ib = m->bufs[nd->in0], ob = m->bufs[nd->out];
-    const int *pp = nd->param[nd->kind == AL_NODE_BN ? s->branch : 0];
-    const size_t nx = (size_t)n * ib.per_sample, ny = (size_t)n * ob.per_sample;
+    const size_t nx = (size_t)s->n * m->bufs[nd->in0].per_sample;
+    const size_t ny = (size_t)s->n * m->bufs[nd->out].per_sample;
+    const size_t nw = dw ? m->params[nd->param[0][0]].n_elems : 0;
     float *fx0 = x0 ? widen(x0, nx) : NULL, *fy = y ? widen(y, ny) : NULL, *fdy = widen(dy, ny);
-    float *fdx = dx0 ? (acc0 ? widen(dx0, nx) : ftmp(nx)) : NULL, *fw = NULL, *fdw = NULL;
-    al_status st = AL_OK;
-    switch (nd->kind) {
-    case AL_NODE_CONV: {
-        if (!fdx && !dw && !db) break;
-        al_conv2d_desc d;
-        al_conv2d_desc_init(&d, n, ib.c, ib.h, ib.w, ob.c, nd->k, nd->stride, nd->pad);
-        const size_t nw = m->params[pp[0]].n_elems;
-        fw = widen((const al_bf16 *)m->wbf + m->params[pp[0]].offset, nw);
-        fdw = dw ? ftmp(nw) : NULL;
-        st = al_conv2d_backward_cpu(ctx, &d, fx0, fw, fdy, fdx, acc0, fdw, db);
-        for (size_t i = 0; st == AL_OK && fdw && i < nw; i++)
-            dw[i] += al_bf16_to_f32(al_f32_to_bf16(fdw[i]));
-        break;
-    }
-    case AL_NODE_BN: {
-        al_bn_desc d = {n, ib.c, ib.h * ib.w, nd->eps, nd->momentum, s->train, 0};
-        st = al_bn_backward_cpu(ctx, &d, fx0, al_param_data(m, pp[0]), save, save + ib.c, fdy, fdx,
-                                acc0, dw, db);
-        break;
-    }
-    case AL_NODE_RELU:
-        if (fdx) st = al_relu_backward_cpu(ctx, nx, fy, fdy, fdx, acc0);
-        break;
-    case AL_NODE_MAXPOOL:
-    case AL_NODE_AVGPOOL: {
-        if (!fdx) break;
-        al_pool_desc d;
-        al_pool_desc_init(&d, n, ib.c, ib.h, ib.w, nd->k, nd->stride);
-        st = nd->kind == AL_NODE_MAXPOOL
-                 ? al_maxpool_backward_cpu(ctx, &d, (const int32_t *)save, fdy, fdx, acc0)
-                 : al_avgpool_backward_cpu(ctx, &d, fdy, fdx, acc0);
-        break;
-    }
-    default: AL_ASSERT(0, "node kind %d has no bf16 backward", nd->kind);
-    }
+    float *fdx = dx0 ? widen(acc0 ? dx0 : NULL, nx) : NULL, *fw = widen_weight(m, nd);
+    /* BN's dgamma / dbeta are fp32 sums (as on CUDA); only a conv's dw goes through bf16 */
+    float *fdw = dw && nd->kind == AL_NODE_CONV ? widen(NULL, nw) : dw;
+    al_status st = node_backward_f32(ctx, m, nd, s, fx0, fy, fdy, fdx, acc0, fw, fdw, db, save);
+    for (size_t i = 0; st == AL_OK && fdw != dw && i < nw; i++)
+        dw[i] += al_bf16_to_f32(al_f32_to_bf16(fdw[i]));
     if (st == AL_OK && fdx) narrow(fdx, dx0, nx);
-    free(fx0), free(fy), free(fdy), free(fdx), free(fw), free(fdw);
+    free(fx0), free(fy), free(fdy), free(fdx), free(fw);
+    if (fdw != dw) free(fdw);
     return st;
 }
 
@@ -884,7 +915,7 @@ al_status al_model_forward(al_ctx *ctx, al_model *m, const float *x, int n, cons
     if (m->bf16) AL_TRY(al_cast(ctx, m->n_param_floats, m->data, 0, m->wbf, 1, 0));
     for (int i = 0; i < m->n_nodes; i++) {
         al_node *nd = &m->nodes[i];
-        al_buf ib = m->bufs[nd->in0], ob = m->bufs[nd->out];
+        const al_buf ob = m->bufs[nd->out];
         const int nb = node_bf16(m, nd);
         size_t cu = 0;
         const void *x0v = NULL, *x1v = NULL;
@@ -892,63 +923,14 @@ al_status al_model_forward(al_ctx *ctx, al_model *m, const float *x, int n, cons
         if (nd->in1 >= 0) AL_TRY(view_as(ctx, m, nd->in1, act(m, s, nd->in1), n, nb, &cu, &x1v));
         void *yv = ob.bf16 == nb ? (void *)act(m, s, nd->out) : cast_take(m, nd->out, &cu);
         float *save = s->save + nd->save_offset;
-        if (nb) {
+        if (nb)
             AL_TRY(forward_bf16(ctx, m, nd, n, branch, o, x0v, x1v, yv, save));
-            if (nd->kind == AL_NODE_BN && o->train && o->update_bn) nd->bn_tracked[branch]++;
-        } else {
-            const float *xin = x0v, *xin1 = x1v;
-            float *y = yv;
-            const int *pp = nd->param[nd->kind == AL_NODE_BN ? branch : 0];
-            switch (nd->kind) {
-            case AL_NODE_NORMALIZE:
-                AL_TRY(al_normalize_forward(ctx, n, ib.c, ib.h * ib.w, xin, m->d_mean, m->d_std, y));
-                break;
-            case AL_NODE_CONV: {
-                al_conv2d_desc d;
-                al_conv2d_desc_init(&d, n, ib.c, ib.h, ib.w, ob.c, nd->k, nd->stride, nd->pad);
-                AL_TRY(al_conv2d_forward(ctx, &d, xin, al_param_data(m, pp[0]),
-                                         pp[1] >= 0 ? al_param_data(m, pp[1]) : NULL, y));
-                break;
-            }
-            case AL_NODE_BN: {
-                al_bn_desc d = {n, ib.c, ib.h * ib.w, nd->eps, nd->momentum, o->train,
-                                o->train && o->update_bn};
-                AL_TRY(al_bn_forward(ctx, &d, xin, al_param_data(m, pp[0]), al_param_data(m, pp[1]),
-                                     al_param_data(m, pp[2]), al_param_data(m, pp[3]), y, save,
-                                     save + ib.c));
-                if (d.update_running) nd->bn_tracked[branch]++;
-                break;
-            }
-            case AL_NODE_RELU: AL_TRY(al_relu_forward(ctx, (size_t)n * ib.per_sample, xin, y)); break;
-            case AL_NODE_MAXPOOL: {
-                al_pool_desc d;
-                al_pool_desc_init(&d, n, ib.c, ib.h, ib.w, nd->k, nd->stride);
-                AL_TRY(al_maxpool_forward(ctx, &d, xin, y, (int32_t *)save));
-                break;
-            }
-            case AL_NODE_AVGPOOL: {
-                al_pool_desc d;
-                al_pool_desc_init(&d, n, ib.c, ib.h, ib.w, nd->k, nd->stride);
-                AL_TRY(al_avgpool_forward(ctx, &d, xin, y));
-                break;
-            }
-            case AL_NODE_LINEAR:
-                AL_TRY(al_linear_forward(ctx, n, (int)ib.per_sample, (int)ob.per_sample, xin,
-                                         al_param_data(m, pp[0]),
-                                         pp[1] >= 0 ? al_param_data(m, pp[1]) : NULL, y));
-                break;
-            case AL_NODE_ADD: AL_TRY(al_add_forward(ctx, (size_t)n * ib.per_sample, xin, xin1, y)); break;
-            case AL_NODE_DROPOUT: {
-                float p = o->train ? nd->p : 0.0f;
-                uint64_t stream = al_stream(AL_STREAM_DROPOUT, o->step * 4096 + (uint64_t)i);
-                AL_TRY(al_dropout_forward(ctx, (size_t)n * ib.per_sample, p, ctx->seed, stream, xin,
-                                          y, save));
-                break;
-            }
-            case AL_NODE_CUSTOM: AL_TRY(nd->ops->forward(ctx, m, nd, o, n, xin, xin1, y, save)); break;
-            default: AL_ASSERT(0, "unknown node kind %d", nd->kind);
-            }
-        }
+        else if (nd->kind == AL_NODE_CUSTOM)
+            AL_TRY(nd->ops->forward(ctx, m, nd, o, n, x0v, x1v, yv, save));
+        else
+            AL_TRY(node_forward_f32(ctx, m, nd, i, n, branch, o, x0v, x1v, yv, save,
+                                    nd->param[0][0] >= 0 ? al_param_data(m, nd->param[0][0]) : NULL));
+        if (nd->kind == AL_NODE_BN && o->train && o->update_bn) nd->bn_tracked[branch]++;
         if (yv != (void *)act(m, s, nd->out))
             AL_TRY(al_cast(ctx, (size_t)n * ob.per_sample, yv, nb, act(m, s, nd->out), ob.bf16, 0));
     }
@@ -1019,7 +1001,7 @@ al_status al_model_backward_seeds(al_ctx *ctx, al_model *m, int slot, const al_b
             written[nd->out] = 1;
         }
         if (!written[nd->out]) continue; /* no gradient reaches this node */
-        al_buf ib = m->bufs[nd->in0], ob = m->bufs[nd->out];
+        const al_buf ib = m->bufs[nd->in0];
         const int nb = node_bf16(m, nd);
         /* views in the node's type (casts where a buffer is of the other type, bf16 mode) */
         size_t cu = 0;
@@ -1032,7 +1014,6 @@ al_status al_model_backward_seeds(al_ctx *ctx, al_model *m, int slot, const al_b
             AL_CHECK(view_as(ctx, m, nd->in1, act(m, s, nd->in1), n, nb, &cu, &x1v));
         if (want_yv) AL_CHECK(view_as(ctx, m, nd->out, act(m, s, nd->out), n, nb, &cu, &yv));
         AL_CHECK(view_as(ctx, m, nd->out, gact(m, nd->out), n, nb, &cu, &dyv));
-        const float *xin = x0v, *y = yv, *dy = dyv;
         /* input gradients: into the buffer's gradient when the types agree, else into a cast
          * view written '=' and then added into the buffer's gradient */
         float *gin0 = need[nd->in0] ? (nd->in0 == 0 ? dx : gact(m, nd->in0)) : NULL;
@@ -1047,11 +1028,11 @@ al_status al_model_backward_seeds(al_ctx *ctx, al_model *m, int slot, const al_b
         float *db = (want_w && pp[1] >= 0 && m->params[pp[1]].trainable) ? al_param_grad(m, pp[1]) : NULL;
         if (nd->kind == AL_NODE_ADD) {
             /* both inputs receive dy, each in its own type */
-            if (gin0) AL_CHECK(al_cast(ctx, (size_t)n * ib.per_sample, dy, nb, gin0, ib.bf16, acc0_buf));
+            if (gin0) AL_CHECK(al_cast(ctx, (size_t)n * ib.per_sample, dyv, nb, gin0, ib.bf16, acc0_buf));
             if (gin0) written[nd->in0] = 1;
             if (need[nd->in1]) {
                 float *din1 = nd->in1 == 0 ? dx : gact(m, nd->in1);
-                AL_CHECK(al_cast(ctx, (size_t)n * ib.per_sample, dy, nb, din1,
+                AL_CHECK(al_cast(ctx, (size_t)n * ib.per_sample, dyv, nb, din1,
                                  m->bufs[nd->in1].bf16, written[nd->in1]));
                 written[nd->in1] = 1;
             }
@@ -1059,64 +1040,16 @@ al_status al_model_backward_seeds(al_ctx *ctx, al_model *m, int slot, const al_b
         }
         if (nb) {
             AL_CHECK(backward_bf16(ctx, m, nd, s, x0v, yv, dyv, (al_bf16 *)din, acc0, dw, db, save));
+        } else if (nd->kind == AL_NODE_CUSTOM) {
+            /* a custom node's buffers are all fp32 (plan_bf16): no casts around it */
+            float *din1 = nd->in1 >= 0 && need[nd->in1] ? (nd->in1 == 0 ? dx : gact(m, nd->in1)) : NULL;
+            AL_CHECK(nd->ops->backward(ctx, m, nd, n, s->train, x0v, x1v, yv, dyv, din, acc0, din1,
+                                       nd->in1 >= 0 ? written[nd->in1] : 0,
+                                       want_w && nd->ops->has_weights, save, s->labels));
+            if (din1) written[nd->in1] = 1;
         } else {
-            switch (nd->kind) {
-            case AL_NODE_NORMALIZE:
-                if (din) AL_CHECK(al_normalize_backward(ctx, n, ib.c, ib.h * ib.w, m->d_std, dy, din, acc0));
-                break;
-            case AL_NODE_CONV: {
-                if (!din && !dw && !db) break;
-                al_conv2d_desc d;
-                al_conv2d_desc_init(&d, n, ib.c, ib.h, ib.w, ob.c, nd->k, nd->stride, nd->pad);
-                AL_CHECK(al_conv2d_backward(ctx, &d, xin, al_param_data(m, pp[0]), dy, din, acc0, dw, db));
-                break;
-            }
-            case AL_NODE_BN: {
-                al_bn_desc d = {n, ib.c, ib.h * ib.w, nd->eps, nd->momentum, s->train, 0};
-                AL_CHECK(al_bn_backward(ctx, &d, xin, al_param_data(m, pp[0]), save, save + ib.c, dy,
-                                        din, acc0, dw, db));
-                break;
-            }
-            case AL_NODE_RELU:
-                if (din) AL_CHECK(al_relu_backward(ctx, (size_t)n * ib.per_sample, y, dy, din, acc0));
-                break;
-            case AL_NODE_MAXPOOL: {
-                if (!din) break;
-                al_pool_desc d;
-                al_pool_desc_init(&d, n, ib.c, ib.h, ib.w, nd->k, nd->stride);
-                AL_CHECK(al_maxpool_backward(ctx, &d, (const int32_t *)save, dy, din, acc0));
-                break;
-            }
-            case AL_NODE_AVGPOOL: {
-                if (!din) break;
-                al_pool_desc d;
-                al_pool_desc_init(&d, n, ib.c, ib.h, ib.w, nd->k, nd->stride);
-                AL_CHECK(al_avgpool_backward(ctx, &d, dy, din, acc0));
-                break;
-            }
-            case AL_NODE_LINEAR:
-                AL_CHECK(al_linear_backward(ctx, n, (int)ib.per_sample, (int)ob.per_sample, xin,
-                                            al_param_data(m, pp[0]), dy, din, acc0, dw, db));
-                break;
-            case AL_NODE_DROPOUT:
-                if (din) AL_CHECK(al_dropout_backward(ctx, (size_t)n * ib.per_sample, save, dy, din, acc0));
-                break;
-            case AL_NODE_CUSTOM: {
-                float *gin1 = NULL, *din1 = NULL;
-                if (nd->in1 >= 0 && need[nd->in1]) gin1 = nd->in1 == 0 ? dx : gact(m, nd->in1);
-                const int acc1_buf = nd->in1 >= 0 ? written[nd->in1] : 0;
-                din1 = gin1 && m->bufs[nd->in1].bf16 ? cast_take(m, nd->in1, &cu) : gin1;
-                AL_CHECK(nd->ops->backward(ctx, m, nd, n, s->train, xin, x1v, y, dy, din, acc0, din1,
-                                           din1 == gin1 ? acc1_buf : 0,
-                                           want_w && nd->ops->has_weights, save, s->labels));
-                if (din1 && din1 != gin1)
-                    AL_CHECK(al_cast(ctx, (size_t)n * m->bufs[nd->in1].per_sample, din1, 0, gin1, 1,
-                                     acc1_buf));
-                if (din1) written[nd->in1] = 1;
-                break;
-            }
-            default: AL_ASSERT(0, "unknown node kind %d", nd->kind);
-            }
+            AL_CHECK(node_backward_f32(ctx, m, nd, s, x0v, yv, dyv, din, acc0,
+                                       pp[0] >= 0 ? al_param_data(m, pp[0]) : NULL, dw, db, save));
         }
         if (din && din != gin0)
             AL_CHECK(al_cast(ctx, (size_t)n * ib.per_sample, din, nb, gin0, ib.bf16, acc0_buf));

@@ -458,6 +458,21 @@ static int case_elementwise(void) {
 
 /* ---------------------------------------------------------------- pooling */
 
+/* CPU reference of a pooling test: y, dx (=), dxa (+= onto its prior contents), argmax. */
+static int pool_ref_cpu(const al_pool_desc *d, int is_max, const float *x, const float *dy,
+                        float *y, float *dx, float *dxa, int32_t *am) {
+    if (is_max) {
+        OK(al_maxpool_forward_cpu(&cpu, d, x, y, am));
+        OK(al_maxpool_backward_cpu(&cpu, d, am, dy, dx, 0));
+        OK(al_maxpool_backward_cpu(&cpu, d, am, dy, dxa, 1));
+    } else {
+        OK(al_avgpool_forward_cpu(&cpu, d, x, y));
+        OK(al_avgpool_backward_cpu(&cpu, d, dy, dx, 0));
+        OK(al_avgpool_backward_cpu(&cpu, d, dy, dxa, 1));
+    }
+    return 0;
+}
+
 static int pool_one(int n, int c, int h, int w, int k, int s, int is_max) {
     al_pool_desc d;
     al_pool_desc_init(&d, n, c, h, w, k, s);
@@ -476,17 +491,12 @@ static int pool_one(int n, int c, int h, int w, int k, int s, int is_max) {
     float *gx = dnewf(nx, x), *gdy = dnewf(ny, dy), *gy = dnewf(ny, NULL), *gdx = dnewf(nx, NULL);
     float *gdxa = dnewf(nx, dx0);
     int32_t *gam = dnew(ny * sizeof(int32_t), NULL);
+    if (pool_ref_cpu(&d, is_max, x, dy, y_c, dx_c, dxa_c, am_c)) return 1;
     if (is_max) {
-        OK(al_maxpool_forward_cpu(&cpu, &d, x, y_c, am_c));
-        OK(al_maxpool_backward_cpu(&cpu, &d, am_c, dy, dx_c, 0));
-        OK(al_maxpool_backward_cpu(&cpu, &d, am_c, dy, dxa_c, 1));
         OK(al_maxpool_forward_cuda(&gpu, &d, gx, gy, gam));
         OK(al_maxpool_backward_cuda(&gpu, &d, gam, gdy, gdx, 0));
         OK(al_maxpool_backward_cuda(&gpu, &d, gam, gdy, gdxa, 1));
     } else {
-        OK(al_avgpool_forward_cpu(&cpu, &d, x, y_c));
-        OK(al_avgpool_backward_cpu(&cpu, &d, dy, dx_c, 0));
-        OK(al_avgpool_backward_cpu(&cpu, &d, dy, dxa_c, 1));
         OK(al_avgpool_forward_cuda(&gpu, &d, gx, gy));
         OK(al_avgpool_backward_cuda(&gpu, &d, gdy, gdx, 0));
         OK(al_avgpool_backward_cuda(&gpu, &d, gdy, gdxa, 1));
@@ -1013,18 +1023,13 @@ static int case_bf16_ops(void) {
         al_bf16 *gpx = dnewb(nx, px), *gpdy = dnewb(ny, pdy), *gpy = dnewb(ny, NULL);
         al_bf16 *gpdx = dnewb(nx, NULL), *gpdxa = dnewb(nx, pdx0);
         int32_t *gam = dnew(ny * sizeof(int32_t), NULL);
+        if (pool_ref_cpu(&d, is_max, px, pdy, py_c, pdx_c, pdxa_c, am_c)) return 1;
         if (is_max) {
-            OK(al_maxpool_forward_cpu(&cpu, &d, px, py_c, am_c));
-            OK(al_maxpool_backward_cpu(&cpu, &d, am_c, pdy, pdx_c, 0));
-            OK(al_maxpool_backward_cpu(&cpu, &d, am_c, pdy, pdxa_c, 1));
             OK(al_maxpool_forward_bf16_cuda(&gpu, &d, gpx, gpy, gam));
             OK(al_maxpool_backward_bf16_cuda(&gpu, &d, gam, gpdy, gpdx, 0));
             OK(al_maxpool_backward_bf16_cuda(&gpu, &d, gam, gpdy, gpdxa, 1));
             bad |= dcheck_bytes_b("bf16 maxpool argmax", gam, am_c, ny * 2);
         } else {
-            OK(al_avgpool_forward_cpu(&cpu, &d, px, py_c));
-            OK(al_avgpool_backward_cpu(&cpu, &d, pdy, pdx_c, 0));
-            OK(al_avgpool_backward_cpu(&cpu, &d, pdy, pdxa_c, 1));
             OK(al_avgpool_forward_bf16_cuda(&gpu, &d, gpx, gpy));
             OK(al_avgpool_backward_bf16_cuda(&gpu, &d, gpdy, gpdx, 0));
             OK(al_avgpool_backward_bf16_cuda(&gpu, &d, gpdy, gpdxa, 1));
