@@ -788,6 +788,15 @@ static int check_normwise(const char *what, const float *g, const float *r, size
     return !(rel <= tol);
 }
 
+/* One forward + zeroed-gradient backward (weights and input) of slot 0. */
+static int fwd_bwd(al_ctx *c, al_model *m, const float *x, int n, const al_fwd_opts *o,
+                   const float *dl, float *dx) {
+    OK(al_model_forward(c, m, x, n, o));
+    OK(al_model_zero_grad(c, m));
+    OK(al_model_backward(c, m, 0, dl, NULL, AL_BWD_WEIGHTS | AL_BWD_INPUT, dx));
+    return 0;
+}
+
 static int case_model_smallcnn(void) {
     const int B = 3, K = 10;
     al_model *mc = NULL, *mg = NULL;
@@ -813,14 +822,8 @@ static int case_model_smallcnn(void) {
     float *gx = dnewf(nin, x), *gdl = dnewf(nout, dl), *gdx = dnewf(nin, NULL);
     float *dx_c = hf(nin);
     const al_fwd_opts o = {0, 1, 1, 0, 3}; /* train mode: dropout on, step 3 */
-    const int flags = AL_BWD_WEIGHTS | AL_BWD_INPUT;
 
-    OK(al_model_forward(&cpu, mc, x, B, &o));
-    OK(al_model_zero_grad(&cpu, mc));
-    OK(al_model_backward(&cpu, mc, 0, dl, NULL, flags, dx_c));
-    OK(al_model_forward(&gpu, mg, gx, B, &o));
-    OK(al_model_zero_grad(&gpu, mg));
-    OK(al_model_backward(&gpu, mg, 0, gdl, NULL, flags, gdx));
+    if (fwd_bwd(&cpu, mc, x, B, &o, dl, dx_c) || fwd_bwd(&gpu, mg, gx, B, &o, gdl, gdx)) return 1;
     OK(al_sync(&gpu));
     const uint64_t allocs1 = al_cuda_alloc_count(&gpu), host_allocs1 = al_alloc_count();
 
@@ -860,9 +863,7 @@ static int case_model_smallcnn(void) {
     for (int step = 2; step <= 3; step++) {
         al_fwd_opts o2 = o;
         o2.step = step == 2 ? 4 : 3;
-        OK(al_model_forward(&gpu, mg, gx, B, &o2));
-        OK(al_model_zero_grad(&gpu, mg));
-        OK(al_model_backward(&gpu, mg, 0, gdl, NULL, flags, gdx));
+        if (fwd_bwd(&gpu, mg, gx, B, &o2, gdl, gdx)) return 1;
     }
     OK(al_sync(&gpu));
     AL_EXPECT(al_cuda_alloc_count(&gpu) == allocs1, "device allocations after step 1: %llu -> %llu",
@@ -1198,7 +1199,6 @@ static int bf16_model_one(const char *arch, int in_c, int size, int B) {
     float *dx_b = hf(nin), *dx_c = hf(nin);
     const al_fwd_opts o = {0, 1, 1, 0, 3};
     const double tol_f = n_bf_nodes * RT_BF;
-    const int flags = AL_BWD_WEIGHTS | AL_BWD_INPUT;
     /* a train-mode forward (batch statistics, running update, dropout): logits and running
      * statistics; then the gradients of an eval-mode forward. In train mode at this batch a
      * BN backward subtracts nearly equal means (the last BN sees 2 images of 4x4), so bf16's
@@ -1212,15 +1212,9 @@ static int bf16_model_one(const char *arch, int in_c, int size, int B) {
     bad |= check_normwise("bf16 train logits vs fp32 CPU", lt, al_model_logits(mc, 0), nout, tol_f);
     bad |= check_normwise("bf16 train logits vs CPU twin", lt, al_model_logits(mb, 0), nout, tol_f);
     const al_fwd_opts ob = {0, 0, 0, 0, 0};
-    OK(al_model_forward(&cpu, mc, x, B, &ob));
-    OK(al_model_zero_grad(&cpu, mc));
-    OK(al_model_backward(&cpu, mc, 0, dl, NULL, flags, dx_c));
-    OK(al_model_forward(&cpu, mb, x, B, &ob));
-    OK(al_model_zero_grad(&cpu, mb));
-    OK(al_model_backward(&cpu, mb, 0, dl, NULL, flags, dx_b));
-    OK(al_model_forward(&gpu, mg, gx, B, &ob));
-    OK(al_model_zero_grad(&gpu, mg));
-    OK(al_model_backward(&gpu, mg, 0, gdl, NULL, flags, gdx));
+    if (fwd_bwd(&cpu, mc, x, B, &ob, dl, dx_c) || fwd_bwd(&cpu, mb, x, B, &ob, dl, dx_b) ||
+        fwd_bwd(&gpu, mg, gx, B, &ob, gdl, gdx))
+        return 1;
     OK(al_sync(&gpu));
     const uint64_t allocs1 = al_cuda_alloc_count(&gpu);
 
@@ -1295,9 +1289,7 @@ static int bf16_model_one(const char *arch, int in_c, int size, int B) {
         al_fwd_opts o2 = step == 2 ? o : ob; /* a train step, then step 1's eval step again */
         o2.step = step == 2 ? 4 : 0;
         o2.update_bn = 0;
-        OK(al_model_forward(&gpu, mg, gx, B, &o2));
-        OK(al_model_zero_grad(&gpu, mg));
-        OK(al_model_backward(&gpu, mg, 0, gdl, NULL, flags, gdx));
+        if (fwd_bwd(&gpu, mg, gx, B, &o2, gdl, gdx)) return 1;
     }
     OK(al_sync(&gpu));
     AL_EXPECT(al_cuda_alloc_count(&gpu) == allocs1, "device allocations after step 1: %llu -> %llu",
