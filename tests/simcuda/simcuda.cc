@@ -173,8 +173,38 @@ struct Op {
 };
 static std::vector<Op> g_queue;
 
+/* ---- stream capture: while g_cap is set, work queued on g_cap_stream is recorded into it */
+} // namespace simcuda
+struct simcuda_graph {
+    std::vector<simcuda::Op> ops;
+};
+struct simcuda_graph_exec {
+    std::vector<simcuda::Op> ops;
+};
+namespace simcuda {
+static simcuda_graph *g_cap = NULL;
+static cudaStream_t g_cap_stream = NULL;
+static bool g_cap_bad = false; /* a refused call invalidated the capture */
+
+/* A call a real capture refuses: named on stderr, the capture invalidated. */
+static cudaError_t capture_refuse(const char *call, const char *why) {
+    fprintf(stderr, "simcuda: %s during stream capture (%s): the capture is invalidated\n", call,
+            why);
+    g_cap_bad = true;
+    return cudaErrorStreamCaptureUnsupported;
+}
+
 void enqueue(cudaStream_t s, const char *what, std::function<void()> fn) {
-    (void)s; /* one in-order queue for all streams: stricter than needed, never looser */
+    if (g_cap && s == g_cap_stream) {
+        g_cap->ops.push_back(Op{what, std::move(fn)});
+        return;
+    }
+    if (g_cap && !s) { /* the legacy stream waits for the capturing one: refused on a GPU */
+        (void)capture_refuse(what, "work on the legacy default stream");
+        g_last = cudaErrorStreamCaptureImplicit;
+        return;
+    }
+    /* one in-order queue for all other streams: stricter than needed, never looser */
     g_queue.push_back(Op{what, std::move(fn)});
 }
 
@@ -439,6 +469,11 @@ const char *cudaGetErrorName(cudaError_t e) {
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
     case cudaErrorInvalidMemcpyDirection: return "cudaErrorInvalidMemcpyDirection";
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorIllegalState: return "cudaErrorIllegalState";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorStreamCaptureImplicit: return "cudaErrorStreamCaptureImplicit";
+    case cudaErrorGraphExecUpdateFailure: return "cudaErrorGraphExecUpdateFailure";
     }
     return "cudaErrorUnknown";
 }
@@ -458,6 +493,10 @@ cudaError_t cudaGetDevice(int *d) {
 cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : cudaErrorInvalidDevice; }
 cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int dev) {
     if (dev != 0) return cudaErrorInvalidDevice;
+    if (a == cudaDevAttrComputeCapabilityMajor) { /* an sm_90 device */
+        *v = 9;
+        return cudaSuccess;
+    }
     if (a != cudaDevAttrMultiProcessorCount) return cudaErrorInvalidValue;
     /* few "SMs": al_grid caps grids at 16 blocks per SM, so grid-stride loops really loop */
     *v = 4;
@@ -471,17 +510,19 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags) {
     return cudaSuccess;
 }
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
+    if (g_cap) return capture_refuse("cudaStreamDestroy", "not allowed while capturing");
     flush();
     delete s;
     return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
-    (void)s;
+    if (g_cap) return capture_refuse("cudaStreamSynchronize", "a host wait");
     flush();
     return cudaSuccess;
 }
 
 cudaError_t cudaMalloc(void **p, size_t n) {
+    if (g_cap) return capture_refuse("cudaMalloc", "an unsafe call in capture mode global or thread-local");
     arena_init();
     const size_t cap = (n + ALIGN - 1) / ALIGN * ALIGN;
     char *b = NULL;
@@ -505,6 +546,7 @@ cudaError_t cudaMalloc(void **p, size_t n) {
 }
 cudaError_t cudaFree(void *p) {
     if (!p) return cudaSuccess;
+    if (g_cap) return capture_refuse("cudaFree", "it waits for the device");
     flush(); /* cudaFree waits for the device */
     auto it = g_live.find((char *)p);
     if (it == g_live.end()) die("cudaFree(%p): not a live device allocation", p);
@@ -517,6 +559,7 @@ cudaError_t cudaFree(void *p) {
     return cudaSuccess;
 }
 cudaError_t cudaMallocHost(void **p, size_t n) {
+    if (g_cap) return capture_refuse("cudaMallocHost", "an unsafe call in capture mode global or thread-local");
     arena_init();
     *p = malloc(n ? n : 1);
     if (!*p) return cudaErrorMemoryAllocation;
@@ -525,6 +568,7 @@ cudaError_t cudaMallocHost(void **p, size_t n) {
 }
 cudaError_t cudaFreeHost(void *p) {
     if (!p) return cudaSuccess;
+    if (g_cap) return capture_refuse("cudaFreeHost", "it waits for the device");
     flush();
     if (!g_pinned.erase((char *)p)) die("cudaFreeHost(%p): not a pinned allocation", p);
     free(p);
@@ -556,6 +600,8 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind
     case cudaMemcpyHostToDevice: {
         if (!host_range(src, n, "source", call) || !dev_range(dst, n, "destination", call))
             return cudaErrorInvalidValue;
+        if (g_cap && s == g_cap_stream && !kernel_may_touch(src))
+            return capture_refuse(call, "the host source is pageable memory");
         if (kernel_may_touch(src)) { /* pinned: read when the copy runs */
             enqueue(s, "cudaMemcpyAsync(HostToDevice)", [=]() { memcpy(dst, src, n); });
         } else { /* pageable: staged now, as the runtime does */
@@ -568,6 +614,8 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind
     case cudaMemcpyDeviceToHost:
         if (!dev_range(src, n, "source", call) || !host_range(dst, n, "destination", call))
             return cudaErrorInvalidValue;
+        if (g_cap && s == g_cap_stream && !kernel_may_touch(dst))
+            return capture_refuse(call, "the host destination is pageable memory");
         enqueue(s, "cudaMemcpyAsync(DeviceToHost)", [=]() { memcpy(dst, src, n); });
         return cudaSuccess;
     case cudaMemcpyDeviceToDevice:
@@ -581,5 +629,79 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind
 cudaError_t cudaMemsetAsync(void *dst, int value, size_t n, cudaStream_t s) {
     if (!dev_range(dst, n, "destination", "cudaMemsetAsync")) return cudaErrorInvalidValue;
     enqueue(s, "cudaMemsetAsync", [=]() { memset(dst, value, n); });
+    return cudaSuccess;
+}
+
+/* ------------------------------------------------------------------ graphs */
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode) {
+    if (!s || (mode != cudaStreamCaptureModeGlobal && mode != cudaStreamCaptureModeThreadLocal &&
+               mode != cudaStreamCaptureModeRelaxed))
+        return cudaErrorInvalidValue; /* the legacy stream cannot be captured */
+    if (g_cap) return cudaErrorIllegalState; /* one capture at a time here */
+    g_cap = new simcuda_graph;
+    g_cap_stream = s;
+    g_cap_bad = false;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g) {
+    if (!g_cap || s != g_cap_stream) return cudaErrorIllegalState;
+    simcuda_graph *cap = g_cap;
+    const bool bad = g_cap_bad;
+    g_cap = NULL;
+    g_cap_stream = NULL;
+    g_cap_bad = false;
+    if (bad) {
+        delete cap;
+        *g = NULL;
+        return cudaErrorStreamCaptureInvalidated;
+    }
+    *g = cap;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus *status) {
+    *status = g_cap && s == g_cap_stream
+                  ? (g_cap_bad ? cudaStreamCaptureStatusInvalidated : cudaStreamCaptureStatusActive)
+                  : cudaStreamCaptureStatusNone;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphGetNodes(cudaGraph_t g, cudaGraphNode_t *nodes, size_t *n) {
+    if (!g || !n) return cudaErrorInvalidValue;
+    if (nodes) return cudaErrorInvalidValue; /* only the count is emulated */
+    *n = g->ops.size();
+    return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *e, cudaGraph_t g, unsigned long long flags) {
+    if (!e || !g || flags) return cudaErrorInvalidValue;
+    *e = new simcuda_graph_exec{g->ops};
+    return cudaSuccess;
+}
+/* The node sequence (what each op is) must be unchanged; the arguments may differ. */
+cudaError_t cudaGraphExecUpdate(cudaGraphExec_t e, cudaGraph_t g,
+                                cudaGraphExecUpdateResultInfo *info) {
+    if (!e || !g) return cudaErrorInvalidValue;
+    bool same = e->ops.size() == g->ops.size();
+    for (size_t i = 0; same && i < g->ops.size(); i++)
+        same = strcmp(e->ops[i].what, g->ops[i].what) == 0;
+    if (info) {
+        info->result = same ? cudaGraphExecUpdateSuccess : cudaGraphExecUpdateErrorTopologyChanged;
+        info->errorNode = info->errorFromNode = NULL;
+    }
+    if (!same) return cudaErrorGraphExecUpdateFailure;
+    e->ops = g->ops;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s) {
+    if (!e) return cudaErrorInvalidValue;
+    if (g_cap) return capture_refuse("cudaGraphLaunch", "nested graphs are not emulated");
+    for (const Op &op : e->ops) enqueue(s, op.what, op.fn);
+    return cudaSuccess;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t g) {
+    delete g;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) {
+    delete e; /* a replay still queued runs copies of the closures */
     return cudaSuccess;
 }

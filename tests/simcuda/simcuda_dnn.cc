@@ -476,6 +476,13 @@ cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) {
     h->stream = s;
     return CUBLAS_STATUS_SUCCESS;
 }
+cublasStatus_t cublasSetWorkspace(cublasHandle_t h, void *ws, size_t bytes) {
+    if (!h || (bytes && !dev(ws))) {
+        fprintf(stderr, "simcuda: cublasSetWorkspace: the workspace is not device memory\n");
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}
 cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m) {
     h->math = m;
     return CUBLAS_STATUS_SUCCESS;

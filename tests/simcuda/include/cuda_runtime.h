@@ -16,7 +16,15 @@
  *     GPU), and a kernel argument that is a host pointer is rejected at launch;
  *   - cudaMalloc memory starts as 0xFF bytes (float NaN, int -1), not zero;
  *   - launch configurations are validated as on sm_90 (block <= 1024 threads, grid.y/z <=
- *     65535, dynamic shared memory <= 48 KiB).
+ *     65535, dynamic shared memory <= 48 KiB);
+ *   - stream capture (cudaStreamBeginCapture .. cudaStreamEndCapture) records the queued
+ *     closures, with their arguments as captured, instead of running them; a graph launch
+ *     queues copies of them. The calls a real capture refuses (a stream sync, cudaMalloc /
+ *     cudaFree / cudaMallocHost / cudaFreeHost, a copy from or to pageable host memory, work on
+ *     the legacy stream) return cudaErrorStreamCaptureUnsupported, name themselves on stderr
+ *     and invalidate the capture, so cudaStreamEndCapture returns
+ *     cudaErrorStreamCaptureInvalidated, as on a GPU. A replay reads device memory when it
+ *     runs, and host values as they were at capture: exactly what a real graph does.
  * What it cannot tell: data races between threads (fibers run one at a time, in order),
  * the device's math library (the host's libm is used), timing, and cuDNN/cuBLAS themselves
  * (their simcuda versions are plain reference loops / the host BLAS; see cudnn.h). */
@@ -57,6 +65,11 @@ typedef enum cudaError {
     cudaErrorInvalidConfiguration = 9,
     cudaErrorInvalidMemcpyDirection = 21,
     cudaErrorInvalidDevice = 101,
+    cudaErrorIllegalState = 401,
+    cudaErrorStreamCaptureUnsupported = 900,
+    cudaErrorStreamCaptureInvalidated = 901,
+    cudaErrorStreamCaptureImplicit = 906,
+    cudaErrorGraphExecUpdateFailure = 910,
 } cudaError_t;
 
 typedef struct simcuda_stream *cudaStream_t;
@@ -67,7 +80,34 @@ enum cudaMemcpyKind {
     cudaMemcpyDeviceToHost = 2,
     cudaMemcpyDeviceToDevice = 3,
 };
-enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
+enum cudaDeviceAttr {
+    cudaDevAttrMultiProcessorCount = 16,
+    cudaDevAttrComputeCapabilityMajor = 75,
+};
+
+/* graphs: stream capture, instantiate, update, launch */
+typedef struct simcuda_graph *cudaGraph_t;
+typedef struct simcuda_graph_exec *cudaGraphExec_t;
+typedef struct simcuda_graph_node *cudaGraphNode_t;
+enum cudaStreamCaptureMode {
+    cudaStreamCaptureModeGlobal = 0,
+    cudaStreamCaptureModeThreadLocal = 1,
+    cudaStreamCaptureModeRelaxed = 2,
+};
+enum cudaStreamCaptureStatus {
+    cudaStreamCaptureStatusNone = 0,
+    cudaStreamCaptureStatusActive = 1,
+    cudaStreamCaptureStatusInvalidated = 2,
+};
+enum cudaGraphExecUpdateResult {
+    cudaGraphExecUpdateSuccess = 0,
+    cudaGraphExecUpdateError = 1,
+    cudaGraphExecUpdateErrorTopologyChanged = 2,
+};
+struct cudaGraphExecUpdateResultInfo {
+    cudaGraphExecUpdateResult result;
+    cudaGraphNode_t errorNode, errorFromNode;
+};
 
 const char *cudaGetErrorName(cudaError_t e);
 cudaError_t cudaGetLastError(void);
@@ -86,6 +126,16 @@ cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b);
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind kind,
                             cudaStream_t s = 0);
 cudaError_t cudaMemsetAsync(void *dst, int value, size_t n, cudaStream_t s = 0);
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g);
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus *status);
+cudaError_t cudaGraphGetNodes(cudaGraph_t g, cudaGraphNode_t *nodes, size_t *n);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *e, cudaGraph_t g, unsigned long long flags = 0);
+cudaError_t cudaGraphExecUpdate(cudaGraphExec_t e, cudaGraph_t g,
+                                cudaGraphExecUpdateResultInfo *info);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s);
+cudaError_t cudaGraphDestroy(cudaGraph_t g);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e);
 
 /* device intrinsics with host meaning (no contraction: the build uses -ffp-contract=off) */
 /* Atomics: a block's fibers run one at a time and switch only at barriers and shuffles, and
