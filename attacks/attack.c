@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "core/cuda_api.h"
+#include "core/log.h"
 #include "losses/loss.h"
 
 al_attack_spec al_attack_spec_make(al_attack_type type, al_norm norm, float eps, float alpha,
@@ -51,6 +52,10 @@ void al_attack_ws_fini(al_ctx *ctx, al_attack_ws *ws) {
     al_free(ws->h_best);
     al_free(ws->h_flag);
     al_free(ws->h_done);
+    al_free(ws->tracked);
+#ifdef AL_HAVE_CUDA
+    for (int i = 0; i < AL_ATTACK_GRAPHS; i++) al_cuda_graph_free(ws->graph[i]);
+#endif
     memset(ws, 0, sizeof *ws);
 }
 
@@ -82,9 +87,33 @@ al_status al_attack_ws_init(al_ctx *ctx, al_attack_ws *ws, const al_model *m, in
     ws->h_flag = al_malloc(b, "attack host flags");
     ws->h_done = al_malloc(b, "attack host done flags");
     if (!ws->h_loss || !ws->h_best || !ws->h_flag || !ws->h_done) st = AL_ERR_OOM;
+    if (st == AL_OK && ctx->device == AL_DEV_CUDA) {
+        ws->tracked_nodes = m->n_nodes;
+        ws->tracked = al_malloc(2 * (size_t)m->n_nodes * AL_MAX_BN_BRANCHES * sizeof(int64_t),
+                                "attack BN counters");
+        if (!ws->tracked) st = AL_ERR_OOM;
+    }
 done:
     if (st != AL_OK) al_attack_ws_fini(ctx, ws);
     return st;
+}
+
+al_cuda_graph_info al_attack_ws_graph_info(const al_attack_ws *ws) {
+    al_cuda_graph_info t;
+    memset(&t, 0, sizeof t);
+#ifdef AL_HAVE_CUDA
+    for (int i = 0; i < AL_ATTACK_GRAPHS; i++) {
+        const al_cuda_graph_info g = al_cuda_graph_get_info(ws->graph[i]);
+        t.nodes = AL_MAX(t.nodes, g.nodes);
+        t.captures += g.captures;
+        t.instantiations += g.instantiations;
+        t.updates += g.updates;
+        t.launches += g.launches;
+    }
+#else
+    (void)ws;
+#endif
+    return t;
 }
 
 /* ---------------------------------------------------------------- pieces */
@@ -229,6 +258,84 @@ static al_status copy_row(al_ctx *ctx, float *dst, const float *src, int i, size
     return al_copy_dev(ctx, dst + (size_t)i * d, src + (size_t)i * d, d * sizeof(float));
 }
 
+/* ---------------------------------------------------------------- one iteration */
+
+/* One iteration from ws->x_cur: forward, objective gradient, backward to the input only,
+ * (early stop) zero the input gradient of the points already successful, al_pgd_step. On CUDA
+ * it waits on nothing unless check_labels (the first iteration's host read), which is what
+ * lets capture_iter record it into a CUDA graph. */
+static al_status pgd_iter(al_ctx *ctx, al_model *m, const al_attack_spec *spec, al_attack_ws *ws,
+                          const float *x, const int32_t *y, int n, const al_fwd_opts *fwd,
+                          float alpha, int check_labels) {
+    const int k = m->num_classes, slot = fwd->slot;
+    const size_t d = ws->d;
+    int n_succ = 0;
+    AL_TRY(al_model_forward(ctx, m, ws->x_cur, n, fwd));
+    const float *logits = al_model_logits(m, slot);
+    AL_TRY(objective(ctx, spec, ws, n, k, logits, y, ws->dlogits, check_labels));
+    if (spec->early_stop && ctx->device == AL_DEV_CUDA)
+        /* the flags stay on the device for the zeroing kernel below: no host read */
+        AL_TRY(al_count_correct(ctx, n, k, logits, spec->targeted ? spec->targets : y, NULL,
+                                ws->flag));
+    else if (spec->early_stop)
+        AL_TRY(success_flags(ctx, spec, ws, n, k, logits, y, &n_succ));
+    AL_TRY(al_model_backward(ctx, m, slot, ws->dlogits, NULL, AL_BWD_INPUT, ws->grad));
+#ifdef AL_HAVE_CUDA
+    /* CUDA: one launch on the device flags (success = correct for targeted attacks, not
+     * correct for untargeted ones, as success_flags) instead of a memset per row */
+    if (spec->early_stop && ctx->device == AL_DEV_CUDA)
+        AL_TRY(al_attack_zero_rows_cuda(ctx, n, d, ws->grad, ws->flag, spec->targeted));
+    else
+#endif
+    if (spec->early_stop)
+        /* zero the INPUT gradient (exact in any BN mode): those points do not move */
+        for (int i = 0; i < n; i++)
+            if (ws->h_flag[i]) AL_TRY(al_memset_dev(ctx, ws->grad + (size_t)i * d, 0, d * sizeof(float)));
+    return al_pgd_step(ctx, spec->norm, n, d, ws->x_cur, x, ws->grad, alpha, spec->eps);
+}
+
+#ifdef AL_HAVE_CUDA
+/* What fixes an iteration's node sequence (kernels, library calls): the graph to update. */
+static uint64_t graph_key(const al_model *m, const al_attack_spec *s, const al_fwd_opts *o,
+                          int n) {
+    const uint64_t parts[] = {(uint64_t)(uintptr_t)m, (uint64_t)n, (uint64_t)s->norm,
+                              (uint64_t)s->loss, (uint64_t)s->early_stop, (uint64_t)s->targeted,
+                              (uint64_t)o->slot, (uint64_t)o->train, (uint64_t)o->update_bn,
+                              (uint64_t)o->bn_branch, (uint64_t)(o->labels != NULL)};
+    uint64_t h = 1469598103934665603ull; /* FNV-1a over the parts */
+    for (size_t i = 0; i < AL_ARRAY_LEN(parts); i++)
+        for (int b = 0; b < 8; b++) h = (h ^ ((parts[i] >> (8 * b)) & 0xff)) * 1099511628211ull;
+    return h;
+}
+
+/* Record one iteration into graph *g. Nothing runs, yet the host code did: the BN counters it
+ * advanced are put back, and what it added is kept for replay_iter. */
+static al_status capture_iter(al_ctx *ctx, al_model *m, const al_attack_spec *spec,
+                              al_attack_ws *ws, const float *x, const int32_t *y, int n,
+                              const al_fwd_opts *fwd, float alpha, al_cuda_graph **g) {
+    const size_t nt = (size_t)m->n_nodes * AL_MAX_BN_BRANCHES;
+    int64_t *before = ws->tracked, *delta = ws->tracked + nt;
+    al_model_get_tracked(m, before);
+    AL_TRY(al_cuda_graph_begin(ctx));
+    const al_status body = pgd_iter(ctx, m, spec, ws, x, y, n, fwd, alpha, 0);
+    const al_status st = al_cuda_graph_end(ctx, g, body);
+    al_model_get_tracked(m, delta);
+    for (size_t i = 0; i < nt; i++) delta[i] -= before[i];
+    al_model_set_tracked(m, before);
+    return st;
+}
+/* One replay of the captured iteration, with its host effect on the BN counters. */
+static al_status replay_iter(al_ctx *ctx, al_model *m, al_attack_ws *ws, al_cuda_graph *g) {
+    const size_t nt = (size_t)m->n_nodes * AL_MAX_BN_BRANCHES;
+    int64_t *cur = ws->tracked, *delta = ws->tracked + nt;
+    AL_TRY(al_cuda_graph_launch(ctx, g));
+    al_model_get_tracked(m, cur);
+    for (size_t i = 0; i < nt; i++) cur[i] += delta[i];
+    al_model_set_tracked(m, cur);
+    return AL_OK;
+}
+#endif
+
 /* ---------------------------------------------------------------- driver */
 
 al_status al_attack_run(al_ctx *ctx, al_model *m, const al_attack_spec *spec, al_attack_ws *ws,
@@ -268,35 +375,57 @@ al_status al_attack_run(al_ctx *ctx, al_model *m, const al_attack_spec *spec, al
     }
     memset(ws->h_done, 0, (size_t)n);
     for (int i = 0; i < n; i++) ws->h_best[i] = -INFINITY;
+    /* CUDA graphs: every iteration of every restart queues the same launches with the same
+     * arguments (nothing in it depends on r or t but the first one's label check), so the
+     * first runs eagerly (checking the labels and settling every lazily made cuDNN plan), the
+     * second is captured and every later one replays the capture. 0 eager, 1 capture next,
+     * 2 captured. Below three iterations a capture does not pay for itself. */
+#ifdef AL_HAVE_CUDA
+    int graph = 0;
+    al_cuda_graph **gslot = NULL; /* this iteration shape's graph (graph_key) */
+    if (al_cuda_graphs_usable(ctx) && !ws->graph_off && ws->tracked &&
+        m->n_nodes <= ws->tracked_nodes && spec->restarts * steps >= 3) {
+        const uint64_t key = graph_key(m, spec, &fwd, n);
+        for (int i = 0; i < AL_ATTACK_GRAPHS && !gslot; i++)
+            if (ws->graph[i] && ws->graph_key[i] == key) gslot = &ws->graph[i];
+        if (!gslot) { /* a new shape: the next slot (its old graph is replaced) */
+            const int i = ws->graph_next;
+            ws->graph_next = (i + 1) % AL_ATTACK_GRAPHS;
+            al_cuda_graph_free(ws->graph[i]);
+            ws->graph[i] = NULL;
+            ws->graph_key[i] = key;
+            gslot = &ws->graph[i];
+        }
+        graph = 1;
+    }
+#endif
 
     for (int r = 0; r < spec->restarts; r++) {
         AL_CHECK(start_point(ctx, spec, ws, x, n, r, seed, stream));
         for (int t = 0; t < steps; t++) {
-            AL_CHECK(al_model_forward(ctx, m, ws->x_cur, n, &fwd));
-            const float *logits = al_model_logits(m, slot);
-            AL_CHECK(objective(ctx, spec, ws, n, k, logits, y, ws->dlogits,
-                               r == 0 && t == 0 && !deferred));
-            if (spec->early_stop && ctx->device == AL_DEV_CUDA)
-                /* the flags stay on the device for the zeroing kernel below: no host read */
-                AL_CHECK(al_count_correct(ctx, n, k, logits, spec->targeted ? spec->targets : y,
-                                          NULL, ws->flag));
-            else if (spec->early_stop)
-                AL_CHECK(success_flags(ctx, spec, ws, n, k, logits, y, &n_succ));
-            AL_CHECK(al_model_backward(ctx, m, slot, ws->dlogits, NULL, AL_BWD_INPUT, ws->grad));
+            al_nvtx_push("attack step");
 #ifdef AL_HAVE_CUDA
-            /* CUDA: one launch on the device flags (success = correct for targeted attacks,
-             * not correct for untargeted ones, as success_flags) instead of a memset per row */
-            if (spec->early_stop && ctx->device == AL_DEV_CUDA)
-                AL_CHECK(al_attack_zero_rows_cuda(ctx, n, d, ws->grad, ws->flag, spec->targeted));
-            else
+            if (graph == 2) { /* captured: replay */
+                st = replay_iter(ctx, m, ws, *gslot);
+            } else if (graph == 1 && (r > 0 || t > 0)) {
+                /* after the first (eager) iteration: capture this one, then replay it */
+                st = capture_iter(ctx, m, spec, ws, x, y, n, &fwd, alpha, gslot);
+                if (st == AL_OK) {
+                    graph = 2;
+                    st = replay_iter(ctx, m, ws, *gslot);
+                } else { /* refused by the capture: say so once, run eagerly from here on */
+                    al_log_warn("attack: CUDA graph capture of the %s iteration failed (%s); "
+                                "running it without a graph",
+                                spec->type == AL_ATTACK_FGSM ? "FGSM" : "PGD", al_errmsg());
+                    ws->graph_off = 1;
+                    graph = 0;
+                    st = pgd_iter(ctx, m, spec, ws, x, y, n, &fwd, alpha, 0);
+                }
+            } else
 #endif
-            if (spec->early_stop)
-                /* zero the INPUT gradient (exact in any BN mode): those points do not move */
-                for (int i = 0; i < n; i++)
-                    if (ws->h_flag[i])
-                        AL_CHECK(
-                            al_memset_dev(ctx, ws->grad + (size_t)i * d, 0, d * sizeof(float)));
-            AL_CHECK(al_pgd_step(ctx, spec->norm, n, d, ws->x_cur, x, ws->grad, alpha, spec->eps));
+                st = pgd_iter(ctx, m, spec, ws, x, y, n, &fwd, alpha, r == 0 && t == 0 && !deferred);
+            al_nvtx_pop();
+            if (st != AL_OK) goto done;
         }
         if (steps == 0) {
             /* a zero-gradient step is exactly the projection onto the ball and [0,1] */

@@ -21,6 +21,7 @@
 #define AL_ATTACK_H
 
 #include "attacks/pgd_step.h"
+#include "core/cuda_api.h"
 #include "core/model.h"
 #include "core/rng.h"
 
@@ -96,10 +97,27 @@ typedef struct al_attack_ws {
     double *h_best;    /* (B) host: best objective so far */
     uint8_t *h_flag;   /* (B) host */
     uint8_t *h_done;   /* (B) host: a successful restart was kept */
+    /* CUDA: the captured iteration (core/cuda_api.h), recaptured by every al_attack_run call
+     * and updated in place. One graph per iteration shape (graph_key: model, batch, norm,
+     * objective, early stop, targeted, forward options), so a method that alternates attacks
+     * (MultiBN's Linf and L2) updates each instead of instantiating at every call; the
+     * least recently made is replaced. graph_off = 1 after a refused capture (eager from
+     * then on). */
+#define AL_ATTACK_GRAPHS 4
+    struct al_cuda_graph *graph[AL_ATTACK_GRAPHS];
+    uint64_t graph_key[AL_ATTACK_GRAPHS];
+    int graph_next;
+    int graph_off;
+    /* (2, tracked_nodes * AL_MAX_BN_BRANCHES) host: BN counters before a capture, and what one
+     * iteration adds to them (al_model_get_tracked) */
+    int64_t *tracked;
+    int tracked_nodes;
 } al_attack_ws;
 
 al_status al_attack_ws_init(al_ctx *ctx, al_attack_ws *ws, const al_model *m, int max_batch);
 void al_attack_ws_fini(al_ctx *ctx, al_attack_ws *ws); /* accepts zeroed / half-built ws */
+/* Totals over the workspace's CUDA graphs (nodes: the largest); zeros without CUDA. */
+al_cuda_graph_info al_attack_ws_graph_info(const al_attack_ws *ws);
 
 /* Run the attack on n <= min(ws->max_batch, m->max_batch) points.
  *   x (N,C,H,W) clean inputs, labels y (N) (true classes; success for untargeted attacks means

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/cuda_api.h"
 #include "core/log.h"
 #include "losses/loss.h"
 
@@ -469,6 +470,7 @@ al_status al_autoattack_run(al_ctx *ctx, al_model *m, const al_aa_spec *s, const
     aa_bufs b;
     AL_TRY(bufs_init(ctx, m, s, bsz, n, &b));
     al_status st = AL_OK;
+    al_nvtx_push("evaluation (AutoAttack)");
 
     al_aa_state state;
     memset(&state, 0, sizeof state);
@@ -697,5 +699,6 @@ al_status al_autoattack_run(al_ctx *ctx, al_model *m, const al_aa_spec *s, const
     if (robust) memcpy(robust, b.robust, (size_t)n);
 done:
     bufs_fini(ctx, &b);
+    al_nvtx_pop();
     return st;
 }

@@ -150,6 +150,8 @@ typedef enum al_ms_backward { AL_CFG_E_MS_BACKWARD(AL_CFG_ENUM_CONST_) } al_ms_b
       "deterministic algorithms only (cuDNN); CPU is always deterministic")                        \
     X(S, precision, ENUM, PRECISION, "fp32", 0, 0,                                                 \
       "fp32; tf32 (GPU: TF32 tensor cores, fp32 storage); bf16 activations, fp32 weights (CPU: a slow reference)") \
+    X(S, cuda_graphs, BOOL, NONE, "1", 0, 0,                                                       \
+      "cuda: replay the FGSM/PGD iteration as a CUDA graph (fewer launches, same results)")      \
     X(S, log_every, INT, NONE, "50", 1, 1000000000, "optimiser steps between step records")        \
     X(S, checkpoint_every, INT, NONE, "10", 0, 1000000,                                            \
       "epochs between checkpoints; 0 = only the final one")                                        \

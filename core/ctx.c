@@ -18,6 +18,7 @@ al_status al_ctx_init(al_ctx *ctx, al_device device, int device_id, int n_thread
     ctx->device_id = device_id;
     ctx->seed = seed;
     ctx->world = 1;
+    ctx->cuda_graphs = 1;
     ctx->n_threads = n_threads > 0 ? n_threads : omp_get_max_threads();
     omp_set_num_threads(ctx->n_threads);
     al_blas_select_kernels();

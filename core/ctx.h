@@ -21,6 +21,8 @@ typedef struct al_ctx {
     int n_threads;        /* CPU OpenMP threads (0 = OpenMP default) */
     int deterministic;    /* 1: deterministic algorithms only (CPU is always deterministic) */
     al_precision precision;
+    int cuda_graphs;      /* 1 (al_ctx_init's default): CUDA replays the PGD/FGSM iteration as a
+                           * CUDA graph (attacks/attack.c); results are the same either way */
     uint64_t seed;        /* Philox key of this run */
     int rank, world;      /* data-parallel rank / world size */
     /* Scratch workspace (host or device memory per `device`), bump-allocated by ops and

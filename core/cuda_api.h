@@ -9,6 +9,11 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* What a CUDA graph (below) did; also in builds without CUDA, where it stays zero. */
+typedef struct al_cuda_graph_info {
+    size_t nodes;       /* of the last capture */
+    uint64_t captures, instantiations, updates, launches;
+} al_cuda_graph_info;
 #ifdef AL_HAVE_CUDA
 int al_cuda_device_count(void);
 al_status al_cuda_ctx_init(al_ctx *ctx);
@@ -141,6 +146,23 @@ al_status al_fab_step_cuda(al_ctx *ctx, al_norm norm, int na, int d, float alpha
 al_status al_fab_accept_cuda(al_ctx *ctx, al_norm norm, int na, int d, int k, float beta,
                              const int *act, const int *ya, const float *z, const float *x0,
                              float *x1, float *best, double *res);
+
+/* CUDA graphs (cuda/cuda_ctx.cu). A host function whose launches and arguments are the same
+ * every time it runs (an attack iteration) is captured once:
+ *     al_cuda_graph_begin(ctx); st = body(); st = al_cuda_graph_end(ctx, &g, st);
+ * then al_cuda_graph_launch(ctx, g) replays it: device memory is read when the replay runs,
+ * host values (kernel arguments, sizes, alpha/beta) are those of the capture. The body must
+ * not wait, allocate or read back (the capture refuses it: al_cuda_graph_end then returns the
+ * error, the stream is out of capture mode, and the caller runs the body eagerly). A later
+ * capture into the same *g updates the executable graph in place when only arguments changed,
+ * and instantiates it again otherwise. */
+typedef struct al_cuda_graph al_cuda_graph;
+int al_cuda_graphs_usable(const al_ctx *ctx); /* ctx->cuda_graphs, and no ADVLAB_SYNC_CHECK */
+al_status al_cuda_graph_begin(al_ctx *ctx);
+al_status al_cuda_graph_end(al_ctx *ctx, al_cuda_graph **g, al_status body);
+al_status al_cuda_graph_launch(al_ctx *ctx, al_cuda_graph *g);
+void al_cuda_graph_free(al_cuda_graph *g);
+al_cuda_graph_info al_cuda_graph_get_info(const al_cuda_graph *g);
 
 /* NVTX ranges for Nsight Systems (nested, per host thread). No-ops without CUDA. */
 void al_nvtx_push(const char *name);

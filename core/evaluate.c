@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/checkpoint.h"
+#include "core/cuda_api.h"
 #include "datasets/sampler.h"
 #include "losses/loss.h"
 
@@ -69,6 +70,7 @@ al_status al_evaluate(al_ctx *ctx, al_model *m, const uint8_t *images, const int
                       const char *label, float *x_adv, uint8_t *clean, uint8_t *robust,
                       al_eval_counts *out) {
     memset(out, 0, sizeof *out);
+    al_nvtx_push("evaluation");
     if (batch > m->max_batch) batch = m->max_batch;
     const int c = m->in_c, h = m->in_h, w = m->in_w, k = m->num_classes;
     const size_t d = (size_t)c * h * w;
@@ -134,6 +136,7 @@ done:
     al_dev_free(ctx, d_flag);
     al_free(h_x);
     al_free(h_flag);
+    al_nvtx_pop();
     return st;
 }
 

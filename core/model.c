@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cuda_api.h"
 #include "core/ops/bf16.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/linear.h"
@@ -628,6 +629,17 @@ static float *act(al_model *m, al_slot *s, int b) {
 static float *gact(al_model *m, int b) { return (float *)((char *)m->gbuf + m->bufs[b].boff); }
 
 float *al_model_logits(al_model *m, int slot) { return act(m, &m->slots[slot], m->out_buf); }
+
+void al_model_get_tracked(const al_model *m, int64_t *t) {
+    for (int i = 0; i < m->n_nodes; i++)
+        memcpy(t + (size_t)i * AL_MAX_BN_BRANCHES, m->nodes[i].bn_tracked,
+               sizeof m->nodes[i].bn_tracked);
+}
+void al_model_set_tracked(al_model *m, const int64_t *t) {
+    for (int i = 0; i < m->n_nodes; i++)
+        memcpy(m->nodes[i].bn_tracked, t + (size_t)i * AL_MAX_BN_BRANCHES,
+               sizeof m->nodes[i].bn_tracked);
+}
 float *al_model_buffer(al_model *m, int slot, int buf) {
     AL_ASSERT(!m->bufs[buf].bf16, "model %s: buffer %d is stored in bf16", m->arch, buf);
     return act(m, &m->slots[slot], buf);
@@ -886,7 +898,8 @@ static al_status backward_bf16(al_ctx *ctx, al_model *m, const al_node *nd, cons
 }
 #endif
 
-al_status al_model_forward(al_ctx *ctx, al_model *m, const float *x, int n, const al_fwd_opts *o) {
+static al_status model_forward(al_ctx *ctx, al_model *m, const float *x, int n,
+                               const al_fwd_opts *o) {
     AL_ASSERT(m->setup_done, "forward before setup");
     AL_ASSERT(o->slot >= 0 && o->slot < m->n_slots, "slot %d of %d", o->slot, m->n_slots);
     if (n < 1 || n > m->max_batch)
@@ -937,14 +950,23 @@ al_status al_model_forward(al_ctx *ctx, al_model *m, const float *x, int n, cons
     return AL_OK;
 }
 
+/* model_forward inside the NVTX range "forward" (Nsight Systems) */
+al_status al_model_forward(al_ctx *ctx, al_model *m, const float *x, int n, const al_fwd_opts *o) {
+    al_nvtx_push("forward");
+    const al_status st = model_forward(ctx, m, x, n, o);
+    al_nvtx_pop();
+    return st;
+}
+
 al_status al_model_backward(al_ctx *ctx, al_model *m, int slot, const float *dlogits,
                             const float *dfeat, int flags, float *dx) {
     al_bwd_seed seeds[2] = {{m->out_buf, dlogits}, {m->feat_buf, dfeat}};
     return al_model_backward_seeds(ctx, m, slot, seeds, dfeat ? 2 : 1, flags, dx);
 }
 
-al_status al_model_backward_seeds(al_ctx *ctx, al_model *m, int slot, const al_bwd_seed *seeds,
-                                  int n_seeds, int flags, float *dx) {
+static al_status model_backward_seeds(al_ctx *ctx, al_model *m, int slot,
+                                      const al_bwd_seed *seeds, int n_seeds, int flags,
+                                      float *dx) {
     AL_ASSERT(m->setup_done, "backward before setup");
     AL_ASSERT(slot >= 0 && slot < m->n_slots, "slot %d", slot);
     AL_ASSERT(n_seeds >= 1 && n_seeds <= 8, "%d gradient seeds", n_seeds);
@@ -1057,5 +1079,14 @@ al_status al_model_backward_seeds(al_ctx *ctx, al_model *m, int slot, const al_b
     }
 done:
     if (need != need_stack) free(need);
+    return st;
+}
+
+/* model_backward_seeds inside the NVTX range "backward" */
+al_status al_model_backward_seeds(al_ctx *ctx, al_model *m, int slot, const al_bwd_seed *seeds,
+                                  int n_seeds, int flags, float *dx) {
+    al_nvtx_push("backward");
+    const al_status st = model_backward_seeds(ctx, m, slot, seeds, n_seeds, flags, dx);
+    al_nvtx_pop();
     return st;
 }

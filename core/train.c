@@ -252,6 +252,7 @@ static al_status setup(trainer *t, const char *resume, int64_t *step) {
     AL_TRY(al_ctx_init(&t->ctx, cfg->run.device, 0, cfg->run.threads, (uint64_t)cfg->run.seed));
     t->ctx.deterministic = cfg->run.deterministic;
     t->ctx.precision = cfg->run.precision;
+    t->ctx.cuda_graphs = cfg->run.cuda_graphs;
     if (!cfg->data.dataset[0])
         return AL_FAIL(AL_ERR_CONFIG, "config: data.dataset is required (path to a dataset .h5)");
     int c2, h2, w2, k2;
@@ -615,6 +616,20 @@ al_status al_train(const al_config *cfg, const char *resume, al_train_result *re
         if (last || (cfg->run.checkpoint_every > 0 && (epoch + 1) % cfg->run.checkpoint_every == 0))
             AL_CHECK(save_checkpoint(t, epoch + 1, step));
     }
+#ifdef AL_HAVE_CUDA
+    if (t->ctx.device == AL_DEV_CUDA) { /* what the training attacks' CUDA graph did */
+        const al_cuda_graph_info gi = al_attack_ws_graph_info(&t->ws);
+        if (!t->ctx.cuda_graphs || t->ws.graph_off)
+            al_log_info("CUDA graphs: off (%s)", t->ws.graph_off ? "the capture was refused"
+                                                                  : "run.cuda_graphs = 0");
+        else
+            al_log_info("CUDA graphs: %llu training-attack iterations replayed (largest graph %zu nodes; %llu "
+                        "captures, %llu instantiations, %llu in-place updates)",
+                        (unsigned long long)gi.launches, gi.nodes,
+                        (unsigned long long)gi.captures, (unsigned long long)gi.instantiations,
+                        (unsigned long long)gi.updates);
+    }
+#endif
 done:
     teardown(t);
     return st;

@@ -58,6 +58,8 @@ struct al_cuda_state {
     uint64_t n_alloc_bytes;
     void *aux;                 /* device, AL_CUDA_AUX_BYTES */
     void *h_aux;               /* pinned host, AL_CUDA_AUX_BYTES: D2H of scalar results */
+    void *cublas_ws;           /* device: cuBLAS workspace (no allocation inside a capture) */
+    size_t cublas_ws_bytes;
     int n_plans, next_evict;
     al_conv_plan plans[AL_CONV_PLANS];
 };

@@ -3,7 +3,8 @@
  * copy and library call of a ctx is stream-ordered and the hot path never syncs (except the
  * explicit dev->host copy and al_cuda_sync). Device allocations are counted per ctx so tests
  * can assert that nothing allocates after step 1 (style rule 15).
- * Also here: the one-line error recorder, the shared temporaries helper and NVTX ranges. */
+ * Also here: the one-line error recorder, the shared temporaries helper, CUDA graphs (capture,
+ * instantiate or update, launch) and NVTX ranges. */
 #include <nvtx3/nvToolsExt.h>
 
 #include <stdio.h>
@@ -96,6 +97,16 @@ extern "C" al_status al_cuda_ctx_init(al_ctx *ctx) {
     AL_CUDNN_CHECK(cudnnCreate(&s->cudnn));
     AL_CUDNN_CHECK(cudnnSetStream(s->cudnn, s->stream));
     AL_CHECK(al_cuda_set_gemm_math(ctx));
+    /* cuBLAS gets its own workspace, so that a GEMM inside a graph capture never allocates
+     * (cuBLAS's recommendation: 32 MiB on Hopper and newer, 4 MiB before). cublasSetStream
+     * would reset it: the stream is set once, above. */
+    {
+        int major = 0;
+        AL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, s->device));
+        s->cublas_ws_bytes = (size_t)(major >= 9 ? 32 : 4) << 20;
+        AL_CHECK(al_cuda_malloc(ctx, &s->cublas_ws, s->cublas_ws_bytes, "cuBLAS workspace"));
+        AL_CUBLAS_CHECK(cublasSetWorkspace(s->cublas, s->cublas_ws, s->cublas_ws_bytes));
+    }
     AL_CHECK(al_cuda_malloc(ctx, &s->aux, AL_CUDA_AUX_BYTES, "CUDA aux buffer"));
     AL_CUDA_CHECK(cudaMallocHost(&s->h_aux, AL_CUDA_AUX_BYTES));
     s->n_allocs++;
@@ -113,6 +124,7 @@ extern "C" void al_cuda_ctx_fini(al_ctx *ctx) {
     if (s->cudnn) (void)cudnnDestroy(s->cudnn);
     if (s->cublas) (void)cublasDestroy(s->cublas);
     if (s->aux) (void)cudaFree(s->aux);
+    if (s->cublas_ws) (void)cudaFree(s->cublas_ws);
     if (s->h_aux) (void)cudaFreeHost(s->h_aux);
     if (s->stream) (void)cudaStreamDestroy(s->stream);
     (void)cudaGetLastError();
@@ -217,6 +229,90 @@ al_status al_cuda_tmp(al_ctx *ctx, size_t n_bytes, void **p, size_t *mark) {
                    "CUDA op needs %zu bytes of device scratch, ctx has %zu free: reserve it at "
                    "setup with al_ctx_reserve_scratch",
                    n_bytes, al_scratch_avail(ctx));
+}
+
+/* ---------------------------------------------------------------- graphs */
+
+struct al_cuda_graph {
+    cudaGraphExec_t exec;
+    al_cuda_graph_info info;
+};
+
+extern "C" int al_cuda_graphs_usable(const al_ctx *ctx) {
+    /* ADVLAB_SYNC_CHECK syncs after every launch, which no capture allows */
+    return ctx && ctx->device == AL_DEV_CUDA && ctx->cuda && ctx->cuda_graphs &&
+           !((const al_cuda_state *)ctx->cuda)->sync_check;
+}
+
+extern "C" al_status al_cuda_graph_begin(al_ctx *ctx) {
+    /* thread-local: only this thread's unsafe calls (cudaMalloc, a sync) break the capture;
+     * another host thread of the process may allocate meanwhile */
+    AL_CUDA_TRY(cudaStreamBeginCapture(al_stream_of(ctx), cudaStreamCaptureModeThreadLocal));
+    return AL_OK;
+}
+
+extern "C" al_status al_cuda_graph_end(al_ctx *ctx, al_cuda_graph **gp, al_status body) {
+    cudaGraph_t graph = NULL;
+    const cudaError_t e = cudaStreamEndCapture(al_stream_of(ctx), &graph);
+    (void)cudaGetLastError(); /* a refused call left its error sticky: not a device fault */
+    if (body != AL_OK) { /* the body's own message (often the refused call) stays recorded */
+        if (graph) (void)cudaGraphDestroy(graph);
+        return body;
+    }
+    if (e != cudaSuccess)
+        return al_cuda_fail(AL_ERR_CUDA, __FILE__, __LINE__, __func__, "cudaStreamEndCapture()",
+                            cudaGetErrorName(e));
+    al_status st = AL_OK;
+    al_cuda_graph *g = *gp;
+    size_t nodes = 0;
+    if (!g) {
+        g = (al_cuda_graph *)calloc(1, sizeof *g);
+        if (!g) {
+            (void)cudaGraphDestroy(graph);
+            return AL_FAIL(AL_ERR_OOM, "out of host memory for a CUDA graph");
+        }
+        *gp = g;
+    }
+    AL_CUDA_CHECK(cudaGraphGetNodes(graph, NULL, &nodes));
+    g->info.captures++;
+    if (g->exec) {
+        /* same nodes, new arguments (pointers, sizes, scalars): update the executable graph in
+         * place, much cheaper than instantiating it again */
+        cudaGraphExecUpdateResultInfo ui;
+        if (cudaGraphExecUpdate(g->exec, graph, &ui) == cudaSuccess) {
+            g->info.updates++;
+            g->info.nodes = nodes;
+            goto done;
+        }
+        (void)cudaGetLastError();
+        (void)cudaGraphExecDestroy(g->exec);
+        g->exec = NULL;
+    }
+    AL_CUDA_CHECK(cudaGraphInstantiate(&g->exec, graph, 0));
+    g->info.instantiations++;
+    g->info.nodes = nodes;
+done:
+    (void)cudaGraphDestroy(graph);
+    return st;
+}
+
+extern "C" al_status al_cuda_graph_launch(al_ctx *ctx, al_cuda_graph *g) {
+    AL_ASSERT(g && g->exec, "al_cuda_graph_launch: no instantiated graph");
+    AL_CUDA_TRY(cudaGraphLaunch(g->exec, al_stream_of(ctx)));
+    g->info.launches++;
+    return AL_OK;
+}
+
+extern "C" void al_cuda_graph_free(al_cuda_graph *g) {
+    if (!g) return;
+    if (g->exec) (void)cudaGraphExecDestroy(g->exec);
+    free(g);
+}
+
+extern "C" al_cuda_graph_info al_cuda_graph_get_info(const al_cuda_graph *g) {
+    al_cuda_graph_info z;
+    memset(&z, 0, sizeof z);
+    return g ? g->info : z;
 }
 
 /* ---------------------------------------------------------------- NVTX */

@@ -13,3 +13,9 @@ if(AL_HAVE_CUDA)
               TIMEOUT 600)
   set_tests_properties(test_cuda2 PROPERTIES ENVIRONMENT "ADVLAB_SYNC_CHECK=1")
 endif()
+# CUDA graphs (tests/test_cuda_graph.c): capture / update / replay and the PGD loop replayed
+# from a graph, bitwise against the eager loop. Without ADVLAB_SYNC_CHECK, which turns graphs off.
+if(AL_HAVE_CUDA)
+  al_add_test(NAME test_cuda_graph SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_cuda_graph.c
+              LABELS cuda TIMEOUT 600)
+endif()

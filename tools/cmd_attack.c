@@ -500,6 +500,7 @@ static int run(int argc, char **argv, int is_eval) {
     AL_CHECK(al_ctx_init(&ctx, cfg.run.device, 0, cfg.run.threads, (uint64_t)cfg.run.seed));
     ctx.deterministic = cfg.run.deterministic;
     ctx.precision = cfg.run.precision;
+    ctx.cuda_graphs = cfg.run.cuda_graphs;
     AL_CHECK(al_checkpoint_create_model(ckpt, &m));
     AL_CHECK(al_dataset_open(&ds, cfg.data.dataset, cfg.data.test_split));
     ds_open = 1;

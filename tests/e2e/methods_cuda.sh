@@ -79,4 +79,72 @@ for a, b in zip(g, c):
     assert abs(a - b) <= 0.05 * abs(b) + 1e-3, "%s: CUDA loss %.6f vs CPU %.6f" % (name, a, b)
 PY
 done
+# CUDA graphs (attacks/attack.c): with 4 attack and 4 evaluation iterations the loop replays
+# its iteration from a graph (3 launches per attack). For methods whose attacks differ in kind
+# (CE on a BN net, TRADES KL, MART, NoFrost's weight-standardised convs in slot 1, MultiBN's
+# branches and alternating Linf/L2 attacks), the run with run.cuda_graphs = 1 equals the one
+# with 0 exactly: every step loss and evaluation record as printed and every checkpoint
+# dataset (weights, BN running statistics and num_batches_tracked, optimiser state) bit for
+# bit; the graph run replayed 3 iterations per attack and instantiated each graph once.
+graph_runs=(
+  "pgd_at|$Q|train.method=pgd_at model.arch=wrn-10-1"
+  "trades|$Q|train.method=trades model.arch=wrn-10-1"
+  "mart|$Q|train.method=mart"
+  "nofrost|$SRC/experiments/nofrost/fmnist_nf_resnet18_w8_nofrost.ini|"
+  "multibn|$Q|train.method=multibn model.arch=wrn-10-1 model.bn_branches=3 multibn.test_branch=-1"
+)
+for r in "${graph_runs[@]}"; do
+  IFS='|' read -r name cfg extra <<< "$r"
+  sets=()
+  for kv in $extra; do sets+=(--set "$kv"); done
+  for gr in 0 1; do
+    "$ADVLAB" train "$cfg" "${common[@]}" "${sets[@]}" --set run.device=cuda \
+      --set attack.steps=4 --set eval.steps=4 --set run.cuda_graphs=$gr \
+      --set run.name=${name}_graph$gr > ${name}_graph$gr.log 2>&1 ||
+      { cat ${name}_graph$gr.log; fail "$name: train with run.cuda_graphs=$gr failed"; }
+  done
+  # per training attack (1 per step; MultiBN's 2, of two shapes) 4 iterations - 1 eager = 3
+  # replays; each shape's graph is instantiated once, then updated in place
+  line=$(grep -o "CUDA graphs: [0-9]* training-attack iterations replayed.*" ${name}_graph1.log)
+  "$PY" - "$line" $name <<'PY' || { cat ${name}_graph1.log; fail "$name: CUDA graph replays"; }
+import re, sys
+m = re.search(r"(\d+) training-attack iterations replayed \(largest graph (\d+) nodes; (\d+) "
+              r"captures, (\d+) instantiations, (\d+) in-place updates\)", sys.argv[1])
+assert m, "no CUDA graph summary in the log: %r" % sys.argv[1]
+launches, nodes, cap, inst, upd = map(int, m.groups())
+assert cap >= 2 and launches == 3 * cap and nodes > 0, (launches, cap, nodes)
+assert inst == cap // 2 and upd == cap - inst, "%s: %d captures, %d instantiations, %d updates" % (
+    sys.argv[2], cap, inst, upd)
+PY
+  grep -q "CUDA graphs: off (run.cuda_graphs = 0)" ${name}_graph0.log ||
+    { cat ${name}_graph0.log; fail "$name: run.cuda_graphs = 0 did not turn graphs off"; }
+  "$PY" - runs/${name}_graph0 runs/${name}_graph1 $name <<'PY'
+import json, sys
+import h5py
+import numpy as np
+a, b, name = sys.argv[1:4]
+def recs(d):
+    out = []
+    for r in map(json.loads, open(d + "/metrics.jsonl")):
+        if r["type"] in ("step", "eval"):
+            out.append({k: v for k, v in r.items() if k not in ("time", "seconds", "img_per_s")})
+    return out
+ra, rb = recs(a), recs(b)
+assert len(ra) >= 3 and ra == rb, "%s: metrics differ with CUDA graphs:\n%s\n%s" % (name, ra, rb)
+n = 0
+with h5py.File(a + "/checkpoint.h5", "r") as fa, h5py.File(b + "/checkpoint.h5", "r") as fb:
+    names = []
+    fa.visititems(lambda k, o: names.append(k) if isinstance(o, h5py.Dataset) else None)
+    for k in names:
+        if k.startswith("metrics/") and "time" in k:
+            continue
+        x, y = fa[k][()], fb[k][()]
+        x, y = np.asarray(x), np.asarray(y)  # bytes as stored: -0.0 != 0.0, NaN == NaN
+        assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes(), \
+            "%s: checkpoint dataset %s differs with CUDA graphs" % (name, k)
+        n += 1
+print("%-9s CUDA graphs on/off: %d metric records and %d checkpoint datasets identical"
+      % (name, len(ra), n))
+PY
+done
 echo "e2e methods_cuda: ok"

@@ -47,6 +47,18 @@ int al_run_cases(const al_case *cases, int n_cases, int argc, char **argv);
 /* CUDA tests: returns 1 (and prints "skipped: no GPU") when no GPU is usable. */
 int al_test_no_gpu(void);
 
+/* Inside a test case (a function returning int): run `call`; on failure print the place, the
+ * call, its status and the recorded error, and return 1 from the case. */
+#define AL_TEST_OK(call)                                                                   \
+    do {                                                                                   \
+        al_status st_ = (call);                                                            \
+        if (st_ != AL_OK) {                                                                \
+            fprintf(stderr, "  FAIL %s:%d: %s = %s: %s\n", __FILE__, __LINE__, #call,      \
+                    al_status_str(st_), al_errmsg());                                      \
+            return 1;                                                                      \
+        }                                                                                  \
+    } while (0)
+
 #define AL_EXPECT(cond, ...)                                                   \
     do {                                                                       \
         if (!(cond)) {                                                         \

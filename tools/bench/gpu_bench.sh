@@ -18,7 +18,8 @@
 #      WORK (scratch: data, runs; default /tmp/advlab-gpu-bench), PYTHON, N_TRAIN (50000),
 #      BATCH (512), STEPS (10), PRECISION (bf16), AUGMENT (crop_flip|none), DETERMINISTIC (0:
 #      cuDNN may pick non-deterministic algorithms, as torch's cudnn.benchmark does),
-#      ADVLAB_TIMEOUT (seconds for the advlab run, default 480), TORCH_TF32 (1: also tf32).
+#      ADVLAB_TIMEOUT (seconds for the advlab run, default 480), TORCH_TF32 (1: also tf32),
+#      CUDA_GRAPHS (1: advlab replays each PGD iteration from a CUDA graph; 0: eager).
 # Files (few: the device tool returns at most 8 from $OUT): $OUT/bench/gpu_bench.log (all
 # output, advlab's metrics records), $OUT/bench/gpu_bench.jsonl (torch runs, the ratio line),
 # $OUT/bench/bench_gpu.jsonl (PGD step bandwidth).
@@ -82,6 +83,7 @@ seed = 0
 device = cuda
 precision = $ADVLAB_PRECISION
 deterministic = $DETERMINISTIC
+cuda_graphs = ${CUDA_GRAPHS:-1}
 log_every = 10
 eval_every = 0
 checkpoint_every = 0

@@ -118,6 +118,20 @@ for b in "$BUILD"/tools/bench/bench_*; do
         log "bench $(basename "$b") failed: $?"
 done
 ctest --test-dir "$BUILD" -L bench --output-on-failure >>"$OUT/bench/bench.log" 2>&1 || true
+# CUDA graphs off / on, side by side (attacks/attack.c replays the PGD iteration): `advlab
+# bench` PGD-20 evaluation and PGD-10 training steps, a large and a launch-bound shape; JSON
+# lines (fields "graphs", "precision") into bench_gpu.jsonl ($OUT returns at most 8 files)
+for shape in "preact_resnet18 512 bf16" "preact_resnet18 512 tf32" "preact_resnet18 32 tf32" \
+             "smallcnn 128 fp32"; do
+    set -- $shape
+    for g in 0 1; do
+        log "bench graphs=$g: $1 batch $2 $3"
+        timeout 120 "$BUILD/advlab" bench --device cuda --arch "$1" --batch "$2" --precision "$3" \
+            --graphs $g --phases pgd_eval,pgd_at_step --min-time 3 \
+            >>"$OUT/bench/bench_gpu.jsonl" 2>>"$OUT/bench/bench.log" ||
+            log "advlab bench ($1 $2 $3 graphs=$g) failed: $?"
+    done
+done
 
 # ---- advlab vs PyTorch: one PGD-10 adversarial-training epoch (tools/bench/gpu_bench.sh);
 # the loop above already ran bench_gpu_pgd_step
