@@ -170,15 +170,7 @@ static void case_cleanup(void) {
     al_clear_error();
 }
 
-#define OK(call)                                                                           \
-    do {                                                                                   \
-        al_status st_ = (call);                                                            \
-        if (st_ != AL_OK) {                                                                \
-            fprintf(stderr, "  FAIL %s:%d: %s = %s: %s\n", __FILE__, __LINE__, #call,      \
-                    al_status_str(st_), al_errmsg());                                      \
-            return 1;                                                                      \
-        }                                                                                  \
-    } while (0)
+#define OK(call) AL_TEST_OK(call)
 
 /* ---------------------------------------------------------------- tolerances */
 

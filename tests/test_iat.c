@@ -23,15 +23,7 @@
 #include "harness/check.h"
 #include "losses/dfa.h"
 
-#define OK(call)                                                                           \
-    do {                                                                                   \
-        al_status st_ = (call);                                                            \
-        if (st_ != AL_OK) {                                                                \
-            fprintf(stderr, "  FAIL %s:%d: %s = %s: %s\n", __FILE__, __LINE__, #call,      \
-                    al_status_str(st_), al_errmsg());                                      \
-            return 1;                                                                      \
-        }                                                                                  \
-    } while (0)
+#define OK(call) AL_TEST_OK(call)
 
 static al_ctx cpu;
 
