@@ -321,17 +321,13 @@ static al_status capture_iter(al_ctx *ctx, al_model *m, const al_attack_spec *sp
     const al_status st = al_cuda_graph_end(ctx, g, body);
     al_model_get_tracked(m, delta);
     for (size_t i = 0; i < nt; i++) delta[i] -= before[i];
-    al_model_set_tracked(m, before);
+    al_model_add_tracked(m, delta, -1);
     return st;
 }
 /* One replay of the captured iteration, with its host effect on the BN counters. */
 static al_status replay_iter(al_ctx *ctx, al_model *m, al_attack_ws *ws, al_cuda_graph *g) {
-    const size_t nt = (size_t)m->n_nodes * AL_MAX_BN_BRANCHES;
-    int64_t *cur = ws->tracked, *delta = ws->tracked + nt;
     AL_TRY(al_cuda_graph_launch(ctx, g));
-    al_model_get_tracked(m, cur);
-    for (size_t i = 0; i < nt; i++) cur[i] += delta[i];
-    al_model_set_tracked(m, cur);
+    al_model_add_tracked(m, ws->tracked + (size_t)m->n_nodes * AL_MAX_BN_BRANCHES, 1);
     return AL_OK;
 }
 #endif

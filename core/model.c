@@ -635,10 +635,10 @@ void al_model_get_tracked(const al_model *m, int64_t *t) {
         memcpy(t + (size_t)i * AL_MAX_BN_BRANCHES, m->nodes[i].bn_tracked,
                sizeof m->nodes[i].bn_tracked);
 }
-void al_model_set_tracked(al_model *m, const int64_t *t) {
+void al_model_add_tracked(al_model *m, const int64_t *d, int sign) {
     for (int i = 0; i < m->n_nodes; i++)
-        memcpy(m->nodes[i].bn_tracked, t + (size_t)i * AL_MAX_BN_BRANCHES,
-               sizeof m->nodes[i].bn_tracked);
+        for (int b = 0; b < AL_MAX_BN_BRANCHES; b++)
+            m->nodes[i].bn_tracked[b] += sign * d[(size_t)i * AL_MAX_BN_BRANCHES + b];
 }
 float *al_model_buffer(al_model *m, int slot, int buf) {
     AL_ASSERT(!m->bufs[buf].bf16, "model %s: buffer %d is stored in bf16", m->arch, buf);

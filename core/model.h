@@ -256,11 +256,12 @@ al_status al_model_zero_grad(al_ctx *ctx, al_model *m);
 al_status al_model_forward(al_ctx *ctx, al_model *m, const float *x, int n, const al_fwd_opts *o);
 float *al_model_logits(al_model *m, int slot);   /* (N, K) */
 /* The host state a forward changes: each BN node's num_batches_tracked, as n_nodes *
- * AL_MAX_BN_BRANCHES counters. A forward captured into a CUDA graph runs its host code once,
- * at the capture, and none at the replays: attacks/attack.c reads these around the capture and
- * adds the difference at every replay, so the counters end as if every forward had run. */
+ * AL_MAX_BN_BRANCHES counters (get), and sign * d added to them (add). A forward captured into
+ * a CUDA graph runs its host code once, at the capture, and none at the replays:
+ * attacks/attack.c takes back what the capture added and adds it at every replay, so the
+ * counters end as if every forward had run. */
 void al_model_get_tracked(const al_model *m, int64_t *t);
-void al_model_set_tracked(al_model *m, const int64_t *t);
+void al_model_add_tracked(al_model *m, const int64_t *d, int sign);
 float *al_model_buffer(al_model *m, int slot, int buf); /* activation of any fp32 buffer */
 float *al_model_features(al_model *m, int slot); /* (N, D) */
 int al_model_feature_dim(const al_model *m);

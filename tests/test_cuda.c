@@ -137,14 +137,7 @@ static int dcheck_bytes_b(const char *what, const void *d, const void *ref, size
     const size_t nb = n_elems16 * 2;
     uint8_t *h = hnew(nb);
     if (dget(what, d, h, nb)) return 1;
-    if (memcmp(h, ref, nb) != 0) {
-        size_t i = 0;
-        while (((const uint8_t *)ref)[i] == h[i]) i++;
-        fprintf(stderr, "  %-40s FAIL: first differing byte %zu of %zu\n", what, i, nb);
-        return 1;
-    }
-    fprintf(stderr, "  %-40s n=%-8zu bytes identical\n", what, nb);
-    return 0;
+    return al_check_bytes(what, h, ref, nb);
 }
 
 static void case_cleanup(void) {

@@ -152,14 +152,7 @@ static int dcheck(const char *what, const float *d, const float *ref, size_t n, 
 static int dcheck_bytes(const char *what, const void *d, const void *ref, size_t n_bytes) {
     uint8_t *h = hnew(n_bytes);
     if (dget(what, d, h, n_bytes)) return 1;
-    if (memcmp(h, ref, n_bytes) != 0) {
-        size_t i = 0;
-        while (((const uint8_t *)ref)[i] == h[i]) i++;
-        fprintf(stderr, "  %-40s FAIL: first differing byte %zu of %zu\n", what, i, n_bytes);
-        return 1;
-    }
-    fprintf(stderr, "  %-40s n=%-8zu bytes identical\n", what, n_bytes);
-    return 0;
+    return al_check_bytes(what, h, ref, n_bytes);
 }
 
 static void case_cleanup(void) {

@@ -43,17 +43,6 @@ static float *dev_from(const float *h, size_t n) {
     return d;
 }
 
-static int same_bytes(const char *what, const void *a, const void *b, size_t n) {
-    if (memcmp(a, b, n) == 0) {
-        fprintf(stderr, "  %-44s %zu bytes identical\n", what, n);
-        return 0;
-    }
-    size_t i = 0;
-    while (((const unsigned char *)a)[i] == ((const unsigned char *)b)[i]) i++;
-    fprintf(stderr, "  %-44s FAIL: first differing byte %zu of %zu\n", what, i, n);
-    return 1;
-}
-
 /* ---------------------------------------------------------------- api */
 
 /* The body captured below: one in-place PGD step of x towards g around x0. */
@@ -79,11 +68,11 @@ static int case_api(void) {
     OK(al_cuda_graph_begin(&gpu));
     OK(al_cuda_graph_end(&gpu, &gr, body(xg, x0, g, n, d, 0.05f)));
     OK(al_copy_to_host(&gpu, ha, xg, nd * sizeof(float)));
-    bad |= same_bytes("capture ran nothing", ha, h0, nd * sizeof(float));
+    bad |= al_check_bytes("capture ran nothing", ha, h0, nd * sizeof(float));
     for (int i = 0; i < 3; i++) OK(al_cuda_graph_launch(&gpu, gr));
     OK(al_copy_to_host(&gpu, ha, xg, nd * sizeof(float)));
     OK(al_copy_to_host(&gpu, hb, xe, nd * sizeof(float)));
-    bad |= same_bytes("3 replays == 3 eager steps", ha, hb, nd * sizeof(float));
+    bad |= al_check_bytes("3 replays == 3 eager steps", ha, hb, nd * sizeof(float));
     AL_EXPECT(memcmp(ha, h0, nd * sizeof(float)) != 0, "the replays changed nothing");
     al_cuda_graph_info in = al_cuda_graph_get_info(gr);
     fprintf(stderr, "  graph: %zu nodes, %llu captures, %llu instantiations, %llu launches\n",
@@ -100,10 +89,10 @@ static int case_api(void) {
     for (int i = 0; i < 2; i++) OK(body(xe2, x0, g, n, d, 0.02f));
     OK(al_copy_to_host(&gpu, ha, xu, nd * sizeof(float)));
     OK(al_copy_to_host(&gpu, hb, xe2, nd * sizeof(float)));
-    bad |= same_bytes("updated graph: 2 replays == 2 eager", ha, hb, nd * sizeof(float));
+    bad |= al_check_bytes("updated graph: 2 replays == 2 eager", ha, hb, nd * sizeof(float));
     OK(al_copy_to_host(&gpu, ha, xg, nd * sizeof(float)));
     OK(al_copy_to_host(&gpu, hb, xe, nd * sizeof(float)));
-    bad |= same_bytes("first buffer untouched by the update", ha, hb, nd * sizeof(float));
+    bad |= al_check_bytes("first buffer untouched by the update", ha, hb, nd * sizeof(float));
     in = al_cuda_graph_get_info(gr);
     AL_EXPECT(in.captures == 2 && in.instantiations == 1 && in.updates == 1,
               "second capture: %llu instantiations, %llu updates (want 1, 1)",
@@ -118,7 +107,7 @@ static int case_api(void) {
     float *xe3 = dev_from(h0, nd);
     OK(body(xe3, x0, g, n, d, 0.02f));
     OK(al_copy_to_host(&gpu, hb, xe3, nd * sizeof(float)));
-    bad |= same_bytes("re-instantiated graph == eager", ha, hb, nd * sizeof(float));
+    bad |= al_check_bytes("re-instantiated graph == eager", ha, hb, nd * sizeof(float));
     in = al_cuda_graph_get_info(gr);
     AL_EXPECT(in.instantiations == 2 && in.updates == 1,
               "changed topology: %llu instantiations, %llu updates (want 2, 1)",
@@ -249,11 +238,11 @@ static int run_compare(pair *p, const char *what, al_attack_spec s, int want_suc
     OK(al_copy_to_host(&gpu, a, p->xa[0], nd * sizeof(float)));
     OK(al_copy_to_host(&gpu, b, p->xa[1], nd * sizeof(float)));
     snprintf(lab, sizeof lab, "%s x_adv", what);
-    bad |= same_bytes(lab, a, b, nd * sizeof(float));
+    bad |= al_check_bytes(lab, a, b, nd * sizeof(float));
     OK(al_copy_to_host(&gpu, pa, p->m[0]->data, nf * sizeof(float)));
     OK(al_copy_to_host(&gpu, pb, p->m[1]->data, nf * sizeof(float)));
     snprintf(lab, sizeof lab, "%s parameters + BN stats", what);
-    bad |= same_bytes(lab, pa, pb, nf * sizeof(float));
+    bad |= al_check_bytes(lab, pa, pb, nf * sizeof(float));
     for (int i = 0; i < p->m[0]->n_nodes; i++)
         for (int br = 0; br < AL_MAX_BN_BRANCHES; br++)
             AL_EXPECT(p->m[0]->nodes[i].bn_tracked[br] == p->m[1]->nodes[i].bn_tracked[br],
@@ -265,7 +254,7 @@ static int run_compare(pair *p, const char *what, al_attack_spec s, int want_suc
         OK(al_copy_to_host(&gpu, fa, p->succ[0], (size_t)p->n));
         OK(al_copy_to_host(&gpu, fb, p->succ[1], (size_t)p->n));
         snprintf(lab, sizeof lab, "%s success flags", what);
-        bad |= same_bytes(lab, fa, fb, (size_t)p->n);
+        bad |= al_check_bytes(lab, fa, fb, (size_t)p->n);
         AL_EXPECT(ns[0] == ns[1], "%s: %d vs %d successes", what, ns[0], ns[1]);
     }
     free(a);

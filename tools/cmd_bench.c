@@ -78,9 +78,9 @@ static al_status phase_once(bench *b, const char *phase, int steps_train, int st
 
 int al_cmd_bench(int argc, char **argv) {
     const char *arch = "smallcnn", *phases = "fwdbwd,attack_step,pgd_at_step,pgd_eval";
-    int batch = 128, threads = 0, steps_train = 10, steps_eval = 20, cuda = 0, graphs = 1;
-    al_precision precision = AL_FP32;
-    const char *prec_name = "fp32";
+    int batch = 128, threads = 0, steps_train = 10, steps_eval = 20;
+    al_config run; /* --device, --precision, --graphs: the run.* keys, parsed as the config's */
+    al_config_defaults(&run);
     double min_time = 2.0, warmup = 2;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -102,20 +102,14 @@ int al_cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--steps-eval")) steps_eval = (int)strtol(v, &end, 10);
         else if (!strcmp(a, "--min-time")) min_time = strtod(v, &end);
         else if (!strcmp(a, "--warmup")) warmup = strtod(v, &end);
-        else if (!strcmp(a, "--device") && (!strcmp(v, "cuda") || !strcmp(v, "cpu")))
-            cuda = !strcmp(v, "cuda");
-        else if (!strcmp(a, "--precision") &&
-                 (!strcmp(v, "fp32") || !strcmp(v, "tf32") || !strcmp(v, "bf16"))) {
-            prec_name = v;
-            precision = v[0] == 'f' ? AL_FP32 : v[0] == 't' ? AL_TF32 : AL_BF16;
-        } else if (!strcmp(a, "--graphs") && (!strcmp(v, "0") || !strcmp(v, "1")))
-            graphs = v[0] == '1';
         else if (!strcmp(a, "--device") || !strcmp(a, "--precision") || !strcmp(a, "--graphs")) {
-            fprintf(stderr, "advlab bench: error: %s = '%s' is not one of the values shown\n", a, v);
-            usage(stderr);
-            return 2;
-        }
-        else {
+            char kv[128];
+            snprintf(kv, sizeof kv, "run.%s=%s", !strcmp(a, "--graphs") ? "cuda_graphs" : a + 2, v);
+            if (al_config_set(&run, kv) != AL_OK) {
+                fprintf(stderr, "advlab bench: error: %s: %s\n", a, al_errmsg());
+                return 2;
+            }
+        } else {
             fprintf(stderr, "advlab bench: error: unknown option '%s'\n", a);
             usage(stderr);
             return 2;
@@ -134,9 +128,10 @@ int al_cmd_bench(int argc, char **argv) {
     memset(&B, 0, sizeof B);
     al_status st = AL_OK;
     int in_c = !strcmp(arch, "smallcnn") ? 1 : 3, size = in_c == 1 ? 28 : 32;
-    AL_CHECK(al_ctx_init(&B.ctx, cuda ? AL_DEV_CUDA : AL_DEV_CPU, 0, threads, 1));
-    B.ctx.precision = precision; /* before setup: bf16 buffers are planned there */
-    B.ctx.cuda_graphs = graphs;
+    const int cuda = run.run.device == AL_DEV_CUDA;
+    AL_CHECK(al_ctx_init(&B.ctx, run.run.device, 0, threads, 1));
+    B.ctx.precision = run.run.precision; /* before setup: bf16 buffers are planned there */
+    B.ctx.cuda_graphs = run.run.cuda_graphs;
     AL_CHECK(al_model_create(arch, 10, in_c, size, &B.m));
     AL_CHECK(al_model_setup(&B.ctx, B.m, batch, 1));
     AL_CHECK(al_model_init_params(&B.ctx, B.m, 1));
@@ -189,7 +184,8 @@ int al_cmd_bench(int argc, char **argv) {
         printf("{\"bench\":\"%s\",\"impl\":\"advlab\",\"arch\":\"%s\",\"batch\":%d,\"threads\":%d,"
                "\"device\":\"%s\",\"precision\":\"%s\",\"graphs\":%d,\"blas\":\"%s\",\"median_ms\":%.4f,\"p10_ms\":%.4f,\"p90_ms\":%.4f,\"repeats\":%d,"
                "\"img_per_s\":%.2f,\"gflops\":%.2f}\n",
-               ph, arch, batch, B.ctx.n_threads, cuda ? "cuda" : "cpu", prec_name, cuda && graphs,
+               ph, arch, batch, B.ctx.n_threads, cuda ? "cuda" : "cpu",
+               al_config_enum_name("run.precision", run.run.precision), cuda && run.run.cuda_graphs,
                al_blas_core(), 1e3 * med,
                1e3 * times[nt / 10], 1e3 * times[(nt * 9) / 10], nt, batch / med, flops / med * 1e-9);
         fflush(stdout);

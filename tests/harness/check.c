@@ -133,3 +133,15 @@ const char *al_test_python(void) {
     return p ? p : "/usr/bin/python3";
 }
 const char *al_test_source_dir(void) { return AL_SOURCE_DIR; }
+
+int al_check_bytes(const char *what, const void *got, const void *ref, size_t n_bytes) {
+    const unsigned char *g = got, *r = ref;
+    if (memcmp(g, r, n_bytes) != 0) {
+        size_t i = 0;
+        while (g[i] == r[i]) i++;
+        fprintf(stderr, "  %-40s FAIL: first differing byte %zu of %zu\n", what, i, n_bytes);
+        return 1;
+    }
+    fprintf(stderr, "  %-40s %zu bytes identical\n", what, n_bytes);
+    return 0;
+}

@@ -21,6 +21,8 @@ int al_check_close(const char *what, const float *got, const float *ref, size_t 
                    double rtol);
 int al_check_close_d(const char *what, const double *got, const double *ref, size_t n, double atol,
                      double rtol);
+/* got and ref byte for byte (n_bytes): prints the first differing byte, or "identical". */
+int al_check_bytes(const char *what, const void *got, const void *ref, size_t n_bytes);
 /* got (float) vs ref (double) */
 int al_check_close_fd(const char *what, const float *got, const double *ref, size_t n, double atol,
                       double rtol);
