@@ -683,10 +683,20 @@ static al_rand_init method_rand_init(al_method m) {
     return AL_RINIT_NONE;
 }
 
+void al_config_apply_ctx(const al_config *cfg, al_ctx *ctx) {
+    ctx->precision = cfg->run.precision;
+    ctx->layout = cfg->run.layout;
+    ctx->cuda_graphs = cfg->run.cuda_graphs;
+}
+
 al_status al_config_validate(al_config *cfg) {
     if (!cfg->run.name[0] || strchr(cfg->run.name, '/'))
         return AL_FAIL(AL_ERR_VALUE, "config: run.name = '%s': must be non-empty without '/'",
                        cfg->run.name);
+    if (cfg->run.layout == AL_NHWC && cfg->run.device != AL_DEV_CUDA)
+        return AL_FAIL(AL_ERR_VALUE,
+                       "config: run.layout = nhwc needs run.device = cuda (the CPU reference ops "
+                       "are NCHW)");
     const al_cfg_flist *mean = &cfg->model.mean, *std = &cfg->model.std;
     if ((mean->n || std->n) && mean->n != std->n)
         return AL_FAIL(AL_ERR_VALUE,

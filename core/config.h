@@ -49,6 +49,7 @@ typedef struct al_cfg_flist {
 /* ---- enum value lists: V(C constant, "config word"); order = C value order ---- */
 #define AL_CFG_E_DEVICE(V) V(AL_DEV_CPU, "cpu") V(AL_DEV_CUDA, "cuda")
 #define AL_CFG_E_PRECISION(V) V(AL_FP32, "fp32") V(AL_TF32, "tf32") V(AL_BF16, "bf16")
+#define AL_CFG_E_LAYOUT(V) V(AL_NCHW, "nchw") V(AL_NHWC, "nhwc")
 #define AL_CFG_E_AUGMENT(V) V(AL_AUG_NONE, "none") V(AL_AUG_CROP_FLIP, "crop_flip")
 #define AL_CFG_E_METHOD(V) AL_CFG_E_METHOD_BASE_(V) AL_CFG_E_METHOD_SEED_(V)
 #define AL_CFG_E_METHOD_SEED_(V)                                                                   \
@@ -112,6 +113,7 @@ typedef enum al_ms_backward { AL_CFG_E_MS_BACKWARD(AL_CFG_ENUM_CONST_) } al_ms_b
 /* C type of an enum field, by list name. */
 #define AL_CFG_ETYPE_DEVICE al_device
 #define AL_CFG_ETYPE_PRECISION al_precision
+#define AL_CFG_ETYPE_LAYOUT al_layout
 #define AL_CFG_ETYPE_AUGMENT al_augment
 #define AL_CFG_ETYPE_METHOD al_method
 #define AL_CFG_ETYPE_SCHEDULE al_lr_schedule
@@ -128,7 +130,7 @@ typedef enum al_ms_backward { AL_CFG_E_MS_BACKWARD(AL_CFG_ENUM_CONST_) } al_ms_b
 #define AL_CFG_ETYPE_MS_BACKWARD al_ms_backward
 /* Every enum list, for config.c's string tables. */
 #define AL_CFG_ENUMS(L)                                                                            \
-    L(DEVICE) L(PRECISION) L(AUGMENT) L(METHOD) L(SCHEDULE) L(BN_MODE) L(NORM) L(RINIT)            \
+    L(DEVICE) L(PRECISION) L(LAYOUT) L(AUGMENT) L(METHOD) L(SCHEDULE) L(BN_MODE) L(NORM) L(RINIT)            \
     L(RINIT_EVAL) L(EVAL_ATTACK) L(LOSS) L(ANCRA_STRATEGY) L(ANCRA_MASK) L(DRSL_VARIANT) L(MS_BACKWARD) L(AA_VERSION)
 
 /* ======================================================================================
@@ -150,6 +152,9 @@ typedef enum al_ms_backward { AL_CFG_E_MS_BACKWARD(AL_CFG_ENUM_CONST_) } al_ms_b
       "deterministic algorithms only (cuDNN); CPU is always deterministic")                        \
     X(S, precision, ENUM, PRECISION, "fp32", 0, 0,                                                 \
       "fp32; tf32 (GPU: TF32 tensor cores, fp32 storage); bf16 activations, fp32 weights (CPU: a slow reference)") \
+    X(S, layout, ENUM, LAYOUT, "nchw", 0, 0,                                                       \
+      "cuda: activation layout of conv/BN/ReLU/add/pool: nchw, or nhwc (channels last, cuDNN's "   \
+      "tensor-core layout; weights stay OIHW in checkpoints)")                                     \
     X(S, cuda_graphs, BOOL, NONE, "1", 0, 0,                                                       \
       "cuda: replay the FGSM/PGD iteration as a CUDA graph (fewer launches, same results)")      \
     X(S, log_every, INT, NONE, "50", 1, 1000000000, "optimiser steps between step records")        \
@@ -343,6 +348,9 @@ al_status al_config_set(al_config *cfg, const char *assignment);
  * and eval.attack = cw => eval.loss = cw, so the struct (and to_ini/to_json) is fully
  * resolved. Errors: AL_ERR_VALUE, "config: train.nesterov = 1 requires train.momentum > 0". */
 al_status al_config_validate(al_config *cfg);
+/* The run's execution settings into an initialised context, before any model setup:
+ * run.precision, run.layout, run.cuda_graphs (the backend, threads and seed go to al_ctx_init). */
+void al_config_apply_ctx(const al_config *cfg, al_ctx *ctx);
 
 /* The usual sequence: defaults, then `path` (may be NULL), then each of `sets` in order (so
  * --set always wins over the file, whatever the argv order), then validate. */

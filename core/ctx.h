@@ -12,6 +12,9 @@ extern "C" {
 
 typedef enum al_device { AL_DEV_CPU = 0, AL_DEV_CUDA = 1 } al_device;
 typedef enum al_precision { AL_FP32 = 0, AL_TF32 = 1, AL_BF16 = 2 } al_precision;
+/* Activation layout of the conv/BN/ReLU/add/pool nodes (core/model.c "storage formats"):
+ * NCHW everywhere, or NHWC (channels last, CUDA only) as cuDNN's tensor-core kernels want. */
+typedef enum al_layout { AL_NCHW = 0, AL_NHWC = 1 } al_layout;
 
 struct al_sums;
 
@@ -21,6 +24,7 @@ typedef struct al_ctx {
     int n_threads;        /* CPU OpenMP threads (0 = OpenMP default) */
     int deterministic;    /* 1: deterministic algorithms only (CPU is always deterministic) */
     al_precision precision;
+    al_layout layout;     /* AL_NCHW (al_ctx_init's default) or AL_NHWC (CUDA; model setup) */
     int cuda_graphs;      /* 1 (al_ctx_init's default): CUDA replays the PGD/FGSM iteration as a
                            * CUDA graph (attacks/attack.c); results are the same either way */
     uint64_t seed;        /* Philox key of this run */

@@ -400,16 +400,19 @@ static void plan_backward(al_model *m) {
     free(seen);
 }
 
-/* ---------------------------------------------------------------- bf16 activations
- * With run.precision = bf16 (core/ops/bf16.h; CUDA, or its CPU twin below) the built-in conv, BN, ReLU, add and
- * pooling nodes compute on bf16 buffers; everything else (normalisation, linear, dropout,
- * custom nodes) stays fp32. A buffer is stored in bf16 when its producer and every consumer
- * are bf16 nodes and it is not the input, logits, features or an auxiliary output (which
- * losses, attacks and methods read as fp32). A node reading or writing a buffer of the other
- * type goes through a cast into the model's `cast` area: in a plain CNN that is the first
- * conv's input, the pooled features and the classifier, a few small tensors per step. */
-static int node_bf16(const al_model *m, const al_node *nd) {
-    if (!m->bf16) return 0;
+/* ---------------------------------------------------------------- storage formats
+ * The built-in conv, BN, ReLU, add and pooling nodes ("fast" nodes) can compute on bf16
+ * buffers (run.precision = bf16; CUDA, or its CPU twin below) and on channels-last buffers
+ * (run.layout = nhwc; CUDA only: cuDNN's tensor-core convolutions want NHWC and would otherwise
+ * transpose internally). Everything else (normalisation, linear, dropout, custom nodes) stays
+ * fp32 NCHW. A buffer takes the fast format when its producer and every consumer are fast
+ * nodes and it is not the input, logits, features or an auxiliary output (which losses,
+ * attacks and methods read as fp32 NCHW). A node reading or writing a buffer of another
+ * format goes through al_convert into the model's `cast` area: in a plain CNN that is the
+ * first conv's input, the pooled features and the classifier, a few small tensors per step.
+ * Conv weights stay fp32 OIHW (checkpoints, optimiser); the fast convs read a per-forward
+ * shadow in their format (bf16 and/or OHWI) and their weight gradients are converted back. */
+static int node_fast(const al_node *nd) {
     switch (nd->kind) {
     case AL_NODE_CONV:
     case AL_NODE_BN:
@@ -420,19 +423,38 @@ static int node_bf16(const al_model *m, const al_node *nd) {
     default: return 0;
     }
 }
+static int model_fmt(const al_model *m) {
+    return (m->bf16 ? AL_FMT_BF16 : 0) | (m->nhwc ? AL_FMT_NHWC : 0);
+}
+/* The format a node computes in, and the one a buffer is stored in (AL_FMT_* bits). */
+static int node_fmt(const al_model *m, const al_node *nd) { return node_fast(nd) ? model_fmt(m) : 0; }
+static int buf_fmt(const al_model *m, int b) {
+    return (m->bufs[b].bf16 ? AL_FMT_BF16 : 0) | (m->bufs[b].nhwc ? AL_FMT_NHWC : 0);
+}
 
-static void plan_bf16(const al_ctx *ctx, al_model *m) {
+static al_status plan_formats(const al_ctx *ctx, al_model *m) {
+    if (ctx->layout == AL_NHWC && ctx->device != AL_DEV_CUDA)
+        return AL_FAIL(AL_ERR_VALUE, "model %s: run.layout = nhwc needs run.device = cuda (the CPU "
+                                     "reference ops are NCHW)", m->arch);
     m->bf16 = ctx->precision == AL_BF16;
-    for (int b = 0; b < m->n_bufs; b++) m->bufs[b].bf16 = m->bf16 && b > 0;
-    if (!m->bf16) return;
-    m->bufs[m->out_buf].bf16 = m->bufs[m->feat_buf].bf16 = 0;
-    for (int a = 0; a < m->n_aux; a++) m->bufs[m->aux_buf[a]].bf16 = 0;
+    m->nhwc = ctx->layout == AL_NHWC;
+    char *fast = malloc((size_t)m->n_bufs);
+    if (!fast) return AL_FAIL(AL_ERR_OOM, "out of memory planning %s", m->arch);
+    for (int b = 0; b < m->n_bufs; b++) fast[b] = b > 0;
+    fast[m->out_buf] = fast[m->feat_buf] = 0;
+    for (int a = 0; a < m->n_aux; a++) fast[m->aux_buf[a]] = 0;
     for (int i = 0; i < m->n_nodes; i++) {
         const al_node *nd = &m->nodes[i];
-        if (node_bf16(m, nd)) continue;
-        m->bufs[nd->in0].bf16 = m->bufs[nd->out].bf16 = 0;
-        if (nd->in1 >= 0) m->bufs[nd->in1].bf16 = 0;
+        if (node_fast(nd)) continue;
+        fast[nd->in0] = fast[nd->out] = 0;
+        if (nd->in1 >= 0) fast[nd->in1] = 0;
     }
+    for (int b = 0; b < m->n_bufs; b++) {
+        m->bufs[b].bf16 = m->bf16 && fast[b];
+        m->bufs[b].nhwc = m->nhwc && fast[b];
+    }
+    free(fast);
+    return AL_OK;
 }
 
 /* Bytes of one cast view of buffer b at max_batch (fp32-sized, 256-aligned). */
@@ -440,11 +462,13 @@ static size_t cast_slot_bytes(const al_model *m, int b) {
     return (m->bufs[b].per_sample * (size_t)m->max_batch * sizeof(float) + 255) & ~(size_t)255;
 }
 
-static size_t conv_scratch_bf16(al_ctx *ctx, const al_conv2d_desc *d) {
+static size_t conv_scratch_fmt(al_ctx *ctx, const al_conv2d_desc *d, int fmt) {
 #ifdef AL_HAVE_CUDA
-    if (ctx->device == AL_DEV_CUDA) return al_conv2d_scratch_bytes_bf16_cuda(ctx, d);
+    if (ctx->device == AL_DEV_CUDA && (fmt & AL_FMT_BF16))
+        return al_conv2d_scratch_bytes_bf16_cuda(ctx, d);
 #endif
-    return al_conv2d_scratch_bytes(ctx, d); /* the CPU twin runs the fp32 conv */
+    (void)fmt;
+    return al_conv2d_scratch_bytes(ctx, d); /* the CPU bf16 twin runs the fp32 conv */
 }
 
 al_status al_model_setup(al_ctx *ctx, al_model *m, int max_batch, int n_slots) {
@@ -463,26 +487,27 @@ al_status al_model_setup(al_ctx *ctx, al_model *m, int max_batch, int n_slots) {
         off += m->bufs[b].per_sample;
     }
     m->act_floats_per_sample = off;
-    plan_bf16(ctx, m);
+    AL_TRY(plan_formats(ctx, m));
+    const int mf = model_fmt(m);
     size_t boff = 0, wmax = 0;
     for (int b = 1; b < m->n_bufs; b++) {
         al_buf *bf = &m->bufs[b];
         bf->boff = boff;
         boff += bf->per_sample * (size_t)max_batch * (bf->bf16 ? sizeof(al_bf16) : sizeof(float));
-        if (m->bf16) boff = (boff + 255) & ~(size_t)255;
+        if (mf) boff = (boff + 255) & ~(size_t)255;
     }
     m->act_bytes = boff;
     m->cast_bytes = 0;
-    for (int i = 0; m->bf16 && i < m->n_nodes; i++) {
+    for (int i = 0; mf && i < m->n_nodes; i++) {
         const al_node *nd = &m->nodes[i];
-        const int nb = node_bf16(m, nd);
+        const int nf = node_fmt(m, nd);
         const int ids[3] = {nd->in0, nd->in1, nd->out};
         size_t need = 0;
         for (int q = 0; q < 3; q++)
-            if (ids[q] >= 0 && m->bufs[ids[q]].bf16 != nb) /* a value and a gradient view */
+            if (ids[q] >= 0 && buf_fmt(m, ids[q]) != nf) /* a value and a gradient view */
                 need += 2 * cast_slot_bytes(m, ids[q]);
         if (need > m->cast_bytes) m->cast_bytes = need;
-        if (nd->kind == AL_NODE_CONV && nb) {
+        if (nd->kind == AL_NODE_CONV && nf) {
             const size_t wn = m->params[nd->param[0][0]].n_elems;
             if (wn > wmax) wmax = wn;
         }
@@ -498,8 +523,16 @@ al_status al_model_setup(al_ctx *ctx, al_model *m, int max_batch, int n_slots) {
             al_conv2d_desc d;
             al_conv2d_desc_init(&d, max_batch, ib.c, ib.h, ib.w, m->bufs[nd->out].c, nd->k,
                                 nd->stride, nd->pad);
-            size_t s = node_bf16(m, nd) ? conv_scratch_bf16(ctx, &d) : al_conv2d_scratch_bytes(ctx, &d);
+            d.nhwc = m->nhwc;
+            size_t s = conv_scratch_fmt(ctx, &d, node_fmt(m, nd));
             if (s > scratch) scratch = s;
+#ifdef AL_HAVE_CUDA
+        } else if (nd->kind == AL_NODE_BN && m->nhwc) {
+            const al_buf ib = m->bufs[nd->in0];
+            const al_bn_desc d = {max_batch, ib.c, ib.h * ib.w, 0, 0, 0, 0, 1};
+            size_t s = al_bn_scratch_bytes_cuda(&d);
+            if (s > scratch) scratch = s;
+#endif
         } else if (nd->kind == AL_NODE_CUSTOM && nd->ops->scratch_bytes) {
             size_t s = nd->ops->scratch_bytes(ctx, m, nd, max_batch);
             if (s > scratch) scratch = s;
@@ -521,12 +554,14 @@ al_status al_model_setup(al_ctx *ctx, al_model *m, int max_batch, int n_slots) {
     AL_CHECK(al_copy_to_dev(ctx, m->d_mean, m->mean, 4 * sizeof(float)));
     AL_CHECK(al_copy_to_dev(ctx, m->d_std, m->std, 4 * sizeof(float)));
     AL_CHECK(al_dev_alloc(ctx, (void **)&m->gbuf, abytes, "activation gradients"));
-    if (m->bf16) {
-        AL_CHECK(al_dev_alloc(ctx, &m->wbf, m->n_param_floats * sizeof(al_bf16) + 64,
-                              "bf16 weight shadow"));
-        AL_CHECK(al_dev_alloc(ctx, &m->dwbf, wmax * sizeof(al_bf16) + 64, "bf16 weight gradient"));
+    if (mf) {
+        AL_CHECK(al_dev_alloc(ctx, &m->wbf,
+                              m->n_param_floats * (m->bf16 ? sizeof(al_bf16) : sizeof(float)) + 64,
+                              "conv weight shadow"));
+        if (m->bf16)
+            AL_CHECK(al_dev_alloc(ctx, &m->dwbf, wmax * sizeof(al_bf16) + 64, "bf16 weight gradient"));
         if (m->cast_bytes)
-            AL_CHECK(al_dev_alloc(ctx, &m->cast, m->cast_bytes, "fp32/bf16 boundary casts"));
+            AL_CHECK(al_dev_alloc(ctx, &m->cast, m->cast_bytes, "boundary format conversions"));
     }
     m->slots = calloc((size_t)n_slots, sizeof *m->slots);
     if (!m->slots) {
@@ -641,7 +676,8 @@ void al_model_add_tracked(al_model *m, const int64_t *d, int sign) {
             m->nodes[i].bn_tracked[b] += sign * d[(size_t)i * AL_MAX_BN_BRANCHES + b];
 }
 float *al_model_buffer(al_model *m, int slot, int buf) {
-    AL_ASSERT(!m->bufs[buf].bf16, "model %s: buffer %d is stored in bf16", m->arch, buf);
+    AL_ASSERT(!m->bufs[buf].bf16 && !m->bufs[buf].nhwc,
+              "model %s: buffer %d is stored in bf16 or channels last", m->arch, buf);
     return act(m, &m->slots[slot], buf);
 }
 float *al_model_features(al_model *m, int slot) { return act(m, &m->slots[slot], m->feat_buf); }
@@ -655,15 +691,21 @@ static void *cast_take(al_model *m, int b, size_t *cu) {
     *cu += need;
     return p;
 }
-/* Buffer b's value `p` (stored per bufs[b].bf16) as the node's type nb: p itself, or a cast. */
-static al_status view_as(al_ctx *ctx, al_model *m, int b, const void *p, int n, int nb,
+/* Buffer b's tensor `p` (n images) from format `from` into format `to`, '=' or '+=' (acc). */
+static al_status convert_buf(al_ctx *ctx, const al_model *m, int b, int n, const void *p, int from,
+                             void *q, int to, int acc) {
+    const al_buf *bf = &m->bufs[b];
+    return al_convert(ctx, n, bf->c, bf->h * bf->w, p, from, q, to, acc);
+}
+/* Buffer b's value `p` (stored in buf_fmt) in the node's format nf: p itself, or a conversion. */
+static al_status view_as(al_ctx *ctx, al_model *m, int b, const void *p, int n, int nf,
                          size_t *cu, const void **out) {
-    if (m->bufs[b].bf16 == nb) {
+    if (buf_fmt(m, b) == nf) {
         *out = p;
         return AL_OK;
     }
     void *v = cast_take(m, b, cu);
-    AL_TRY(al_cast(ctx, (size_t)n * m->bufs[b].per_sample, p, m->bufs[b].bf16, v, nb, 0));
+    AL_TRY(convert_buf(ctx, m, b, n, p, buf_fmt(m, b), v, nf, 0));
     *out = v;
     return AL_OK;
 }
@@ -809,94 +851,135 @@ static al_status backward_bf16_cpu(al_ctx *ctx, al_model *m, const al_node *nd, 
     return st;
 }
 
+/* The conv weight shadow's element for parameter p (format: the fast nodes'). */
+static const void *wshadow(const al_model *m, int p) {
+    return m->bf16 ? (const void *)((const al_bf16 *)m->wbf + m->params[p].offset)
+                   : (const void *)((const float *)m->wbf + m->params[p].offset);
+}
+
 #ifdef AL_HAVE_CUDA
-/* The bf16 forward of a node for which node_bf16() holds (x0, x1, y: bf16 views). */
-static al_status forward_bf16(al_ctx *ctx, al_model *m, const al_node *nd, int n, int branch,
-                              const al_fwd_opts *o, const al_bf16 *x0, const al_bf16 *x1,
-                              al_bf16 *y, float *save) {
+/* The forward of a fast node in format nf != 0 (x0, x1, y: views in that format). */
+static al_status forward_fast(al_ctx *ctx, al_model *m, const al_node *nd, int n, int branch,
+                              const al_fwd_opts *o, int nf, const void *x0, const void *x1,
+                              void *y, float *save) {
     if (ctx->device == AL_DEV_CPU) return forward_bf16_cpu(ctx, m, nd, n, branch, o, x0, x1, y, save);
     const al_buf ib = m->bufs[nd->in0], ob = m->bufs[nd->out];
     const int *pp = nd->param[nd->kind == AL_NODE_BN ? branch : 0];
+    const int bf = (nf & AL_FMT_BF16) != 0, nh = (nf & AL_FMT_NHWC) != 0;
+    const size_t ne = (size_t)n * ib.per_sample;
     switch (nd->kind) {
     case AL_NODE_CONV: {
         al_conv2d_desc d;
         al_conv2d_desc_init(&d, n, ib.c, ib.h, ib.w, ob.c, nd->k, nd->stride, nd->pad);
-        return al_conv2d_forward_bf16_cuda(ctx, &d, x0,
-                                           (const al_bf16 *)m->wbf + m->params[pp[0]].offset,
-                                           pp[1] >= 0 ? al_param_data(m, pp[1]) : NULL, y);
+        d.nhwc = nh;
+        const float *b = pp[1] >= 0 ? al_param_data(m, pp[1]) : NULL;
+        return bf ? al_conv2d_forward_bf16_cuda(ctx, &d, x0, wshadow(m, pp[0]), b, y)
+                  : al_conv2d_forward_cuda(ctx, &d, x0, wshadow(m, pp[0]), b, y);
     }
     case AL_NODE_BN: {
         al_bn_desc d = {n, ib.c, ib.h * ib.w, nd->eps, nd->momentum, o->train,
-                        o->train && o->update_bn};
-        return al_bn_forward_bf16_cuda(ctx, &d, x0, al_param_data(m, pp[0]), al_param_data(m, pp[1]),
-                                       al_param_data(m, pp[2]), al_param_data(m, pp[3]), y, save,
-                                       save + ib.c);
+                        o->train && o->update_bn, nh};
+        float *g = al_param_data(m, pp[0]), *be = al_param_data(m, pp[1]);
+        float *rm = al_param_data(m, pp[2]), *rv = al_param_data(m, pp[3]);
+        return bf ? al_bn_forward_bf16_cuda(ctx, &d, x0, g, be, rm, rv, y, save, save + ib.c)
+                  : al_bn_forward_cuda(ctx, &d, x0, g, be, rm, rv, y, save, save + ib.c);
     }
-    case AL_NODE_RELU: return al_relu_forward_bf16_cuda(ctx, (size_t)n * ib.per_sample, x0, y);
-    case AL_NODE_ADD: return al_add_forward_bf16_cuda(ctx, (size_t)n * ib.per_sample, x0, x1, y);
+    case AL_NODE_RELU:
+        return bf ? al_relu_forward_bf16_cuda(ctx, ne, x0, y) : al_relu_forward_cuda(ctx, ne, x0, y);
+    case AL_NODE_ADD:
+        return bf ? al_add_forward_bf16_cuda(ctx, ne, x0, x1, y)
+                  : al_add_forward_cuda(ctx, ne, x0, x1, y);
     case AL_NODE_MAXPOOL:
     case AL_NODE_AVGPOOL: {
         al_pool_desc d;
         al_pool_desc_init(&d, n, ib.c, ib.h, ib.w, nd->k, nd->stride);
-        return nd->kind == AL_NODE_MAXPOOL ? al_maxpool_forward_bf16_cuda(ctx, &d, x0, y, (int32_t *)save)
-                                           : al_avgpool_forward_bf16_cuda(ctx, &d, x0, y);
+        d.nhwc = nh;
+        if (nd->kind == AL_NODE_MAXPOOL)
+            return bf ? al_maxpool_forward_bf16_cuda(ctx, &d, x0, y, (int32_t *)save)
+                      : al_maxpool_forward_cuda(ctx, &d, x0, y, (int32_t *)save);
+        return bf ? al_avgpool_forward_bf16_cuda(ctx, &d, x0, y) : al_avgpool_forward_cuda(ctx, &d, x0, y);
     }
-    default: AL_ASSERT(0, "node kind %d has no bf16 forward", nd->kind);
+    default: AL_ASSERT(0, "node kind %d has no fast forward", nd->kind);
     }
     return AL_OK;
 }
 
-/* The bf16 backward (x0, y, dy: bf16 views; dx0: bf16 or NULL; dw/db: fp32 grads or NULL). */
-static al_status backward_bf16(al_ctx *ctx, al_model *m, const al_node *nd, const al_slot *s,
-                               const al_bf16 *x0, const al_bf16 *y, const al_bf16 *dy,
-                               al_bf16 *dx0, int acc0, float *dw, float *db, const float *save) {
+/* The backward of a fast node in format nf (x0, y, dy: views; dx0: a view or NULL; dw/db:
+ * fp32 OIHW grads or NULL). */
+static al_status backward_fast(al_ctx *ctx, al_model *m, const al_node *nd, const al_slot *s,
+                               int nf, const void *x0, const void *y, const void *dy, void *dx0,
+                               int acc0, float *dw, float *db, const float *save) {
     if (ctx->device == AL_DEV_CPU)
         return backward_bf16_cpu(ctx, m, nd, s, x0, y, dy, dx0, acc0, dw, db, save);
     const int n = s->n;
     const al_buf ib = m->bufs[nd->in0], ob = m->bufs[nd->out];
     const int *pp = nd->param[nd->kind == AL_NODE_BN ? s->branch : 0];
+    const int bf = (nf & AL_FMT_BF16) != 0, nh = (nf & AL_FMT_NHWC) != 0;
+    const size_t ne = (size_t)n * ib.per_sample;
     switch (nd->kind) {
     case AL_NODE_CONV: {
         if (!dx0 && !dw && !db) return AL_OK;
         al_conv2d_desc d;
         al_conv2d_desc_init(&d, n, ib.c, ib.h, ib.w, ob.c, nd->k, nd->stride, nd->pad);
-        return al_conv2d_backward_bf16_cuda(ctx, &d, x0,
-                                            (const al_bf16 *)m->wbf + m->params[pp[0]].offset, dy,
-                                            dx0, acc0, dw, db, (al_bf16 *)m->dwbf);
+        d.nhwc = nh;
+        return bf ? al_conv2d_backward_bf16_cuda(ctx, &d, x0, wshadow(m, pp[0]), dy, dx0, acc0, dw,
+                                                 db, (al_bf16 *)m->dwbf)
+                  : al_conv2d_backward_cuda(ctx, &d, x0, wshadow(m, pp[0]), dy, dx0, acc0, dw, db);
     }
     case AL_NODE_BN: {
-        al_bn_desc d = {n, ib.c, ib.h * ib.w, nd->eps, nd->momentum, s->train, 0};
-        return al_bn_backward_bf16_cuda(ctx, &d, x0, al_param_data(m, pp[0]), save, save + ib.c, dy,
-                                        dx0, acc0, dw, db);
+        al_bn_desc d = {n, ib.c, ib.h * ib.w, nd->eps, nd->momentum, s->train, 0, nh};
+        const float *g = al_param_data(m, pp[0]);
+        return bf ? al_bn_backward_bf16_cuda(ctx, &d, x0, g, save, save + ib.c, dy, dx0, acc0, dw, db)
+                  : al_bn_backward_cuda(ctx, &d, x0, g, save, save + ib.c, dy, dx0, acc0, dw, db);
     }
     case AL_NODE_RELU:
-        return dx0 ? al_relu_backward_bf16_cuda(ctx, (size_t)n * ib.per_sample, y, dy, dx0, acc0)
-                   : AL_OK;
+        if (!dx0) return AL_OK;
+        return bf ? al_relu_backward_bf16_cuda(ctx, ne, y, dy, dx0, acc0)
+                  : al_relu_backward_cuda(ctx, ne, y, dy, dx0, acc0);
     case AL_NODE_MAXPOOL:
     case AL_NODE_AVGPOOL: {
         if (!dx0) return AL_OK;
         al_pool_desc d;
         al_pool_desc_init(&d, n, ib.c, ib.h, ib.w, nd->k, nd->stride);
-        return nd->kind == AL_NODE_MAXPOOL
-                   ? al_maxpool_backward_bf16_cuda(ctx, &d, (const int32_t *)save, dy, dx0, acc0)
-                   : al_avgpool_backward_bf16_cuda(ctx, &d, dy, dx0, acc0);
+        d.nhwc = nh;
+        if (nd->kind == AL_NODE_MAXPOOL)
+            return bf ? al_maxpool_backward_bf16_cuda(ctx, &d, (const int32_t *)save, dy, dx0, acc0)
+                      : al_maxpool_backward_cuda(ctx, &d, (const int32_t *)save, dy, dx0, acc0);
+        return bf ? al_avgpool_backward_bf16_cuda(ctx, &d, dy, dx0, acc0)
+                  : al_avgpool_backward_cuda(ctx, &d, dy, dx0, acc0);
     }
-    default: AL_ASSERT(0, "node kind %d has no bf16 backward", nd->kind);
+    default: AL_ASSERT(0, "node kind %d has no fast backward", nd->kind);
     }
     return AL_OK;
 }
 #else
-static al_status forward_bf16(al_ctx *ctx, al_model *m, const al_node *nd, int n, int branch,
-                              const al_fwd_opts *o, const al_bf16 *x0, const al_bf16 *x1,
-                              al_bf16 *y, float *save) {
+static al_status forward_fast(al_ctx *ctx, al_model *m, const al_node *nd, int n, int branch,
+                              const al_fwd_opts *o, int nf, const void *x0, const void *x1,
+                              void *y, float *save) {
+    AL_ASSERT(nf == AL_FMT_BF16, "format %d without CUDA", nf);
     return forward_bf16_cpu(ctx, m, nd, n, branch, o, x0, x1, y, save);
 }
-static al_status backward_bf16(al_ctx *ctx, al_model *m, const al_node *nd, const al_slot *s,
-                               const al_bf16 *x0, const al_bf16 *y, const al_bf16 *dy,
-                               al_bf16 *dx0, int acc0, float *dw, float *db, const float *save) {
+static al_status backward_fast(al_ctx *ctx, al_model *m, const al_node *nd, const al_slot *s,
+                               int nf, const void *x0, const void *y, const void *dy, void *dx0,
+                               int acc0, float *dw, float *db, const float *save) {
+    AL_ASSERT(nf == AL_FMT_BF16, "format %d without CUDA", nf);
     return backward_bf16_cpu(ctx, m, nd, s, x0, y, dy, dx0, acc0, dw, db, save);
 }
 #endif
+
+static al_status convert_weights(al_ctx *ctx, al_model *m) {
+    if (m->bf16 && !m->nhwc) return al_cast(ctx, m->n_param_floats, m->data, 0, m->wbf, 1, 0);
+    if (!m->nhwc) return AL_OK;
+    for (int i = 0; i < m->n_nodes; i++) {
+        const al_node *nd = &m->nodes[i];
+        if (nd->kind != AL_NODE_CONV) continue;
+        const al_param *p = &m->params[nd->param[0][0]];
+        AL_TRY(al_convert(ctx, p->shape[0], p->shape[1], p->shape[2] * p->shape[3],
+                          m->data + p->offset, 0, (void *)wshadow(m, nd->param[0][0]),
+                          model_fmt(m), 0));
+    }
+    return AL_OK;
+}
 
 static al_status model_forward(al_ctx *ctx, al_model *m, const float *x, int n,
                                const al_fwd_opts *o) {
@@ -923,21 +1006,21 @@ static al_status model_forward(al_ctx *ctx, al_model *m, const float *x, int n,
     s->train = o->train;
     s->branch = branch;
     s->labels = o->labels;
-    /* bf16: the conv weights' bf16 shadow from the fp32 master weights (one launch; backward
-     * uses the same shadow, and nothing changes the weights between the two) */
-    if (m->bf16) AL_TRY(al_cast(ctx, m->n_param_floats, m->data, 0, m->wbf, 1, 0));
+    /* the conv weights' shadow in the fast format from the fp32 OIHW master weights (backward
+     * uses the same shadow, and nothing changes the weights between the two): bf16 NCHW is one
+     * cast of the whole buffer, channels last one OIHW -> OHWI conversion per conv */
+    AL_TRY(convert_weights(ctx, m));
     for (int i = 0; i < m->n_nodes; i++) {
         al_node *nd = &m->nodes[i];
-        const al_buf ob = m->bufs[nd->out];
-        const int nb = node_bf16(m, nd);
+        const int nf = node_fmt(m, nd), of = buf_fmt(m, nd->out);
         size_t cu = 0;
         const void *x0v = NULL, *x1v = NULL;
-        AL_TRY(view_as(ctx, m, nd->in0, act(m, s, nd->in0), n, nb, &cu, &x0v));
-        if (nd->in1 >= 0) AL_TRY(view_as(ctx, m, nd->in1, act(m, s, nd->in1), n, nb, &cu, &x1v));
-        void *yv = ob.bf16 == nb ? (void *)act(m, s, nd->out) : cast_take(m, nd->out, &cu);
+        AL_TRY(view_as(ctx, m, nd->in0, act(m, s, nd->in0), n, nf, &cu, &x0v));
+        if (nd->in1 >= 0) AL_TRY(view_as(ctx, m, nd->in1, act(m, s, nd->in1), n, nf, &cu, &x1v));
+        void *yv = of == nf ? (void *)act(m, s, nd->out) : cast_take(m, nd->out, &cu);
         float *save = s->save + nd->save_offset;
-        if (nb)
-            AL_TRY(forward_bf16(ctx, m, nd, n, branch, o, x0v, x1v, yv, save));
+        if (nf)
+            AL_TRY(forward_fast(ctx, m, nd, n, branch, o, nf, x0v, x1v, yv, save));
         else if (nd->kind == AL_NODE_CUSTOM)
             AL_TRY(nd->ops->forward(ctx, m, nd, o, n, x0v, x1v, yv, save));
         else
@@ -945,7 +1028,7 @@ static al_status model_forward(al_ctx *ctx, al_model *m, const float *x, int n,
                                     nd->param[0][0] >= 0 ? al_param_data(m, nd->param[0][0]) : NULL));
         if (nd->kind == AL_NODE_BN && o->train && o->update_bn) nd->bn_tracked[branch]++;
         if (yv != (void *)act(m, s, nd->out))
-            AL_TRY(al_cast(ctx, (size_t)n * ob.per_sample, yv, nb, act(m, s, nd->out), ob.bf16, 0));
+            AL_TRY(convert_buf(ctx, m, nd->out, n, yv, nf, act(m, s, nd->out), of, 0));
     }
     return AL_OK;
 }
@@ -1004,8 +1087,8 @@ static al_status model_backward_seeds(al_ctx *ctx, al_model *m, int slot,
         if (!seeds[j].grad || m->has_consumer[seeds[j].buf]) continue;
         for (int q = 0; q < j; q++)
             AL_ASSERT(seeds[q].buf != seeds[j].buf, "buffer %d seeded twice", seeds[j].buf);
-        AL_CHECK(al_cast(ctx, (size_t)n * m->bufs[seeds[j].buf].per_sample, seeds[j].grad, 0,
-                         gact(m, seeds[j].buf), m->bufs[seeds[j].buf].bf16, 0));
+        AL_CHECK(convert_buf(ctx, m, seeds[j].buf, n, seeds[j].grad, 0, gact(m, seeds[j].buf),
+                             buf_fmt(m, seeds[j].buf), 0));
         seeded[j] = 1;
         written[seeds[j].buf] = 1;
     }
@@ -1017,31 +1100,30 @@ static al_status model_backward_seeds(al_ctx *ctx, al_model *m, int slot,
             if (seeded[j] || !seeds[j].grad || seeds[j].buf != nd->out) continue;
             /* every consumer of this buffer comes later in the graph, so its gradient is
              * complete here: add the caller's seed */
-            AL_CHECK(al_cast(ctx, (size_t)n * m->bufs[nd->out].per_sample, seeds[j].grad, 0,
-                             gact(m, nd->out), m->bufs[nd->out].bf16, written[nd->out]));
+            AL_CHECK(convert_buf(ctx, m, nd->out, n, seeds[j].grad, 0, gact(m, nd->out),
+                                 buf_fmt(m, nd->out), written[nd->out]));
             seeded[j] = 1;
             written[nd->out] = 1;
         }
         if (!written[nd->out]) continue; /* no gradient reaches this node */
-        const al_buf ib = m->bufs[nd->in0];
-        const int nb = node_bf16(m, nd);
-        /* views in the node's type (casts where a buffer is of the other type, bf16 mode) */
+        const int nf = node_fmt(m, nd), if0 = buf_fmt(m, nd->in0);
+        /* views in the node's format (conversions where a buffer is stored in another) */
         size_t cu = 0;
         const int want_xv = nd->kind == AL_NODE_CONV || nd->kind == AL_NODE_BN ||
                             nd->kind == AL_NODE_LINEAR || nd->kind == AL_NODE_CUSTOM;
         const int want_yv = nd->kind == AL_NODE_RELU || nd->kind == AL_NODE_CUSTOM;
         const void *x0v = NULL, *x1v = NULL, *yv = NULL, *dyv = NULL;
-        if (want_xv) AL_CHECK(view_as(ctx, m, nd->in0, act(m, s, nd->in0), n, nb, &cu, &x0v));
+        if (want_xv) AL_CHECK(view_as(ctx, m, nd->in0, act(m, s, nd->in0), n, nf, &cu, &x0v));
         if (want_xv && nd->in1 >= 0)
-            AL_CHECK(view_as(ctx, m, nd->in1, act(m, s, nd->in1), n, nb, &cu, &x1v));
-        if (want_yv) AL_CHECK(view_as(ctx, m, nd->out, act(m, s, nd->out), n, nb, &cu, &yv));
-        AL_CHECK(view_as(ctx, m, nd->out, gact(m, nd->out), n, nb, &cu, &dyv));
-        /* input gradients: into the buffer's gradient when the types agree, else into a cast
-         * view written '=' and then added into the buffer's gradient */
+            AL_CHECK(view_as(ctx, m, nd->in1, act(m, s, nd->in1), n, nf, &cu, &x1v));
+        if (want_yv) AL_CHECK(view_as(ctx, m, nd->out, act(m, s, nd->out), n, nf, &cu, &yv));
+        AL_CHECK(view_as(ctx, m, nd->out, gact(m, nd->out), n, nf, &cu, &dyv));
+        /* input gradients: into the buffer's gradient when the formats agree, else into a
+         * conversion view written '=' and then added into the buffer's gradient */
         float *gin0 = need[nd->in0] ? (nd->in0 == 0 ? dx : gact(m, nd->in0)) : NULL;
         const int acc0_buf = written[nd->in0];
-        float *din = gin0 && ib.bf16 != nb && nd->kind != AL_NODE_ADD ? cast_take(m, nd->in0, &cu)
-                                                                        : gin0;
+        float *din = gin0 && if0 != nf && nd->kind != AL_NODE_ADD ? cast_take(m, nd->in0, &cu)
+                                                                    : gin0;
         const int acc0 = din == gin0 ? acc0_buf : 0;
         const float *save = s->save + nd->save_offset;
         const int *pp = nd->param[nd->kind == AL_NODE_BN ? s->branch : 0];
@@ -1049,21 +1131,21 @@ static al_status model_backward_seeds(al_ctx *ctx, al_model *m, int slot,
         float *dw = (want_w && trainable_w) ? al_param_grad(m, pp[0]) : NULL;
         float *db = (want_w && pp[1] >= 0 && m->params[pp[1]].trainable) ? al_param_grad(m, pp[1]) : NULL;
         if (nd->kind == AL_NODE_ADD) {
-            /* both inputs receive dy, each in its own type */
-            if (gin0) AL_CHECK(al_cast(ctx, (size_t)n * ib.per_sample, dyv, nb, gin0, ib.bf16, acc0_buf));
+            /* both inputs receive dy, each in its own format */
+            if (gin0) AL_CHECK(convert_buf(ctx, m, nd->in0, n, dyv, nf, gin0, if0, acc0_buf));
             if (gin0) written[nd->in0] = 1;
             if (need[nd->in1]) {
                 float *din1 = nd->in1 == 0 ? dx : gact(m, nd->in1);
-                AL_CHECK(al_cast(ctx, (size_t)n * ib.per_sample, dyv, nb, din1,
-                                 m->bufs[nd->in1].bf16, written[nd->in1]));
+                AL_CHECK(convert_buf(ctx, m, nd->in1, n, dyv, nf, din1, buf_fmt(m, nd->in1),
+                                     written[nd->in1]));
                 written[nd->in1] = 1;
             }
             continue;
         }
-        if (nb) {
-            AL_CHECK(backward_bf16(ctx, m, nd, s, x0v, yv, dyv, (al_bf16 *)din, acc0, dw, db, save));
+        if (nf) {
+            AL_CHECK(backward_fast(ctx, m, nd, s, nf, x0v, yv, dyv, din, acc0, dw, db, save));
         } else if (nd->kind == AL_NODE_CUSTOM) {
-            /* a custom node's buffers are all fp32 (plan_bf16): no casts around it */
+            /* a custom node's buffers are all fp32 NCHW (plan_formats): no conversions */
             float *din1 = nd->in1 >= 0 && need[nd->in1] ? (nd->in1 == 0 ? dx : gact(m, nd->in1)) : NULL;
             AL_CHECK(nd->ops->backward(ctx, m, nd, n, s->train, x0v, x1v, yv, dyv, din, acc0, din1,
                                        nd->in1 >= 0 ? written[nd->in1] : 0,
@@ -1074,7 +1156,7 @@ static al_status model_backward_seeds(al_ctx *ctx, al_model *m, int slot,
                                        pp[0] >= 0 ? al_param_data(m, pp[0]) : NULL, dw, db, save));
         }
         if (din && din != gin0)
-            AL_CHECK(al_cast(ctx, (size_t)n * ib.per_sample, din, nb, gin0, ib.bf16, acc0_buf));
+            AL_CHECK(convert_buf(ctx, m, nd->in0, n, din, nf, gin0, if0, acc0_buf));
         if (din) written[nd->in0] = 1;
     }
 done:

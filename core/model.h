@@ -104,6 +104,7 @@ typedef struct al_buf {
     size_t offset;            /* floats per sample before this buffer in the fp32 layout */
     /* at setup: */
     int bf16;                 /* stored as bf16 (run.precision = bf16 on CUDA, see model.c) */
+    int nhwc;                 /* stored channels last (run.layout = nhwc, CUDA; model.c) */
     size_t boff;              /* bytes into a slot's act / the gbuf (any layout) */
 } al_buf;
 
@@ -168,12 +169,15 @@ typedef struct al_model {
     al_slot *slots;
     float *gbuf;              /* activation gradients, shared across slots */
     size_t scratch_bytes;     /* max per-op scratch, reserved in ctx */
-    /* bf16 activations (ctx precision bf16 on CUDA; core/ops/bf16.h, model.c "bf16"): */
+    /* storage formats (core/ops/bf16.h AL_FMT_*; model.c "storage formats"): bf16 activations
+     * (run.precision = bf16) and/or channels last (run.layout = nhwc) in the fast nodes */
     int bf16;                 /* some buffers are bf16 (set at setup) */
+    int nhwc;                 /* some buffers are channels last (set at setup) */
     size_t act_bytes;         /* bytes of one slot's activations (= of the gbuf) */
-    void *wbf;                /* (n_param_floats) bf16 shadow of `data`, cast per forward */
+    void *wbf;                /* (n_param_floats) conv weight shadow in the fast nodes' format
+                               * (bf16 and/or OHWI), converted from `data` per forward */
     void *dwbf;               /* bf16 weight gradient of one conv (the largest) */
-    void *cast;               /* boundary casts between fp32 and bf16 nodes */
+    void *cast;               /* boundary conversions between formats */
     size_t cast_bytes;
     int setup_done;
 } al_model;

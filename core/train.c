@@ -251,8 +251,7 @@ static al_status setup(trainer *t, const char *resume, int64_t *step) {
     al_status st;
     AL_TRY(al_ctx_init(&t->ctx, cfg->run.device, 0, cfg->run.threads, (uint64_t)cfg->run.seed));
     t->ctx.deterministic = cfg->run.deterministic;
-    t->ctx.precision = cfg->run.precision;
-    t->ctx.cuda_graphs = cfg->run.cuda_graphs;
+    al_config_apply_ctx(cfg, &t->ctx);
     if (!cfg->data.dataset[0])
         return AL_FAIL(AL_ERR_CONFIG, "config: data.dataset is required (path to a dataset .h5)");
     int c2, h2, w2, k2;

@@ -196,6 +196,12 @@ void al_conv_plans_destroy(al_cuda_state *s);
 al_status al_channel_sum_add_cuda(al_ctx *ctx, int n, int c, int hw, const float *dy, float *db);
 al_status al_channel_sum_add_bf16_cuda(al_ctx *ctx, int n, int c, int hw, const al_bf16 *dy,
                                        float *db);
+/* channels-last dy (N, HW, C): op_batchnorm.cu's split reduction (takes ctx scratch, sized by
+ * al_bn_scratch_bytes_cuda for the same n, c, hw) */
+al_status al_channel_sum_add_nhwc_cuda(al_ctx *ctx, int n, int c, int hw, const float *dy,
+                                       float *db);
+al_status al_channel_sum_add_nhwc_bf16_cuda(al_ctx *ctx, int n, int c, int hw, const al_bf16 *dy,
+                                            float *db);
 
 /* ---------------------------------------------------------------- reductions */
 

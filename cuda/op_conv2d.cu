@@ -1,6 +1,7 @@
 /* op_conv2d.cu: 2-D convolution through cuDNN. Twin: core/ops/conv2d.c (im2col + SGEMM).
- * NCHW float or bf16 (core/ops/bf16.h) activations, OIHW weights, groups = 1, square
- * stride/pad.
+ * NCHW float or bf16 (core/ops/bf16.h) activations with OIHW weights, or channels last
+ * (d->nhwc: NHWC activations, OHWI weights -- the caller's converted shadow, core/model.c),
+ * groups = 1, square stride/pad.
  * Write modes as the twin: y =; dx = (+= when dx_accum, cuDNN beta = 1); dw += (beta = 1);
  * db += (our deterministic channel-sum kernel, not cudnnConvolutionBackwardBias).
  * Plans: per (shape, precision, deterministic) the descriptors and the three algorithms are
@@ -15,6 +16,7 @@
  * and reports the largest workspace, so the model reserves it before the hot path. */
 #include <string.h>
 
+#include "core/ops/batchnorm.h"
 #include "core/ops/conv2d.h"
 #include "cuda/cuda_base.cuh"
 
@@ -29,7 +31,8 @@ static int same_key(const al_conv_plan *p, const al_conv2d_desc *d, int precisio
     const al_conv2d_desc *a = &p->d;
     return p->used && a->n == d->n && a->c_in == d->c_in && a->h_in == d->h_in &&
            a->w_in == d->w_in && a->c_out == d->c_out && a->kh == d->kh && a->kw == d->kw &&
-           a->stride == d->stride && a->pad == d->pad && p->precision == precision &&
+           a->stride == d->stride && a->pad == d->pad && a->nhwc == d->nhwc &&
+           p->precision == precision &&
            p->deterministic == det && p->bf16 == bf16;
 }
 
@@ -195,6 +198,8 @@ static al_status get_plan(const al_ctx *ctx, const al_conv2d_desc *d, int bf16, 
     al_status st = AL_OK;
     int on = 0, oc = 0, oh = 0, ow = 0;
     const cudnnDataType_t dt = bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+    /* channels last: activations NHWC and the filter KRSC (OHWI), cuDNN's tensor-core layout */
+    const cudnnTensorFormat_t fmt = d->nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
     p->d = *d;
     p->precision = prec;
     p->deterministic = det;
@@ -205,9 +210,8 @@ static al_status get_plan(const al_ctx *ctx, const al_conv2d_desc *d, int bf16, 
     AL_CUDNN_CHECK(cudnnCreateFilterDescriptor(&p->w));
     AL_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&p->conv));
     /* bf16: cuDNN's BFLOAT16 config (bf16 x, w, y; fp32 compute type in the conv descriptor) */
-    AL_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->x, CUDNN_TENSOR_NCHW, dt, d->n, d->c_in, d->h_in,
-                                              d->w_in));
-    AL_CUDNN_CHECK(cudnnSetFilter4dDescriptor(p->w, dt, CUDNN_TENSOR_NCHW,
+    AL_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->x, fmt, dt, d->n, d->c_in, d->h_in, d->w_in));
+    AL_CUDNN_CHECK(cudnnSetFilter4dDescriptor(p->w, dt, fmt,
                                               d->c_out, d->c_in, d->kh, d->kw));
     AL_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(p->conv, d->pad, d->pad, d->stride, d->stride,
                                                    1, 1, CUDNN_CROSS_CORRELATION,
@@ -220,8 +224,7 @@ static al_status get_plan(const al_ctx *ctx, const al_conv2d_desc *d, int bf16, 
                      on, oc, oh, ow, d->n, d->c_out, d->h_out, d->w_out);
         goto done;
     }
-    AL_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NCHW, dt, d->n, d->c_out,
-                                              d->h_out, d->w_out));
+    AL_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->y, fmt, dt, d->n, d->c_out, d->h_out, d->w_out));
     AL_CUDNN_CHECK(cudnnSetTensor4dDescriptor(p->b, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1,
                                               d->c_out, 1, 1));
     p->used = 1; /* descriptors valid: destroy on failure below via plan_destroy */
@@ -237,28 +240,39 @@ done:
     return st;
 }
 
-extern "C" size_t al_conv2d_scratch_bytes_cuda(const al_ctx *ctx, const al_conv2d_desc *d) {
+/* The plan's largest workspace; channels last adds the OHWI weight gradient (converted into
+ * the OIHW dw after cuDNN) and the bias reduction's partials. al_ctx_scratch aligns each
+ * start to 64 bytes. */
+static size_t scratch_bytes(const al_ctx *ctx, const al_conv2d_desc *d, int bf16) {
     al_conv_plan *p = NULL;
-    if (get_plan(ctx, d, 0, CONV_WS_LIMIT, &p) != AL_OK) return 0; /* re-raised at the call */
-    size_t ws = AL_MAX(p->ws_fwd, AL_MAX(p->ws_bwd_data, p->ws_bwd_filter));
-    return ws + 64; /* al_ctx_scratch aligns the start to 64 bytes */
+    if (get_plan(ctx, d, bf16, CONV_WS_LIMIT, &p) != AL_OK) return 0; /* re-raised at the call */
+    size_t ws = AL_MAX(p->ws_fwd, AL_MAX(p->ws_bwd_data, p->ws_bwd_filter)) + 64;
+    if (d->nhwc) {
+        const al_bn_desc sum = {d->n, d->c_out, d->h_out * d->w_out, 0, 0, 0, 0, 1};
+        const size_t wn = (size_t)d->c_out * d->c_in * d->kh * d->kw;
+        ws = AL_MAX(ws + wn * (bf16 ? sizeof(al_bf16) : sizeof(float)) + 64,
+                    al_bn_scratch_bytes_cuda(&sum));
+    }
+    return ws;
+}
+
+extern "C" size_t al_conv2d_scratch_bytes_cuda(const al_ctx *ctx, const al_conv2d_desc *d) {
+    return scratch_bytes(ctx, d, 0);
 }
 
 extern "C" size_t al_conv2d_scratch_bytes_bf16_cuda(const al_ctx *ctx, const al_conv2d_desc *d) {
-    al_conv_plan *p = NULL;
-    if (get_plan(ctx, d, 1, CONV_WS_LIMIT, &p) != AL_OK) return 0; /* re-raised at the call */
-    size_t ws = AL_MAX(p->ws_fwd, AL_MAX(p->ws_bwd_data, p->ws_bwd_filter));
-    return ws + 64;
+    return scratch_bytes(ctx, d, 1);
 }
 
 /* ---------------------------------------------------------------- forward / backward */
 
-/* y (N, C, HW) += b[c], bf16 y (the fp32 path uses cudnnAddTensor). */
-static __global__ void bias_add_bf16_kernel(size_t n_elems, int c_total, int hw,
-                                            const float *__restrict__ b, al_bf16 *__restrict__ y) {
+/* y += b[c] for bf16 or channels-last y (fp32 NCHW uses cudnnAddTensor). */
+template <typename T>
+static __global__ void bias_add_kernel(size_t n_elems, int c_total, int hw, int nhwc,
+                                       const float *__restrict__ b, T *__restrict__ y) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n_elems;
          i += (size_t)gridDim.x * blockDim.x) {
-        const int c = (int)((i / (size_t)hw) % (size_t)c_total);
+        const int c = nhwc ? (int)(i % (size_t)c_total) : (int)((i / (size_t)hw) % (size_t)c_total);
         al_st(y, i, al_ld(y, i) + b[c]);
     }
 }
@@ -279,11 +293,17 @@ static al_status conv_fwd(al_ctx *ctx, const al_conv2d_desc *d, int bf16, const 
     AL_CUDNN_CHECK(cudnnConvolutionForward(s->cudnn, &one, p->x, x, p->w, w, p->conv, p->fwd, ws,
                                            p->ws_fwd, &zero, p->y, y));
     /* y += b broadcast over (N, HW): an elementwise add, deterministic */
-    if (b && !bf16) AL_CUDNN_CHECK(cudnnAddTensor(s->cudnn, &one, p->b, b, &one, p->y, y));
-    if (b && bf16) {
+    if (b && !bf16 && !d->nhwc)
+        AL_CUDNN_CHECK(cudnnAddTensor(s->cudnn, &one, p->b, b, &one, p->y, y));
+    if (b && (bf16 || d->nhwc)) {
         const size_t ne = (size_t)d->n * d->c_out * d->h_out * d->w_out;
-        bias_add_bf16_kernel<<<al_grid(ctx, ne, AL_BLOCK), AL_BLOCK, 0, s->stream>>>(
-            ne, d->c_out, d->h_out * d->w_out, b, (al_bf16 *)y);
+        const unsigned grid = al_grid(ctx, ne, AL_BLOCK);
+        if (bf16)
+            bias_add_kernel<al_bf16><<<grid, AL_BLOCK, 0, s->stream>>>(
+                ne, d->c_out, d->h_out * d->w_out, d->nhwc, b, (al_bf16 *)y);
+        else
+            bias_add_kernel<float><<<grid, AL_BLOCK, 0, s->stream>>>(
+                ne, d->c_out, d->h_out * d->w_out, d->nhwc, b, (float *)y);
     }
     AL_CUDA_CHECK(cudaGetLastError());
     if (s->sync_check) AL_CUDA_CHECK(cudaStreamSynchronize(s->stream));
@@ -317,27 +337,39 @@ static al_status conv_bwd(al_ctx *ctx, const al_conv2d_desc *d, int bf16, const 
         al_ctx_scratch_release(ctx, mark);
     }
     if (dw) {
-        if (p->ws_bwd_filter > avail) AL_CHECK(pick_bwd_filter(ctx, p, avail));
+        /* fp32 NCHW: dw += (beta = 1). Otherwise cuDNN writes the gradient in the plan's type
+         * and filter layout into a temporary (beta = 0: bf16 -> dw_tmp, channels last -> ctx
+         * scratch), which al_convert_cuda adds into the fp32 OIHW dw. */
+        const size_t wn = (size_t)d->c_out * d->c_in * d->kh * d->kw;
+        void *tmp = d->nhwc ? al_ctx_scratch(ctx, wn * (bf16 ? sizeof(al_bf16) : sizeof(float)))
+                    : bf16  ? (void *)dw_tmp
+                            : NULL;
+        const size_t avail_f = al_scratch_avail(ctx);
+        if (p->ws_bwd_filter > avail_f) AL_CHECK(pick_bwd_filter(ctx, p, avail_f));
         void *ws = p->ws_bwd_filter ? al_ctx_scratch(ctx, p->ws_bwd_filter) : NULL;
-        /* fp32: dw += (beta = 1); bf16: dw_tmp = (beta = 0), added below */
         AL_CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv, p->math_bwd_filter));
         AL_CUDNN_CHECK(cudnnConvolutionBackwardFilter(s->cudnn, &one, p->x, x, p->y, dy, p->conv,
                                                       p->bwd_filter, ws, p->ws_bwd_filter,
-                                                      bf16 ? &zero : &one, p->w,
-                                                      bf16 ? (void *)dw_tmp : (void *)dw));
+                                                      tmp ? &zero : &one, p->w, tmp ? tmp : dw));
+        if (tmp)
+            AL_CHECK(al_convert_cuda(ctx, d->c_out, d->c_in, d->kh * d->kw, tmp,
+                                     (bf16 ? AL_FMT_BF16 : 0) | (d->nhwc ? AL_FMT_NHWC : 0), dw, 0,
+                                     1));
         al_ctx_scratch_release(ctx, mark);
-        if (bf16)
-            AL_CHECK(al_cast_cuda(ctx, (size_t)d->c_out * d->c_in * d->kh * d->kw, dw_tmp, 1, dw,
-                                  0, 1));
     }
     AL_CUDA_CHECK(cudaGetLastError());
     if (s->sync_check) AL_CUDA_CHECK(cudaStreamSynchronize(s->stream));
-    if (db && !bf16)
-        AL_CHECK(al_channel_sum_add_cuda(ctx, d->n, d->c_out, d->h_out * d->w_out,
-                                         (const float *)dy, db));
-    if (db && bf16)
-        AL_CHECK(al_channel_sum_add_bf16_cuda(ctx, d->n, d->c_out, d->h_out * d->w_out,
-                                              (const al_bf16 *)dy, db));
+    if (db) {
+        const int hw = d->h_out * d->w_out;
+        if (d->nhwc && bf16)
+            AL_CHECK(al_channel_sum_add_nhwc_bf16_cuda(ctx, d->n, d->c_out, hw, (const al_bf16 *)dy, db));
+        else if (d->nhwc)
+            AL_CHECK(al_channel_sum_add_nhwc_cuda(ctx, d->n, d->c_out, hw, (const float *)dy, db));
+        else if (bf16)
+            AL_CHECK(al_channel_sum_add_bf16_cuda(ctx, d->n, d->c_out, hw, (const al_bf16 *)dy, db));
+        else
+            AL_CHECK(al_channel_sum_add_cuda(ctx, d->n, d->c_out, hw, (const float *)dy, db));
+    }
 done:
     al_ctx_scratch_release(ctx, mark);
     return st;

@@ -208,3 +208,59 @@ extern "C" al_status al_cast_cuda(al_ctx *ctx, size_t n, const void *src, int sr
     if (src_bf16) LAUNCH(CAST_BF, n, n, a, (const al_bf16 *)src, (float *)dst);
     LAUNCH(CAST_FB, n, n, a, (const float *)src, (al_bf16 *)dst);
 }
+
+/* ------------------------------------------------------------------ layout (core/ops/bf16.h)
+ * al_convert between NCHW and NHWC: per image the source is an (R, S) row-major matrix (NCHW:
+ * R = C, S = HW; NHWC: R = HW, S = C) written transposed, through a 32 x 33 shared tile so
+ * that both the reads and the writes are coalesced. The value is converted to the destination
+ * type exactly as al_cast does (one rounding of the fp32 sum when accumulating into bf16). */
+#define TR_TILE 32
+#define TR_ROWS 8
+
+template <typename TS, typename TD>
+static __global__ void transpose_kernel(int R, int S, int accum, const TS *__restrict__ src,
+                                        TD *__restrict__ dst) {
+    __shared__ float tile[TR_TILE][TR_TILE + 1];
+    const size_t off = (size_t)blockIdx.z * R * S;
+    const int r0 = blockIdx.y * TR_TILE, s0 = blockIdx.x * TR_TILE;
+    for (int j = threadIdx.y; j < TR_TILE; j += TR_ROWS) {
+        const int r = r0 + j, c = s0 + threadIdx.x;
+        if (r < R && c < S) tile[j][threadIdx.x] = al_ld(src, off + (size_t)r * S + c);
+    }
+    __syncthreads();
+    for (int j = threadIdx.y; j < TR_TILE; j += TR_ROWS) {
+        const int c = s0 + j, r = r0 + threadIdx.x; /* destination row c, column r */
+        if (r < R && c < S) {
+            const size_t o = off + (size_t)c * R + r;
+            const float v = tile[threadIdx.x][j];
+            al_st(dst, o, accum ? al_ld(dst, o) + v : v);
+        }
+    }
+}
+
+template <typename TS, typename TD>
+static void transpose(al_ctx *ctx, dim3 grid, int R, int S, int accum, const void *src,
+                      void *dst) {
+    transpose_kernel<TS, TD><<<grid, dim3(TR_TILE, TR_ROWS), 0, al_stream_of(ctx)>>>(
+        R, S, accum, (const TS *)src, (TD *)dst);
+}
+
+extern "C" al_status al_convert_cuda(al_ctx *ctx, int n, int c, int hw, const void *src,
+                                     int src_fmt, void *dst, int dst_fmt, int accum) {
+    if (((src_fmt ^ dst_fmt) & AL_FMT_NHWC) == 0 || c == 1 || hw == 1)
+        return al_cast_cuda(ctx, (size_t)n * c * hw, src, src_fmt & AL_FMT_BF16, dst,
+                            dst_fmt & AL_FMT_BF16, accum);
+    if (n == 0) return AL_OK;
+    const int R = src_fmt & AL_FMT_NHWC ? hw : c, S = src_fmt & AL_FMT_NHWC ? c : hw;
+    const int a = accum ? 1 : 0;
+    AL_ASSERT(n <= 65535 && AL_CEIL_DIV(R, TR_TILE) <= 65535,
+              "al_convert_cuda: %d images of %d x %d exceed the launch grid", n, R, S);
+    const dim3 grid((unsigned)AL_CEIL_DIV(S, TR_TILE), (unsigned)AL_CEIL_DIV(R, TR_TILE), (unsigned)n);
+    const int sb = src_fmt & AL_FMT_BF16, db = dst_fmt & AL_FMT_BF16;
+    if (sb && db) transpose<al_bf16, al_bf16>(ctx, grid, R, S, a, src, dst);
+    else if (sb) transpose<al_bf16, float>(ctx, grid, R, S, a, src, dst);
+    else if (db) transpose<float, al_bf16>(ctx, grid, R, S, a, src, dst);
+    else transpose<float, float>(ctx, grid, R, S, a, src, dst);
+    AL_LAUNCH_CHECK(ctx);
+    return AL_OK;
+}

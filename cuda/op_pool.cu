@@ -1,5 +1,6 @@
 /* op_pool.cu: max and average pooling. Twin: core/ops/pool.c (mirrored exactly).
- * NCHW, square window k, stride s, no padding, floor mode.
+ * NCHW or channels last (d->nhwc, run.layout = nhwc), square window k, stride s, no padding,
+ * floor mode; argmax has the output's layout and holds ih*W + iw either way.
  * Max: the first maximum in row-major window order wins, and a NaN wins over numbers
  * (`v > best || isnan(v)`, PyTorch's rule, so the last NaN); argmax = ih*W + iw in the plane.
  * Avg: sum in double in row-major window order, times 1/(k*k) in double, rounded once.
@@ -17,22 +18,48 @@ static __device__ __forceinline__ void covering(int i, int k, int s, int n_out, 
     *hi = h < n_out - 1 ? h : n_out - 1;
 }
 
+/* Element e of an (N, C, P-position) tensor -> image i, channel c, position pos (NCHW, or
+ * channels last when nhwc); then plane (i, c) of a tensor with P2 positions starts at *base
+ * and its positions are *se elements apart. Channels last keeps consecutive threads on
+ * consecutive channels, so every access below is coalesced in both layouts. */
+static __device__ __forceinline__ void split(size_t e, int nhwc, int c_total, int p, size_t *i,
+                                             int *c, int *pos) {
+    if (nhwc) {
+        *c = (int)(e % (size_t)c_total);
+        const size_t t = e / (size_t)c_total;
+        *i = t / (size_t)p;
+        *pos = (int)(t - *i * (size_t)p);
+    } else {
+        const size_t ic = e / (size_t)p;
+        *pos = (int)(e - ic * (size_t)p);
+        *i = ic / (size_t)c_total;
+        *c = (int)(ic - *i * (size_t)c_total);
+    }
+}
+static __device__ __forceinline__ size_t plane(int nhwc, int c_total, int p, size_t i, int c,
+                                               size_t *se) {
+    *se = nhwc ? (size_t)c_total : 1;
+    return nhwc ? i * (size_t)p * c_total + (size_t)c : (i * (size_t)c_total + c) * (size_t)p;
+}
+
 template <typename T>
-static __global__ void maxpool_fwd_kernel(size_t n_out, int H, int W, int Ho, int Wo, int k,
-                                          int s, const T *__restrict__ x, T *__restrict__ y,
-                                          int32_t *__restrict__ argmax) {
+static __global__ void maxpool_fwd_kernel(size_t n_out, int C, int nhwc, int H, int W, int Ho,
+                                          int Wo, int k, int s, const T *__restrict__ x,
+                                          T *__restrict__ y, int32_t *__restrict__ argmax) {
     for (size_t o = blockIdx.x * (size_t)blockDim.x + threadIdx.x; o < n_out;
          o += (size_t)gridDim.x * blockDim.x) {
-        const size_t pl = o / ((size_t)Ho * Wo);
-        const int r = (int)(o - pl * (size_t)Ho * Wo), oh = r / Wo, ow = r - oh * Wo;
-        const T *xp = x + pl * (size_t)H * W;
+        size_t i, se;
+        int c, r;
+        split(o, nhwc, C, Ho * Wo, &i, &c, &r);
+        const size_t xb = plane(nhwc, C, H * W, i, c, &se);
+        const int oh = r / Wo, ow = r - oh * Wo;
         const int h0 = oh * s, w0 = ow * s;
         float best = -INFINITY;
         int32_t bi = h0 * W + w0;
-        for (int i = 0; i < k; i++)
-            for (int j = 0; j < k; j++) {
-                const int idx = (h0 + i) * W + w0 + j;
-                const float v = al_ld(xp, (size_t)idx);
+        for (int a = 0; a < k; a++)
+            for (int b = 0; b < k; b++) {
+                const int idx = (h0 + a) * W + w0 + b;
+                const float v = al_ld(x, xb + (size_t)idx * se);
                 if (v > best || isnan(v)) {
                     best = v;
                     bi = idx;
@@ -44,62 +71,69 @@ static __global__ void maxpool_fwd_kernel(size_t n_out, int H, int W, int Ho, in
 }
 
 template <typename T>
-static __global__ void maxpool_bwd_kernel(size_t n_in, int H, int W, int Ho, int Wo, int k, int s,
-                                          int accum, const int32_t *__restrict__ argmax,
+static __global__ void maxpool_bwd_kernel(size_t n_in, int C, int nhwc, int H, int W, int Ho,
+                                          int Wo, int k, int s, int accum,
+                                          const int32_t *__restrict__ argmax,
                                           const T *__restrict__ dy, T *__restrict__ dx) {
     for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < n_in;
          e += (size_t)gridDim.x * blockDim.x) {
-        const size_t pl = e / ((size_t)H * W);
-        const int idx = (int)(e - pl * (size_t)H * W), ih = idx / W, iw = idx - ih * W;
-        const int32_t *ap = argmax + pl * (size_t)Ho * Wo;
-        const T *gp = dy + pl * (size_t)Ho * Wo;
+        size_t i, se;
+        int c, idx;
+        split(e, nhwc, C, H * W, &i, &c, &idx);
+        const size_t ob = plane(nhwc, C, Ho * Wo, i, c, &se);
+        const int ih = idx / W, iw = idx - ih * W;
         int oh0, oh1, ow0, ow1;
         covering(ih, k, s, Ho, &oh0, &oh1);
         covering(iw, k, s, Wo, &ow0, &ow1);
         float acc = accum ? al_ld(dx, e) : 0.0f;
         for (int oh = oh0; oh <= oh1; oh++)
             for (int ow = ow0; ow <= ow1; ow++) {
-                const int q = oh * Wo + ow;
-                if (ap[q] == idx) acc += al_ld(gp, (size_t)q);
+                const size_t q = ob + (size_t)(oh * Wo + ow) * se;
+                if (argmax[q] == idx) acc += al_ld(dy, q);
             }
         al_st(dx, e, acc);
     }
 }
 
 template <typename T>
-static __global__ void avgpool_fwd_kernel(size_t n_out, int H, int W, int Ho, int Wo, int k,
-                                          int s, double inv, const T *__restrict__ x,
-                                          T *__restrict__ y) {
+static __global__ void avgpool_fwd_kernel(size_t n_out, int C, int nhwc, int H, int W, int Ho,
+                                          int Wo, int k, int s, double inv,
+                                          const T *__restrict__ x, T *__restrict__ y) {
     for (size_t o = blockIdx.x * (size_t)blockDim.x + threadIdx.x; o < n_out;
          o += (size_t)gridDim.x * blockDim.x) {
-        const size_t pl = o / ((size_t)Ho * Wo);
-        const int r = (int)(o - pl * (size_t)Ho * Wo), oh = r / Wo, ow = r - oh * Wo;
-        const T *xp = x + pl * (size_t)H * W;
+        size_t i, se;
+        int c, r;
+        split(o, nhwc, C, Ho * Wo, &i, &c, &r);
+        const size_t xb = plane(nhwc, C, H * W, i, c, &se);
+        const int oh = r / Wo, ow = r - oh * Wo;
         /* double accumulation: global pooling sums up to H*W values (as the twin) */
         double acc = 0.0;
-        for (int i = 0; i < k; i++) {
-            const T *row = xp + (size_t)(oh * s + i) * W + (size_t)ow * s;
-            for (int j = 0; j < k; j++) acc += al_ld(row, (size_t)j);
+        for (int a = 0; a < k; a++) {
+            const size_t row = xb + ((size_t)(oh * s + a) * W + (size_t)ow * s) * se;
+            for (int b = 0; b < k; b++) acc += al_ld(x, row + (size_t)b * se);
         }
         al_st(y, o, (float)(acc * inv));
     }
 }
 
 template <typename T>
-static __global__ void avgpool_bwd_kernel(size_t n_in, int H, int W, int Ho, int Wo, int k, int s,
-                                          float inv, int accum, const T *__restrict__ dy,
-                                          T *__restrict__ dx) {
+static __global__ void avgpool_bwd_kernel(size_t n_in, int C, int nhwc, int H, int W, int Ho,
+                                          int Wo, int k, int s, float inv, int accum,
+                                          const T *__restrict__ dy, T *__restrict__ dx) {
     for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < n_in;
          e += (size_t)gridDim.x * blockDim.x) {
-        const size_t pl = e / ((size_t)H * W);
-        const int idx = (int)(e - pl * (size_t)H * W), ih = idx / W, iw = idx - ih * W;
-        const T *gp = dy + pl * (size_t)Ho * Wo;
+        size_t i, se;
+        int c, idx;
+        split(e, nhwc, C, H * W, &i, &c, &idx);
+        const size_t ob = plane(nhwc, C, Ho * Wo, i, c, &se);
+        const int ih = idx / W, iw = idx - ih * W;
         int oh0, oh1, ow0, ow1;
         covering(ih, k, s, Ho, &oh0, &oh1);
         covering(iw, k, s, Wo, &ow0, &ow1);
         float acc = accum ? al_ld(dx, e) : 0.0f;
         for (int oh = oh0; oh <= oh1; oh++)
-            for (int ow = ow0; ow <= ow1; ow++) acc += al_ld(gp, (size_t)(oh * Wo + ow)) * inv;
+            for (int ow = ow0; ow <= ow1; ow++)
+                acc += al_ld(dy, ob + (size_t)(oh * Wo + ow) * se) * inv;
         al_st(dx, e, acc);
     }
 }
@@ -119,7 +153,7 @@ static al_status maxpool_fwd(al_ctx *ctx, const al_pool_desc *d, const T *x, T *
     AL_ASSERT(x && y && argmax, "maxpool forward: NULL x/y/argmax");
     const size_t n_out = (size_t)d->n * d->c * d->h_out * d->w_out;
     maxpool_fwd_kernel<T><<<al_grid(ctx, n_out, AL_BLOCK), AL_BLOCK, 0, al_stream_of(ctx)>>>(
-        n_out, d->h, d->w, d->h_out, d->w_out, d->k, d->stride, x, y, argmax);
+        n_out, d->c, d->nhwc, d->h, d->w, d->h_out, d->w_out, d->k, d->stride, x, y, argmax);
     AL_LAUNCH_CHECK(ctx);
     return AL_OK;
 }
@@ -131,7 +165,8 @@ static al_status maxpool_bwd(al_ctx *ctx, const al_pool_desc *d, const int32_t *
     AL_ASSERT(argmax && dy && dx, "maxpool backward: NULL argmax/dy/dx");
     const size_t n_in = (size_t)d->n * d->c * d->h * d->w;
     maxpool_bwd_kernel<T><<<al_grid(ctx, n_in, AL_BLOCK), AL_BLOCK, 0, al_stream_of(ctx)>>>(
-        n_in, d->h, d->w, d->h_out, d->w_out, d->k, d->stride, dx_accum ? 1 : 0, argmax, dy, dx);
+        n_in, d->c, d->nhwc, d->h, d->w, d->h_out, d->w_out, d->k, d->stride, dx_accum ? 1 : 0, argmax,
+        dy, dx);
     AL_LAUNCH_CHECK(ctx);
     return AL_OK;
 }
@@ -143,7 +178,7 @@ static al_status avgpool_fwd(al_ctx *ctx, const al_pool_desc *d, const T *x, T *
     const size_t n_out = (size_t)d->n * d->c * d->h_out * d->w_out;
     const double inv = 1.0 / ((double)d->k * d->k);
     avgpool_fwd_kernel<T><<<al_grid(ctx, n_out, AL_BLOCK), AL_BLOCK, 0, al_stream_of(ctx)>>>(
-        n_out, d->h, d->w, d->h_out, d->w_out, d->k, d->stride, inv, x, y);
+        n_out, d->c, d->nhwc, d->h, d->w, d->h_out, d->w_out, d->k, d->stride, inv, x, y);
     AL_LAUNCH_CHECK(ctx);
     return AL_OK;
 }
@@ -156,7 +191,8 @@ static al_status avgpool_bwd(al_ctx *ctx, const al_pool_desc *d, const T *dy, T 
     const size_t n_in = (size_t)d->n * d->c * d->h * d->w;
     const float inv = (float)(1.0 / ((double)d->k * d->k));
     avgpool_bwd_kernel<T><<<al_grid(ctx, n_in, AL_BLOCK), AL_BLOCK, 0, al_stream_of(ctx)>>>(
-        n_in, d->h, d->w, d->h_out, d->w_out, d->k, d->stride, inv, dx_accum ? 1 : 0, dy, dx);
+        n_in, d->c, d->nhwc, d->h, d->w, d->h_out, d->w_out, d->k, d->stride, inv, dx_accum ? 1 : 0,
+        dy, dx);
     AL_LAUNCH_CHECK(ctx);
     return AL_OK;
 }

@@ -19,3 +19,9 @@ if(AL_HAVE_CUDA)
   al_add_test(NAME test_cuda_graph SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_cuda_graph.c
               LABELS cuda TIMEOUT 600)
 endif()
+# Channels-last activations (tests/test_cuda_nhwc.c): the layout conversion against its CPU
+# twin, NHWC vs NCHW models (fp32 and bf16) and an NHWC attack replayed from a CUDA graph.
+if(AL_HAVE_CUDA)
+  al_add_test(NAME test_cuda_nhwc SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_cuda_nhwc.c
+              LABELS cuda TIMEOUT 900)
+endif()

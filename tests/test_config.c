@@ -282,6 +282,8 @@ static int case_validate(void) {
         {{"train.method=trades", "drsl.weight=0.001", "drsl.ce_weight=0.5"},
          "config: drsl.ce_weight = 0.5 is not applied by train.method = trades (TRADES keeps its "
          "own CE + beta KL; leave ce_weight = 1)"},
+        {{"run.layout=nhwc"},
+         "config: run.layout = nhwc needs run.device = cuda (the CPU reference ops are NCHW)"},
     };
     int bad = 0;
     for (size_t i = 0; i < AL_ARRAY_LEN(cases); i++) {

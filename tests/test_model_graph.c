@@ -733,8 +733,27 @@ static int backward_switches(void) {
     return switches_case(make_smallcnn, "smallcnn") | switches_case(make_graph, "graph");
 }
 
+/* run.layout = nhwc is a CUDA layout: a CPU model refuses it at setup with a clear error (the
+ * config refuses it earlier; this covers contexts built by hand) and allocates nothing. */
+static int layout_cpu(void) {
+    al_ctx ctx;
+    AL_ASSERT(al_ctx_init(&ctx, AL_DEV_CPU, 0, 1, 1) == AL_OK, "ctx: %s", al_errmsg());
+    ctx.layout = AL_NHWC;
+    al_model *m = NULL;
+    AL_ASSERT(al_model_create("smallcnn", 10, 1, 28, &m) == AL_OK, "%s", al_errmsg());
+    const al_status st = al_model_setup(&ctx, m, 2, 1);
+    int rc = 0;
+    AL_EXPECT(st == AL_ERR_VALUE && strstr(al_errmsg(), "run.layout = nhwc needs run.device = cuda"),
+              "CPU setup with layout nhwc: status %d, '%s'", (int)st, al_errmsg());
+    AL_EXPECT(!m->setup_done && !m->data, "a refused setup left state behind");
+    al_model_destroy(&ctx, m);
+    al_ctx_fini(&ctx);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     static const al_case cases[] = {
+        {"layout_cpu", layout_cpu},
         {"smallcnn_vs_double", smallcnn_vs_double},
         {"graph_vs_double", graph_vs_double},
         {"slots", slots},

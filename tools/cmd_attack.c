@@ -499,8 +499,7 @@ static int run(int argc, char **argv, int is_eval) {
     int ds_open = 0;
     AL_CHECK(al_ctx_init(&ctx, cfg.run.device, 0, cfg.run.threads, (uint64_t)cfg.run.seed));
     ctx.deterministic = cfg.run.deterministic;
-    ctx.precision = cfg.run.precision;
-    ctx.cuda_graphs = cfg.run.cuda_graphs;
+    al_config_apply_ctx(&cfg, &ctx);
     AL_CHECK(al_checkpoint_create_model(ckpt, &m));
     AL_CHECK(al_dataset_open(&ds, cfg.data.dataset, cfg.data.test_split));
     ds_open = 1;

@@ -355,8 +355,7 @@ int al_cmd_meansparse(int argc, char **argv) {
     double *sw_clean = NULL, *sw_rob = NULL;
     AL_CHECK(al_ctx_init(&ctx, cfg.run.device, 0, cfg.run.threads, (uint64_t)cfg.run.seed));
     ctx.deterministic = cfg.run.deterministic;
-    ctx.precision = cfg.run.precision;
-    ctx.cuda_graphs = cfg.run.cuda_graphs;
+    al_config_apply_ctx(&cfg, &ctx);
 
     /* ---- the base model, and a refusal of checkpoints that already carry MeanSparse */
     AL_CHECK(al_checkpoint_create_model(ckpt, &base));

@@ -48,6 +48,7 @@ static void channel_moments(const al_bn_desc *d, const float *x, int c, double k
 al_status al_bn_forward_cpu(al_ctx *ctx, const al_bn_desc *d, const float *x, const float *gamma,
                             const float *beta, float *running_mean, float *running_var, float *y,
                             float *save_mean, float *save_invstd) {
+    AL_ASSERT(!d->nhwc, "al_bn_forward_cpu: channels-last tensors are CUDA only");
     (void)ctx;
     AL_ASSERT(d->n >= 1 && d->c >= 1 && d->hw >= 1 && x && y, "bn forward n=%d c=%d hw=%d", d->n,
               d->c, d->hw);
@@ -99,6 +100,7 @@ al_status al_bn_forward_cpu(al_ctx *ctx, const al_bn_desc *d, const float *x, co
 al_status al_bn_backward_cpu(al_ctx *ctx, const al_bn_desc *d, const float *x, const float *gamma,
                              const float *save_mean, const float *save_invstd, const float *dy,
                              float *dx, int dx_accum, float *dgamma, float *dbeta) {
+    AL_ASSERT(!d->nhwc, "al_bn_backward_cpu: channels-last tensors are CUDA only");
     (void)ctx;
     AL_ASSERT(d->n >= 1 && d->c >= 1 && d->hw >= 1 && x && dy && save_mean && save_invstd,
               "bn backward n=%d c=%d hw=%d", d->n, d->c, d->hw);

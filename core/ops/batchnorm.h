@@ -18,6 +18,7 @@ typedef struct al_bn_desc {
     float eps, momentum;       /* PyTorch defaults 1e-5, 0.1 */
     int use_batch_stats;       /* 1 = train mode statistics */
     int update_running;        /* 1 = update running_mean/var (only with use_batch_stats) */
+    int nhwc;                  /* CUDA only: x/y/dx/dy channels last (N, HW, C) */
 } al_bn_desc;
 
 al_status al_bn_forward(al_ctx *ctx, const al_bn_desc *d, const float *x /* (N,C,HW) */,
@@ -36,6 +37,9 @@ al_status al_bn_backward_cpu(al_ctx *, const al_bn_desc *, const float *, const 
                              const float *, const float *, const float *, float *, int, float *,
                              float *);
 #ifdef AL_HAVE_CUDA
+/* ctx scratch bytes a channels-last (d->nhwc) forward or backward takes: its per-channel
+ * partial sums (0 for NCHW). Model setup reserves it. */
+size_t al_bn_scratch_bytes_cuda(const al_bn_desc *d);
 al_status al_bn_forward_cuda(al_ctx *, const al_bn_desc *, const float *, const float *,
                              const float *, float *, float *, float *, float *, float *);
 al_status al_bn_backward_cuda(al_ctx *, const al_bn_desc *, const float *, const float *,

@@ -55,7 +55,21 @@ AL_HOSTDEV al_bf16 al_f32_to_bf16(float f) {
 al_status al_cast(al_ctx *ctx, size_t n, const void *src, int src_bf16, void *dst, int dst_bf16,
                   int accum);
 
+/* Storage format of a tensor viewed as (n, c, hw): bit AL_FMT_BF16 = bf16 elements (else fp32),
+ * bit AL_FMT_NHWC = channels last, element (i, q, ch) at (i*hw + q)*c + ch (else NCHW,
+ * (i*c + ch)*hw + q). run.layout = nhwc stores the conv/BN/ReLU/add/pool buffers NHWC
+ * (core/model.c); conv weights (c_out, c_in, kh, kw) are the n = c_out, c = c_in,
+ * hw = kh*kw case (OIHW <-> OHWI). */
+enum { AL_FMT_BF16 = 1, AL_FMT_NHWC = 2 };
+
+/* dst = src (or dst += src when accum) converting element type and layout. When the layouts
+ * agree, or c == 1 or hw == 1 (both layouts are the same bytes), this is al_cast. */
+al_status al_convert(al_ctx *ctx, int n, int c, int hw, const void *src, int src_fmt, void *dst,
+                     int dst_fmt, int accum);
+
 #ifdef AL_HAVE_CUDA
+al_status al_convert_cuda(al_ctx *ctx, int n, int c, int hw, const void *src, int src_fmt,
+                          void *dst, int dst_fmt, int accum);
 al_status al_cast_cuda(al_ctx *ctx, size_t n, const void *src, int src_bf16, void *dst,
                        int dst_bf16, int accum);
 al_status al_relu_forward_bf16_cuda(al_ctx *ctx, size_t n, const al_bf16 *x, al_bf16 *y);

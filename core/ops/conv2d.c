@@ -36,6 +36,7 @@ void al_conv2d_desc_init(al_conv2d_desc *d, int n, int c_in, int h_in, int w_in,
     d->pad = pad;
     d->h_out = (h_in + 2 * pad - k) / stride + 1;
     d->w_out = (w_in + 2 * pad - k) / stride + 1;
+    d->nhwc = 0;
     AL_ASSERT(h_in + 2 * pad >= k && w_in + 2 * pad >= k && d->h_out >= 1 && d->w_out >= 1,
               "conv2d kernel %d larger than padded input %dx%d (pad %d)", k, h_in, w_in, pad);
 }
@@ -423,6 +424,7 @@ static void taps_backward_image(const al_conv2d_desc *d, const plan *p, const fl
 
 al_status al_conv2d_forward_cpu(al_ctx *ctx, const al_conv2d_desc *d, const float *x,
                                 const float *w, const float *b, float *y) {
+    AL_ASSERT(!d->nhwc, "al_conv2d_forward_cpu: channels-last tensors are CUDA only");
     AL_ASSERT(x && w && y, "conv2d forward: NULL x/w/y");
     const plan p = make_plan(d, omp_get_max_threads());
     const size_t mark = al_ctx_scratch_mark(ctx);
@@ -486,6 +488,7 @@ al_status al_conv2d_forward_cpu(al_ctx *ctx, const al_conv2d_desc *d, const floa
 al_status al_conv2d_backward_cpu(al_ctx *ctx, const al_conv2d_desc *d, const float *x,
                                  const float *w, const float *dy, float *dx, int dx_accum,
                                  float *dw, float *db) {
+    AL_ASSERT(!d->nhwc, "al_conv2d_backward_cpu: channels-last tensors are CUDA only");
     AL_ASSERT(dy, "conv2d backward: NULL dy");
     AL_ASSERT(!dw || x, "conv2d backward: dw needs x");
     AL_ASSERT(!dx || w, "conv2d backward: dx needs w");

@@ -15,6 +15,8 @@ typedef struct al_conv2d_desc {
     int c_out, kh, kw;         /* weight (C_out, C_in, kh, kw) */
     int stride, pad;           /* same in both spatial dims */
     int h_out, w_out;          /* filled by al_conv2d_desc_init */
+    int nhwc;                  /* CUDA only: x/y/dx/dy channels last and the weight OHWI
+                                * (run.layout = nhwc; 0 from the init) */
 } al_conv2d_desc;
 
 void al_conv2d_desc_init(al_conv2d_desc *d, int n, int c_in, int h_in, int w_in, int c_out, int k,

@@ -206,6 +206,43 @@ al_status al_cast(al_ctx *ctx, size_t n, const void *src, int src_bf16, void *ds
     return DEV_FAIL("al_cast");
 }
 
+/* CPU twin of al_convert_cuda: an element-by-element transposition with al_cast's rounding. */
+static al_status convert_cpu(int n, int c, int hw, const void *src, int sf, void *dst, int df,
+                             int accum) {
+    const int sb = sf & AL_FMT_BF16, db = df & AL_FMT_BF16;
+#pragma omp parallel for schedule(static) if ((size_t)n * c * hw >= EW_PAR_MIN)
+    for (int i = 0; i < n; i++)
+        for (int ch = 0; ch < c; ch++)
+            for (int q = 0; q < hw; q++) {
+                const size_t nchw = ((size_t)i * c + ch) * hw + q, nhwc = ((size_t)i * hw + q) * c + ch;
+                const size_t is = sf & AL_FMT_NHWC ? nhwc : nchw, id = df & AL_FMT_NHWC ? nhwc : nchw;
+                const float v = sb ? al_bf16_to_f32(((const al_bf16 *)src)[is]) : ((const float *)src)[is];
+                const float o = !accum ? 0.0f
+                                : db   ? al_bf16_to_f32(((const al_bf16 *)dst)[id])
+                                       : ((const float *)dst)[id];
+                if (db)
+                    ((al_bf16 *)dst)[id] = al_f32_to_bf16(accum ? o + v : v);
+                else
+                    ((float *)dst)[id] = accum ? o + v : v;
+            }
+    return AL_OK;
+}
+
+al_status al_convert(al_ctx *ctx, int n, int c, int hw, const void *src, int src_fmt, void *dst,
+                     int dst_fmt, int accum) {
+    AL_ASSERT(n >= 0 && c >= 1 && hw >= 1, "convert n=%d c=%d hw=%d", n, c, hw);
+    if (((src_fmt ^ dst_fmt) & AL_FMT_NHWC) == 0 || c == 1 || hw == 1)
+        return al_cast(ctx, (size_t)n * c * hw, src, src_fmt & AL_FMT_BF16, dst,
+                       dst_fmt & AL_FMT_BF16, accum);
+    AL_ASSERT(src != dst, "al_convert: a transposition cannot run in place");
+    switch (ctx->device) {
+    case AL_DEV_CPU: return convert_cpu(n, c, hw, src, src_fmt, dst, dst_fmt, accum);
+    case AL_DEV_CUDA:
+        AL_CUDA_OR_FAIL(al_convert_cuda(ctx, n, c, hw, src, src_fmt, dst, dst_fmt, accum));
+    }
+    return DEV_FAIL("al_convert");
+}
+
 al_status al_normalize_forward(al_ctx *ctx, int n, int c, int hw, const float *x,
                                const float *mean, const float *std, float *y) {
     switch (ctx->device) {

@@ -23,10 +23,12 @@ void al_pool_desc_init(al_pool_desc *d, int n, int c, int h, int w, int k, int s
     d->stride = stride;
     d->h_out = (h - k) / stride + 1;
     d->w_out = (w - k) / stride + 1;
+    d->nhwc = 0;
 }
 
 al_status al_maxpool_forward_cpu(al_ctx *ctx, const al_pool_desc *d, const float *x, float *y,
                                  int32_t *argmax) {
+    AL_ASSERT(!d->nhwc, "al_maxpool_forward_cpu: channels-last tensors are CUDA only");
     (void)ctx;
     AL_ASSERT(x && y && argmax, "maxpool forward: NULL x/y/argmax");
     const int H = d->h, W = d->w, Ho = d->h_out, Wo = d->w_out, k = d->k, s = d->stride;
@@ -79,6 +81,7 @@ al_status al_maxpool_forward_cpu(al_ctx *ctx, const al_pool_desc *d, const float
 
 al_status al_maxpool_backward_cpu(al_ctx *ctx, const al_pool_desc *d, const int32_t *argmax,
                                   const float *dy, float *dx, int dx_accum) {
+    AL_ASSERT(!d->nhwc, "al_maxpool_backward_cpu: channels-last tensors are CUDA only");
     (void)ctx;
     AL_ASSERT(argmax && dy && dx, "maxpool backward: NULL argmax/dy/dx");
     const int HW = d->h * d->w, HWo = d->h_out * d->w_out;
@@ -95,6 +98,7 @@ al_status al_maxpool_backward_cpu(al_ctx *ctx, const al_pool_desc *d, const int3
 }
 
 al_status al_avgpool_forward_cpu(al_ctx *ctx, const al_pool_desc *d, const float *x, float *y) {
+    AL_ASSERT(!d->nhwc, "al_avgpool_forward_cpu: channels-last tensors are CUDA only");
     (void)ctx;
     AL_ASSERT(x && y, "avgpool forward: NULL x/y");
     const int H = d->h, W = d->w, Ho = d->h_out, Wo = d->w_out, k = d->k, s = d->stride;
@@ -120,6 +124,7 @@ al_status al_avgpool_forward_cpu(al_ctx *ctx, const al_pool_desc *d, const float
 
 al_status al_avgpool_backward_cpu(al_ctx *ctx, const al_pool_desc *d, const float *dy, float *dx,
                                   int dx_accum) {
+    AL_ASSERT(!d->nhwc, "al_avgpool_backward_cpu: channels-last tensors are CUDA only");
     (void)ctx;
     AL_ASSERT(dy && dx, "avgpool backward: NULL dy/dx");
     const int H = d->h, W = d->w, Ho = d->h_out, Wo = d->w_out, k = d->k, s = d->stride;

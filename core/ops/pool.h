@@ -13,6 +13,7 @@ extern "C" {
 typedef struct al_pool_desc {
     int n, c, h, w, k, stride;
     int h_out, w_out;   /* filled by al_pool_desc_init */
+    int nhwc;           /* CUDA only: x/y/dx/dy and argmax channels last (0 from the init) */
 } al_pool_desc;
 
 void al_pool_desc_init(al_pool_desc *d, int n, int c, int h, int w, int k, int stride);

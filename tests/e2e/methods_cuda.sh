@@ -147,4 +147,51 @@ print("%-9s CUDA graphs on/off: %d metric records and %d checkpoint datasets ide
       % (name, len(ra), n))
 PY
 done
+# Channels last (run.layout = nhwc, core/model.c "storage formats"): PGD-AT on wrn-10-1 as in
+# pgd_at_graph1 but NHWC trains the same way: every step and evaluation record within 1%
+# relative (in simcuda exactly equal; on a GPU cuDNN's per-layout algorithms change the
+# summation order). Its checkpoint stays OIHW, so `advlab attack` evaluates it in NCHW to the
+# run's own clean accuracy on the same 32 points; and the CPU refuses the layout with the
+# config error.
+"$ADVLAB" train "$Q" "${common[@]}" --set train.method=pgd_at --set model.arch=wrn-10-1 \
+  --set run.device=cuda --set attack.steps=4 --set eval.steps=4 --set run.layout=nhwc \
+  --set run.name=pgd_at_nhwc > pgd_at_nhwc.log 2>&1 ||
+  { cat pgd_at_nhwc.log; fail "pgd_at: train with run.layout=nhwc failed"; }
+"$ADVLAB" attack --ckpt runs/pgd_at_nhwc/checkpoint.h5 --data "$DATA" --device cuda \
+  --attack pgd --eps 0.1 --alpha 0.025 --steps 4 --n 32 --bs 32 > pgd_at_nhwc_attack.log 2>&1 ||
+  { cat pgd_at_nhwc_attack.log; fail "attack on the NHWC-trained checkpoint failed"; }
+"$PY" - runs/pgd_at_graph1 runs/pgd_at_nhwc pgd_at_nhwc_attack.log <<'PY'
+import json, math, re, sys
+a, b, atk = sys.argv[1:4]
+def recs(d):
+    return [{k: v for k, v in r.items() if k not in ("time", "seconds", "img_per_s")}
+            for r in map(json.loads, open(d + "/metrics.jsonl")) if r["type"] in ("step", "eval")]
+ra, rb = recs(a), recs(b)
+assert len(ra) >= 3 and len(ra) == len(rb), (len(ra), len(rb))
+worst = 0.0
+for x, y in zip(ra, rb):
+    assert x.keys() == y.keys(), (x, y)
+    for k in x:
+        if isinstance(x[k], float):
+            d = abs(x[k] - y[k]) / max(abs(x[k]), 1e-3)
+            worst = max(worst, d)
+            assert d <= 1e-2, "NHWC %s record %s: %s = %r vs %r (NCHW)" % (x["type"], x.get("step"), k, y[k], x[k])
+        else:
+            assert x[k] == y[k], "NHWC record differs in %s: %r vs %r" % (k, y[k], x[k])
+ev = [r for r in rb if r["type"] == "eval"][-1]
+txt = open(atk).read()
+clean = re.search(r"clean accuracy:\s+[0-9.]+% \((\d+)/(\d+)\)", txt)
+rob = re.search(r"robust accuracy:\s+[0-9.]+% \((\d+)/(\d+)\)", txt)
+assert clean and rob, "no accuracy lines in:\n" + txt
+assert int(clean[2]) == ev["n_clean"] and int(clean[1]) == round(ev["clean_acc"] * ev["n_clean"]), \
+    "the NHWC-trained checkpoint evaluated in NCHW: clean %s/%s, the run's eval %r" % (clean[1], clean[2], ev)
+print("pgd_at NHWC: %d records within %.2g of NCHW; NCHW eval of its checkpoint: clean %s/%s "
+      "robust %s/%s; run's eval: %s" % (len(ra), worst, clean[1], clean[2], rob[1], rob[2], ev))
+PY
+if "$ADVLAB" train "$Q" "${common[@]}" --set run.layout=nhwc --set run.name=nhwc_cpu \
+     > nhwc_cpu.log 2>&1; then
+  fail "run.layout=nhwc on the CPU was accepted"
+fi
+grep -q "run.layout = nhwc needs run.device = cuda" nhwc_cpu.log ||
+  { cat nhwc_cpu.log; fail "run.layout=nhwc on the CPU: not the config error"; }
 echo "e2e methods_cuda: ok"

@@ -1,6 +1,9 @@
 /* simcuda_dnn.cc: cuDNN's convolution calls and cublasSgemm for simcuda (cudnn.h, cublas_v2.h).
  * Tensors and filters are float or bfloat16 (x, w, y of one type, as cuDNN's FLOAT and
  * BFLOAT16 configs); bf16 values are read exactly and results rounded to nearest even once.
+ * Layouts NCHW or NHWC (filters KCRS or KRSC), one layout for x, w and y of a convolution
+ * (mixing them is refused, so a forgotten filter format shows up); each image is brought to
+ * CHW order in double before the arithmetic, so both layouts compute the same values.
  * Convolutions are im2col + cblas_dgemm, accumulating in double (not the CPU backend's float
  * path); alpha/beta follow cuDNN (beta == 0: the output is not read, so
  * NaN garbage in it cannot leak). Every call checks that its buffers are device memory and
@@ -21,10 +24,10 @@ struct simcuda_dnn_handle {
     cudaStream_t stream;
 };
 struct simcuda_tensor_desc {
-    int n, c, h, w, set, bf16;
+    int n, c, h, w, set, bf16, nhwc;
 };
 struct simcuda_filter_desc {
-    int k, c, h, w, set, bf16;
+    int k, c, h, w, set, bf16, nhwc;
 };
 struct simcuda_conv_desc {
     int ph, pw, u, v, dh, dw, set;
@@ -54,6 +57,10 @@ bool geo(const simcuda_tensor_desc *x, const simcuda_filter_desc *f, const simcu
     /* cuDNN's FLOAT and BFLOAT16 configs: x, w and y of one type (no mixed config) */
     if (x->bf16 != f->bf16 || x->bf16 != y->bf16) {
         fprintf(stderr, "simcuda: convolution with mixed float / bfloat16 descriptors\n");
+        return false;
+    }
+    if (x->nhwc != f->nhwc || x->nhwc != y->nhwc) {
+        fprintf(stderr, "simcuda: convolution with mixed NCHW / NHWC descriptors\n");
         return false;
     }
     *g = Geo{x->n, x->c, x->h, x->w, f->k, f->h, f->w, 0, 0, cv->ph, cv->pw, cv->u, cv->v, cv->dh, cv->dw};
@@ -166,6 +173,30 @@ std::vector<double> to_double(const void *p, bool bf, size_t off, size_t n) {
     return v;
 }
 
+/* Image (or filter) `i` of c channels x hw positions from p in CHW order (permuted from HWC
+ * when nhwc), and the element offset of (ch, q) of that image in the stored layout. */
+std::vector<double> chw(const void *p, bool bf, bool nhwc, size_t i, int c, int hw) {
+    std::vector<double> v = to_double(p, bf, i * (size_t)c * hw, (size_t)c * hw);
+    if (!nhwc) return v;
+    std::vector<double> t(v.size());
+    for (int ch = 0; ch < c; ch++)
+        for (int q = 0; q < hw; q++) t[(size_t)ch * hw + q] = v[(size_t)q * c + ch];
+    return t;
+}
+size_t at(bool nhwc, size_t i, int c, int hw, int ch, int q) {
+    return i * (size_t)c * hw + (nhwc ? (size_t)q * c + ch : (size_t)ch * hw + q);
+}
+/* all K filters in KCRS order */
+std::vector<double> filters(const void *w, bool bf, bool nhwc, const Geo &g) {
+    std::vector<double> all;
+    all.reserve((size_t)g.k * g.c * g.kh * g.kw);
+    for (int k = 0; k < g.k; k++) {
+        std::vector<double> f = chw(w, bf, nhwc, (size_t)k, g.c, g.kh * g.kw);
+        all.insert(all.end(), f.begin(), f.end());
+    }
+    return all;
+}
+
 /* cuDNN's output rule: alpha * v + beta * old, and `old` is not read when beta == 0; bf16
  * outputs are formed in fp32 and rounded to nearest even once */
 void blend(float al, float be, double v, void *out, bool bf, size_t i) {
@@ -214,20 +245,22 @@ cudnnStatus_t cudnnCreateTensorDescriptor(cudnnTensorDescriptor_t *d) { return m
 cudnnStatus_t cudnnDestroyTensorDescriptor(cudnnTensorDescriptor_t d) { return drop(d); }
 cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t d, cudnnTensorFormat_t f,
                                          cudnnDataType_t t, int n, int c, int h, int w) {
-    if (f != CUDNN_TENSOR_NCHW || (t != CUDNN_DATA_FLOAT && t != CUDNN_DATA_BFLOAT16))
-        return bad(__func__, "only NCHW float or bfloat16");
+    if ((f != CUDNN_TENSOR_NCHW && f != CUDNN_TENSOR_NHWC) ||
+        (t != CUDNN_DATA_FLOAT && t != CUDNN_DATA_BFLOAT16))
+        return bad(__func__, "only NCHW / NHWC float or bfloat16");
     if (n <= 0 || c <= 0 || h <= 0 || w <= 0) return bad(__func__, "non-positive dimension");
-    *d = simcuda_tensor_desc{n, c, h, w, 1, t == CUDNN_DATA_BFLOAT16};
+    *d = simcuda_tensor_desc{n, c, h, w, 1, t == CUDNN_DATA_BFLOAT16, f == CUDNN_TENSOR_NHWC};
     return CUDNN_STATUS_SUCCESS;
 }
 cudnnStatus_t cudnnCreateFilterDescriptor(cudnnFilterDescriptor_t *d) { return make(d); }
 cudnnStatus_t cudnnDestroyFilterDescriptor(cudnnFilterDescriptor_t d) { return drop(d); }
 cudnnStatus_t cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t d, cudnnDataType_t t,
                                          cudnnTensorFormat_t f, int k, int c, int h, int w) {
-    if (f != CUDNN_TENSOR_NCHW || (t != CUDNN_DATA_FLOAT && t != CUDNN_DATA_BFLOAT16))
-        return bad(__func__, "only NCHW float or bfloat16");
+    if ((f != CUDNN_TENSOR_NCHW && f != CUDNN_TENSOR_NHWC) ||
+        (t != CUDNN_DATA_FLOAT && t != CUDNN_DATA_BFLOAT16))
+        return bad(__func__, "only NCHW / NHWC (KCRS / KRSC) float or bfloat16");
     if (k <= 0 || c <= 0 || h <= 0 || w <= 0) return bad(__func__, "non-positive dimension");
-    *d = simcuda_filter_desc{k, c, h, w, 1, t == CUDNN_DATA_BFLOAT16};
+    *d = simcuda_filter_desc{k, c, h, w, 1, t == CUDNN_DATA_BFLOAT16, f == CUDNN_TENSOR_NHWC};
     return CUDNN_STATUS_SUCCESS;
 }
 cudnnStatus_t cudnnCreateConvolutionDescriptor(cudnnConvolutionDescriptor_t *d) { return make(d); }
@@ -349,19 +382,19 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void *alpha,
     if (!dev(x) || !dev(w) || !dev(y)) return bad(__func__, "x, w or y is not device memory");
     if (!ws_ok(__func__, g, 0, a, ws, ws_bytes)) return CUDNN_STATUS_BAD_PARAM;
     const float al = *(const float *)alpha, be = *(const float *)beta;
-    const bool bf = xd->bf16;
+    const bool bf = xd->bf16, nh = xd->nhwc;
     simcuda::enqueue(h->stream, "cudnnConvolutionForward", [=]() {
         scribble(ws, ws_bytes);
         const int ckk = g.c * g.kh * g.kw, ohw = g.oh * g.ow;
-        const size_t chw = (size_t)g.c * g.h * g.w;
-        std::vector<double> Wd = to_double(w, bf, 0, (size_t)g.k * ckk), cols((size_t)ckk * ohw),
+        std::vector<double> Wd = filters(w, bf, nh, g), cols((size_t)ckk * ohw),
                             out((size_t)g.k * ohw);
         for (int n = 0; n < g.n; n++) {
-            im2col(g, to_double(x, bf, (size_t)n * chw, chw).data(), cols.data());
+            im2col(g, chw(x, bf, nh, (size_t)n, g.c, g.h * g.w).data(), cols.data());
             cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g.k, ohw, ckk, 1.0, Wd.data(),
                         ckk, cols.data(), ohw, 0.0, out.data(), ohw);
-            for (size_t i = 0; i < out.size(); i++)
-                blend(al, be, out[i], y, bf, (size_t)n * g.k * ohw + i);
+            for (int k = 0; k < g.k; k++)
+                for (int q = 0; q < ohw; q++)
+                    blend(al, be, out[(size_t)k * ohw + q], y, bf, at(nh, (size_t)n, g.k, ohw, k, q));
         }
     });
     return CUDNN_STATUS_SUCCESS;
@@ -379,20 +412,21 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha,
     if (!dev(w) || !dev(dy) || !dev(dx)) return bad(__func__, "w, dy or dx is not device memory");
     if (!ws_ok(__func__, g, 1, a, ws, ws_bytes)) return CUDNN_STATUS_BAD_PARAM;
     const float al = *(const float *)alpha, be = *(const float *)beta;
-    const bool bf = dxd->bf16;
+    const bool bf = dxd->bf16, nh = dxd->nhwc;
     simcuda::enqueue(h->stream, "cudnnConvolutionBackwardData", [=]() {
         scribble(ws, ws_bytes);
-        const int ckk = g.c * g.kh * g.kw, ohw = g.oh * g.ow;
-        const size_t chw = (size_t)g.c * g.h * g.w;
-        std::vector<double> Wd = to_double(w, bf, 0, (size_t)g.k * ckk), cols((size_t)ckk * ohw),
-                            acc(chw);
+        const int ckk = g.c * g.kh * g.kw, ohw = g.oh * g.ow, hw = g.h * g.w;
+        const size_t chw_n = (size_t)g.c * hw;
+        std::vector<double> Wd = filters(w, bf, nh, g), cols((size_t)ckk * ohw), acc(chw_n);
         for (int n = 0; n < g.n; n++) {
-            std::vector<double> d = to_double(dy, bf, (size_t)n * g.k * ohw, (size_t)g.k * ohw);
+            std::vector<double> d = chw(dy, bf, nh, (size_t)n, g.k, ohw);
             cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, ohw, g.k, 1.0, Wd.data(), ckk,
                         d.data(), ohw, 0.0, cols.data(), ohw);
             std::fill(acc.begin(), acc.end(), 0.0);
             col2im(g, cols.data(), acc.data());
-            for (size_t i = 0; i < chw; i++) blend(al, be, acc[i], dx, bf, (size_t)n * chw + i);
+            for (int c = 0; c < g.c; c++)
+                for (int q = 0; q < hw; q++)
+                    blend(al, be, acc[(size_t)c * hw + q], dx, bf, at(nh, (size_t)n, g.c, hw, c, q));
         }
     });
     return CUDNN_STATUS_SUCCESS;
@@ -410,19 +444,22 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
     if (!dev(x) || !dev(dy) || !dev(dw)) return bad(__func__, "x, dy or dw is not device memory");
     if (!ws_ok(__func__, g, 2, a, ws, ws_bytes)) return CUDNN_STATUS_BAD_PARAM;
     const float al = *(const float *)alpha, be = *(const float *)beta;
-    const bool bf = xd->bf16;
+    const bool bf = xd->bf16, nh = xd->nhwc;
     simcuda::enqueue(h->stream, "cudnnConvolutionBackwardFilter", [=]() {
         scribble(ws, ws_bytes);
-        const int ckk = g.c * g.kh * g.kw, ohw = g.oh * g.ow;
-        const size_t chw = (size_t)g.c * g.h * g.w;
+        const int ckk = g.c * g.kh * g.kw, ohw = g.oh * g.ow, kk = g.kh * g.kw;
         std::vector<double> cols((size_t)ckk * ohw), acc((size_t)g.k * ckk, 0.0);
         for (int n = 0; n < g.n; n++) {
-            im2col(g, to_double(x, bf, (size_t)n * chw, chw).data(), cols.data());
-            std::vector<double> d = to_double(dy, bf, (size_t)n * g.k * ohw, (size_t)g.k * ohw);
+            im2col(g, chw(x, bf, nh, (size_t)n, g.c, g.h * g.w).data(), cols.data());
+            std::vector<double> d = chw(dy, bf, nh, (size_t)n, g.k, ohw);
             cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.k, ckk, ohw, 1.0, d.data(), ohw,
                         cols.data(), ohw, 1.0, acc.data(), ckk);
         }
-        for (size_t i = 0; i < acc.size(); i++) blend(al, be, acc[i], dw, bf, i);
+        for (int k = 0; k < g.k; k++)
+            for (int c = 0; c < g.c; c++)
+                for (int q = 0; q < kk; q++)
+                    blend(al, be, acc[((size_t)k * g.c + c) * kk + q], dw, bf,
+                          at(nh, (size_t)k, g.c, kk, c, q));
     });
     return CUDNN_STATUS_SUCCESS;
 }
@@ -431,6 +468,7 @@ cudnnStatus_t cudnnAddTensor(cudnnHandle_t h, const void *alpha, cudnnTensorDesc
                              const void *a, const void *beta, cudnnTensorDescriptor_t cd, void *c) {
     if (!ad->set || !cd->set) return bad(__func__, "descriptors");
     if (ad->bf16 || cd->bf16) return bad(__func__, "only float tensors are simulated");
+    if (ad->nhwc || cd->nhwc) return bad(__func__, "only NCHW tensors are simulated");
     const simcuda_tensor_desc A = *ad, C = *cd;
     if ((A.n != 1 && A.n != C.n) || (A.c != 1 && A.c != C.c) || (A.h != 1 && A.h != C.h) ||
         (A.w != 1 && A.w != C.w))

@@ -19,7 +19,8 @@
 #      BATCH (512), STEPS (10), PRECISION (bf16), AUGMENT (crop_flip|none), DETERMINISTIC (0:
 #      cuDNN may pick non-deterministic algorithms, as torch's cudnn.benchmark does),
 #      ADVLAB_TIMEOUT (seconds for the advlab run, default 480), TORCH_TF32 (1: also tf32),
-#      CUDA_GRAPHS (1: advlab replays each PGD iteration from a CUDA graph; 0: eager).
+#      CUDA_GRAPHS (1: advlab replays each PGD iteration from a CUDA graph; 0: eager),
+#      LAYOUT (nchw | nhwc: advlab's run.layout; PyTorch runs channels_last either way).
 # Files (few: the device tool returns at most 8 from $OUT): $OUT/bench/gpu_bench.log (all
 # output, advlab's metrics records), $OUT/bench/gpu_bench.jsonl (torch runs, the ratio line),
 # $OUT/bench/bench_gpu.jsonl (PGD step bandwidth).
@@ -84,6 +85,7 @@ device = cuda
 precision = $ADVLAB_PRECISION
 deterministic = $DETERMINISTIC
 cuda_graphs = ${CUDA_GRAPHS:-1}
+layout = ${LAYOUT:-nchw}
 log_every = 10
 eval_every = 0
 checkpoint_every = 0

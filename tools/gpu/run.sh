@@ -120,7 +120,8 @@ done
 ctest --test-dir "$BUILD" -L bench --output-on-failure >>"$OUT/bench/bench.log" 2>&1 || true
 # CUDA graphs off / on, side by side (attacks/attack.c replays the PGD iteration): `advlab
 # bench` PGD-20 evaluation and PGD-10 training steps, a large and a launch-bound shape; JSON
-# lines (fields "graphs", "precision") into bench_gpu.jsonl ($OUT returns at most 8 files)
+# lines (fields "graphs", "precision", "layout") into bench_gpu.jsonl ($OUT returns at most 8
+# files). Then NCHW vs NHWC (run.layout) with graphs on: which layout cuDNN is faster in.
 for shape in "preact_resnet18 512 bf16" "preact_resnet18 512 tf32" "preact_resnet18 32 tf32" \
              "smallcnn 128 fp32"; do
     set -- $shape
@@ -130,6 +131,16 @@ for shape in "preact_resnet18 512 bf16" "preact_resnet18 512 tf32" "preact_resne
             --graphs $g --phases pgd_eval,pgd_at_step --min-time 3 \
             >>"$OUT/bench/bench_gpu.jsonl" 2>>"$OUT/bench/bench.log" ||
             log "advlab bench ($1 $2 $3 graphs=$g) failed: $?"
+    done
+done
+for shape in "preact_resnet18 512 bf16" "preact_resnet18 512 tf32" "wrn-34-10 128 bf16"; do
+    set -- $shape
+    for lay in nchw nhwc; do
+        log "bench layout=$lay: $1 batch $2 $3"
+        timeout 150 "$BUILD/advlab" bench --device cuda --arch "$1" --batch "$2" --precision "$3" \
+            --layout $lay --phases fwdbwd,pgd_at_step --min-time 3 \
+            >>"$OUT/bench/bench_gpu.jsonl" 2>>"$OUT/bench/bench.log" ||
+            log "advlab bench ($1 $2 $3 layout=$lay) failed: $?"
     done
 done
 
