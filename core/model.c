@@ -527,9 +527,9 @@ al_status al_model_setup(al_ctx *ctx, al_model *m, int max_batch, int n_slots) {
             size_t s = conv_scratch_fmt(ctx, &d, node_fmt(m, nd));
             if (s > scratch) scratch = s;
 #ifdef AL_HAVE_CUDA
-        } else if (nd->kind == AL_NODE_BN && m->nhwc) {
+        } else if (nd->kind == AL_NODE_BN && ctx->device == AL_DEV_CUDA) {
             const al_buf ib = m->bufs[nd->in0];
-            const al_bn_desc d = {max_batch, ib.c, ib.h * ib.w, 0, 0, 0, 0, 1};
+            const al_bn_desc d = {max_batch, ib.c, ib.h * ib.w, 0, 0, 0, 0, m->nhwc};
             size_t s = al_bn_scratch_bytes_cuda(&d);
             if (s > scratch) scratch = s;
 #endif

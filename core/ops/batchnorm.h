@@ -37,8 +37,9 @@ al_status al_bn_backward_cpu(al_ctx *, const al_bn_desc *, const float *, const 
                              const float *, const float *, const float *, float *, int, float *,
                              float *);
 #ifdef AL_HAVE_CUDA
-/* ctx scratch bytes a channels-last (d->nhwc) forward or backward takes: its per-channel
- * partial sums (0 for NCHW). Model setup reserves it. */
+/* Device scratch bytes a train-mode forward or a backward takes (its split per-channel
+ * partial sums, cuda/op_batchnorm.cu). Model setup reserves it; without that the op uses the
+ * ctx's aux buffer. */
 size_t al_bn_scratch_bytes_cuda(const al_bn_desc *d);
 al_status al_bn_forward_cuda(al_ctx *, const al_bn_desc *, const float *, const float *,
                              const float *, float *, float *, float *, float *, float *);

@@ -122,26 +122,22 @@ ctest --test-dir "$BUILD" -L bench --output-on-failure >>"$OUT/bench/bench.log" 
 # bench` PGD-20 evaluation and PGD-10 training steps, a large and a launch-bound shape; JSON
 # lines (fields "graphs", "precision", "layout") into bench_gpu.jsonl ($OUT returns at most 8
 # files). Then NCHW vs NHWC (run.layout) with graphs on: which layout cuDNN is faster in.
+# bench_cuda ARCH BATCH PRECISION OPTIONS...: one `advlab bench` run, JSON lines appended
+bench_cuda() {
+    local arch=$1 batch=$2 prec=$3
+    shift 3
+    log "bench $arch batch $batch $prec $*"
+    timeout 150 "$BUILD/advlab" bench --device cuda --arch "$arch" --batch "$batch" \
+        --precision "$prec" --min-time 3 "$@" \
+        >>"$OUT/bench/bench_gpu.jsonl" 2>>"$OUT/bench/bench.log" ||
+        log "advlab bench ($arch $batch $prec $*) failed: $?"
+}
 for shape in "preact_resnet18 512 bf16" "preact_resnet18 512 tf32" "preact_resnet18 32 tf32" \
              "smallcnn 128 fp32"; do
-    set -- $shape
-    for g in 0 1; do
-        log "bench graphs=$g: $1 batch $2 $3"
-        timeout 120 "$BUILD/advlab" bench --device cuda --arch "$1" --batch "$2" --precision "$3" \
-            --graphs $g --phases pgd_eval,pgd_at_step --min-time 3 \
-            >>"$OUT/bench/bench_gpu.jsonl" 2>>"$OUT/bench/bench.log" ||
-            log "advlab bench ($1 $2 $3 graphs=$g) failed: $?"
-    done
+    for g in 0 1; do bench_cuda $shape --graphs $g --phases pgd_eval,pgd_at_step; done
 done
 for shape in "preact_resnet18 512 bf16" "preact_resnet18 512 tf32" "wrn-34-10 128 bf16"; do
-    set -- $shape
-    for lay in nchw nhwc; do
-        log "bench layout=$lay: $1 batch $2 $3"
-        timeout 150 "$BUILD/advlab" bench --device cuda --arch "$1" --batch "$2" --precision "$3" \
-            --layout $lay --phases fwdbwd,pgd_at_step --min-time 3 \
-            >>"$OUT/bench/bench_gpu.jsonl" 2>>"$OUT/bench/bench.log" ||
-            log "advlab bench ($1 $2 $3 layout=$lay) failed: $?"
-    done
+    for lay in nchw nhwc; do bench_cuda $shape --layout $lay --phases fwdbwd,pgd_at_step; done
 done
 
 # ---- advlab vs PyTorch: one PGD-10 adversarial-training epoch (tools/bench/gpu_bench.sh);
