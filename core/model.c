@@ -361,9 +361,8 @@ static void model_free_device(al_ctx *ctx, al_model *m) {
     al_dev_free(ctx, m->d_std);
     al_dev_free(ctx, m->gbuf);
     al_dev_free(ctx, m->wbf);
-    al_dev_free(ctx, m->dwbf);
     al_dev_free(ctx, m->cast);
-    m->wbf = m->dwbf = m->cast = NULL;
+    m->wbf = m->cast = NULL;
     if (m->slots) {
         for (int s = 0; s < m->n_slots; s++) {
             al_dev_free(ctx, m->slots[s].act);
@@ -489,7 +488,7 @@ al_status al_model_setup(al_ctx *ctx, al_model *m, int max_batch, int n_slots) {
     m->act_floats_per_sample = off;
     AL_TRY(plan_formats(ctx, m));
     const int mf = model_fmt(m);
-    size_t boff = 0, wmax = 0;
+    size_t boff = 0;
     for (int b = 1; b < m->n_bufs; b++) {
         al_buf *bf = &m->bufs[b];
         bf->boff = boff;
@@ -507,10 +506,6 @@ al_status al_model_setup(al_ctx *ctx, al_model *m, int max_batch, int n_slots) {
             if (ids[q] >= 0 && buf_fmt(m, ids[q]) != nf) /* a value and a gradient view */
                 need += 2 * cast_slot_bytes(m, ids[q]);
         if (need > m->cast_bytes) m->cast_bytes = need;
-        if (nd->kind == AL_NODE_CONV && nf) {
-            const size_t wn = m->params[nd->param[0][0]].n_elems;
-            if (wn > wmax) wmax = wn;
-        }
     }
     size_t save_floats = 0, scratch = 0;
     for (int i = 0; i < m->n_nodes; i++) {
@@ -558,8 +553,6 @@ al_status al_model_setup(al_ctx *ctx, al_model *m, int max_batch, int n_slots) {
         AL_CHECK(al_dev_alloc(ctx, &m->wbf,
                               m->n_param_floats * (m->bf16 ? sizeof(al_bf16) : sizeof(float)) + 64,
                               "conv weight shadow"));
-        if (m->bf16)
-            AL_CHECK(al_dev_alloc(ctx, &m->dwbf, wmax * sizeof(al_bf16) + 64, "bf16 weight gradient"));
         if (m->cast_bytes)
             AL_CHECK(al_dev_alloc(ctx, &m->cast, m->cast_bytes, "boundary format conversions"));
     }
@@ -922,8 +915,7 @@ static al_status backward_fast(al_ctx *ctx, al_model *m, const al_node *nd, cons
         al_conv2d_desc d;
         al_conv2d_desc_init(&d, n, ib.c, ib.h, ib.w, ob.c, nd->k, nd->stride, nd->pad);
         d.nhwc = nh;
-        return bf ? al_conv2d_backward_bf16_cuda(ctx, &d, x0, wshadow(m, pp[0]), dy, dx0, acc0, dw,
-                                                 db, (al_bf16 *)m->dwbf)
+        return bf ? al_conv2d_backward_bf16_cuda(ctx, &d, x0, wshadow(m, pp[0]), dy, dx0, acc0, dw, db)
                   : al_conv2d_backward_cuda(ctx, &d, x0, wshadow(m, pp[0]), dy, dx0, acc0, dw, db);
     }
     case AL_NODE_BN: {

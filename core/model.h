@@ -176,7 +176,6 @@ typedef struct al_model {
     size_t act_bytes;         /* bytes of one slot's activations (= of the gbuf) */
     void *wbf;                /* (n_param_floats) conv weight shadow in the fast nodes' format
                                * (bf16 and/or OHWI), converted from `data` per forward */
-    void *dwbf;               /* bf16 weight gradient of one conv (the largest) */
     void *cast;               /* boundary conversions between formats */
     size_t cast_bytes;
     int setup_done;

@@ -191,17 +191,13 @@ al_status al_cuda_tmp(al_ctx *ctx, size_t n_bytes, void **p, size_t *mark);
 /* Destroy every cached conv plan's descriptors (cuda/op_conv2d.cu; called by ctx fini). */
 void al_conv_plans_destroy(al_cuda_state *s);
 
-/* db[c] += sum over (N, HW) of dy[(n*C + c)*HW + q]: one block per channel, double partials,
- * fixed-order tree (deterministic). Used by conv and linear (HW = 1) bias gradients. */
-al_status al_channel_sum_add_cuda(al_ctx *ctx, int n, int c, int hw, const float *dy, float *db);
-al_status al_channel_sum_add_bf16_cuda(al_ctx *ctx, int n, int c, int hw, const al_bf16 *dy,
-                                       float *db);
-/* channels-last dy (N, HW, C): op_batchnorm.cu's split reduction (takes ctx scratch, sized by
- * al_bn_scratch_bytes_cuda for the same n, c, hw) */
-al_status al_channel_sum_add_nhwc_cuda(al_ctx *ctx, int n, int c, int hw, const float *dy,
-                                       float *db);
-al_status al_channel_sum_add_nhwc_bf16_cuda(al_ctx *ctx, int n, int c, int hw, const al_bf16 *dy,
-                                            float *db);
+/* db[c] += sum over (N, HW) of dy, NCHW or channels last (nhwc): the bias gradients of conv
+ * and linear (HW = 1). cuda/op_batchnorm.cu's split, fixed-order reductions (deterministic);
+ * temporaries from ctx scratch (al_bn_scratch_bytes_cuda of the same shape) or the aux buffer. */
+al_status al_channel_sum_add_cuda(al_ctx *ctx, int n, int c, int hw, int nhwc, const float *dy,
+                                  float *db);
+al_status al_channel_sum_add_bf16_cuda(al_ctx *ctx, int n, int c, int hw, int nhwc,
+                                       const al_bf16 *dy, float *db);
 
 /* ---------------------------------------------------------------- reductions */
 

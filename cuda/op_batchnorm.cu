@@ -16,7 +16,8 @@
  * normalises (or forms dx). NCHW: block (c, slice) walks the contiguous HW runs of a range
  * of images. Channels last: blocks of 32 channels x 16 rows read whole 32-channel rows
  * (coalesced) of a range of rows. Either way the result is bitwise reproducible (no atomics)
- * and differs from the CPU only in summation order. The partials and per-channel constants
+ * and differs from the CPU only in summation order. The same split sums give the conv and
+ * linear bias gradients (al_channel_sum_add_cuda). The partials and per-channel constants
  * take ctx scratch (al_bn_scratch_bytes_cuda, reserved by model setup; else the ctx's aux
  * buffer, which always holds them). gamma/beta NULL act as 1/0, as in the twin. */
 #include "core/ops/batchnorm.h"
@@ -57,14 +58,16 @@ static __global__ void bn_eval_fwd_kernel(size_t n_elems, int c_total, int hw, i
 enum { RED_STATS = 0, RED_GRAD = 1, RED_SUM = 2 };
 
 /* How the M values of each channel are sliced: NCHW by images (`per` images a slice),
- * channels last by rows (row slices interleaved with stride slices * NH_ROWS). */
+ * channels last by rows (row slices interleaved with stride slices * NH_ROWS). With HW = 1
+ * (a linear layer's (N, Out) gradient) both layouts are the same bytes: rows, coalesced. */
 typedef struct red_plan {
-    int slices, per;
+    int rows, slices, per;
 } red_plan;
 
 static red_plan red_plan_of(int n, int c, int hw, int nhwc) {
     red_plan r;
-    if (nhwc) {
+    r.rows = nhwc || hw == 1;
+    if (r.rows) {
         const int groups = (int)AL_CEIL_DIV(c, NH_CH);
         const size_t by_rows = AL_CEIL_DIV((size_t)n * hw, (size_t)NH_ROWS);
         r.slices = AL_MAX(1, RED_BLOCKS / groups);
@@ -80,7 +83,7 @@ static red_plan red_plan_of(int n, int c, int hw, int nhwc) {
 
 static size_t red_bytes(int n, int c, int hw, int nhwc) {
     const red_plan r = red_plan_of(n, c, hw, nhwc);
-    return (size_t)r.slices * c * 2 * sizeof(double) + 64 + 4 * (size_t)c * sizeof(float) + 64;
+    return (size_t)r.slices * c * 2 * sizeof(double) + 64 + 3 * (size_t)c * sizeof(float) + 64;
 }
 
 extern "C" size_t al_bn_scratch_bytes_cuda(const al_bn_desc *d) {
@@ -88,7 +91,8 @@ extern "C" size_t al_bn_scratch_bytes_cuda(const al_bn_desc *d) {
 }
 
 /* part[(slice*C + c)*2 + {0,1}] = the slice's sums for channel c:
- *   RED_STATS: x - k, (x - k)^2 (k = kx[c]);  RED_GRAD: dy, dy*(x - mean[c]);  RED_SUM: dy, 0. */
+ *   RED_STATS: x - k, (x - k)^2 (k = x[c * c_stride], the channel's first value);
+ *   RED_GRAD: dy, dy*(x - mean[c]);  RED_SUM: dy, 0. */
 template <typename T, int MODE>
 static __device__ __forceinline__ void red_acc(const T *x, const T *dy, size_t o, double k,
                                                double *a, double *b) {
@@ -105,21 +109,23 @@ static __device__ __forceinline__ void red_acc(const T *x, const T *dy, size_t o
     }
 }
 
-template <int MODE>
-static __device__ __forceinline__ double red_shift(const float *kx, const float *mean, int c) {
-    return MODE == RED_STATS ? (double)kx[c] : MODE == RED_GRAD ? (double)mean[c] : 0.0;
+template <typename T, int MODE>
+static __device__ __forceinline__ double red_shift(const T *x, size_t c_stride, const float *mean,
+                                                   int c) {
+    return MODE == RED_STATS ? (double)al_ld(x, (size_t)c * c_stride)
+           : MODE == RED_GRAD ? (double)mean[c]
+                              : 0.0;
 }
 
 /* NCHW: block (c, slice) over images [slice*per, +per), the HW run of each. */
 template <typename T, int MODE>
 static __global__ void nc_partial_kernel(int n, int c_total, int hw, int per,
                                          const T *__restrict__ x, const T *__restrict__ dy,
-                                         const float *__restrict__ kx,
                                          const float *__restrict__ mean, double *__restrict__ part) {
     const int c = blockIdx.x, s = blockIdx.y;
     const int i0 = s * per, i1 = AL_MIN(n, i0 + per);
     const size_t cnt = (size_t)(i1 - i0) * hw;
-    const double k = red_shift<MODE>(kx, mean, c);
+    const double k = red_shift<T, MODE>(x, (size_t)hw, mean, c);
     double a = 0.0, b = 0.0;
     for (size_t t = threadIdx.x; t < cnt; t += blockDim.x) {
         const size_t i = (size_t)i0 + t / (size_t)hw, q = t % (size_t)hw;
@@ -137,14 +143,13 @@ static __global__ void nc_partial_kernel(int n, int c_total, int hw, int per,
  * stepping slices*16, for channels group*32 + tx, then the 16 rows in order. */
 template <typename T, int MODE>
 static __global__ void nh_partial_kernel(size_t m, int c_total, const T *__restrict__ x,
-                                         const T *__restrict__ dy, const float *__restrict__ kx,
-                                         const float *__restrict__ mean,
+                                         const T *__restrict__ dy, const float *__restrict__ mean,
                                          double *__restrict__ part) {
     __shared__ double sa[NH_ROWS][NH_CH], sb[NH_ROWS][NH_CH];
     const int c = blockIdx.x * NH_CH + threadIdx.x;
     double a = 0.0, b = 0.0;
     if (c < c_total) {
-        const double k = red_shift<MODE>(kx, mean, c);
+        const double k = red_shift<T, MODE>(x, 1, mean, c);
         for (size_t r = (size_t)blockIdx.y * NH_ROWS + threadIdx.y; r < m;
              r += (size_t)gridDim.y * NH_ROWS)
             red_acc<T, MODE>(x, dy, r * (size_t)c_total + (size_t)c, k, &a, &b);
@@ -164,17 +169,16 @@ static __global__ void nh_partial_kernel(size_t m, int c_total, const T *__restr
 }
 
 template <typename T, int MODE>
-static void red_partial(al_ctx *ctx, int n, int c, int hw, int nhwc, const red_plan &r,
-                        const T *x, const T *dy, const float *kx, const float *mean,
-                        double *part) {
+static void red_partial(al_ctx *ctx, int n, int c, int hw, const red_plan &r, const T *x,
+                        const T *dy, const float *mean, double *part) {
     cudaStream_t st = al_stream_of(ctx);
-    if (nhwc)
+    if (r.rows)
         nh_partial_kernel<T, MODE>
             <<<dim3((unsigned)AL_CEIL_DIV(c, NH_CH), (unsigned)r.slices), dim3(NH_CH, NH_ROWS), 0,
-               st>>>((size_t)n * hw, c, x, dy, kx, mean, part);
+               st>>>((size_t)n * hw, c, x, dy, mean, part);
     else
         nc_partial_kernel<T, MODE><<<dim3((unsigned)c, (unsigned)r.slices), NC_BLOCK, 0, st>>>(
-            n, c, hw, r.per, x, dy, kx, mean, part);
+            n, c, hw, r.per, x, dy, mean, part);
 }
 
 /* Sum of the slices of channel c, in slice order. */
@@ -189,19 +193,12 @@ static __device__ void red_total(const double *part, int slices, int c_total, in
     *b = tb;
 }
 
-/* k_c: the channel's first value (image 0, position 0), the shift of the moments. */
-template <typename T>
-static __global__ void first_kernel(int c_total, size_t c_stride, const T *__restrict__ x,
-                                    float *__restrict__ kx) {
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c < c_total) kx[c] = al_ld(x, (size_t)c * c_stride);
-}
-
 /* Train forward statistics: the moments -> mean/invstd (saved), running update, and
  * coef = {mean, scale, shift} as the twin forms them. One thread per channel. */
-static __global__ void stats_final_kernel(size_t m, int c_total, int slices, float eps,
-                                          float momentum, int update, const double *part,
-                                          const float *__restrict__ kx,
+template <typename T>
+static __global__ void stats_final_kernel(size_t m, int c_total, size_t c_stride, int slices,
+                                          float eps, float momentum, int update,
+                                          const double *part, const T *__restrict__ x,
                                           const float *__restrict__ gamma,
                                           const float *__restrict__ beta,
                                           float *__restrict__ running_mean,
@@ -213,7 +210,8 @@ static __global__ void stats_final_kernel(size_t m, int c_total, int slices, flo
     if (c >= c_total) return;
     double s1, s2;
     red_total(part, slices, c_total, c, &s1, &s2);
-    const double dm = s1 / (double)m, mean = (double)kx[c] + dm;
+    const double dm = s1 / (double)m;
+    const double mean = red_shift<T, RED_STATS>(x, c_stride, (const float *)NULL, c) + dm;
     double var = s2 / (double)m - dm * dm;
     if (var < 0.0) var = 0.0;
     const double invstd = 1.0 / sqrt(var + (double)eps);
@@ -284,11 +282,11 @@ static __global__ void dx_kernel(size_t n_elems, int c_total, int hw, int nhwc, 
     }
 }
 
-/* Device temporaries of one call: the partials, 3C per-channel constants, C shifts k_c. */
+/* Device temporaries of one call: the partials and 3C per-channel constants. */
 typedef struct red_ws {
     red_plan r;
     double *part;
-    float *coef, *kx;
+    float *coef;
     size_t mark;
 } red_ws;
 
@@ -298,7 +296,6 @@ static al_status red_take(al_ctx *ctx, int n, int c, int hw, int nhwc, red_ws *w
     AL_TRY(al_cuda_tmp(ctx, red_bytes(n, c, hw, nhwc), &p, &w->mark));
     w->part = (double *)p;
     w->coef = (float *)(((uintptr_t)(w->part + (size_t)w->r.slices * c * 2) + 63) & ~(uintptr_t)63);
-    w->kx = w->coef + 3 * (size_t)c;
     return AL_OK;
 }
 
@@ -310,14 +307,12 @@ static al_status bn_fwd_train(al_ctx *ctx, const al_bn_desc *d, const T *x, cons
     red_ws w;
     AL_TRY(red_take(ctx, d->n, d->c, d->hw, d->nhwc, &w));
     cudaStream_t st = al_stream_of(ctx);
-    const unsigned cb = (unsigned)AL_CEIL_DIV(d->c, AL_BLOCK);
-    first_kernel<T><<<cb, AL_BLOCK, 0, st>>>(d->c, d->nhwc ? 1 : (size_t)d->hw, x, w.kx);
-    red_partial<T, RED_STATS>(ctx, d->n, d->c, d->hw, d->nhwc, w.r, x, (const T *)NULL, w.kx,
-                              (const float *)NULL, w.part);
-    stats_final_kernel<<<cb, AL_BLOCK, 0, st>>>(m, d->c, w.r.slices, d->eps, d->momentum,
-                                                d->update_running ? 1 : 0, w.part, w.kx, gamma,
-                                                beta, running_mean, running_var, save_mean,
-                                                save_invstd, w.coef);
+    red_partial<T, RED_STATS>(ctx, d->n, d->c, d->hw, w.r, x, (const T *)NULL, (const float *)NULL,
+                              w.part);
+    stats_final_kernel<T><<<(unsigned)AL_CEIL_DIV(d->c, AL_BLOCK), AL_BLOCK, 0, st>>>(
+        m, d->c, d->nhwc ? 1 : (size_t)d->hw, w.r.slices, d->eps, d->momentum,
+        d->update_running ? 1 : 0, w.part, x, gamma, beta, running_mean, running_var, save_mean,
+        save_invstd, w.coef);
     norm_kernel<T><<<al_grid(ctx, ne, AL_BLOCK), AL_BLOCK, 0, st>>>(ne, d->c, d->hw, d->nhwc, x,
                                                                      w.coef, y);
     al_ctx_scratch_release(ctx, w.mark);
@@ -335,8 +330,7 @@ static al_status bn_bwd_split(al_ctx *ctx, const al_bn_desc *d, const T *x, cons
     AL_TRY(red_take(ctx, d->n, d->c, d->hw, d->nhwc, &w));
     cudaStream_t st = al_stream_of(ctx);
     if (have_sums)
-        red_partial<T, RED_GRAD>(ctx, d->n, d->c, d->hw, d->nhwc, w.r, x, dy, (const float *)NULL,
-                                 save_mean, w.part);
+        red_partial<T, RED_GRAD>(ctx, d->n, d->c, d->hw, w.r, x, dy, save_mean, w.part);
     grad_final_kernel<<<(unsigned)AL_CEIL_DIV(d->c, AL_BLOCK), AL_BLOCK, 0, st>>>(
         m, d->c, w.r.slices, have_sums, d->use_batch_stats ? 1 : 0, w.part, gamma, save_invstd,
         dgamma, dbeta, dx ? w.coef : (float *)NULL);
@@ -348,14 +342,14 @@ static al_status bn_bwd_split(al_ctx *ctx, const al_bn_desc *d, const T *x, cons
     return AL_OK;
 }
 
-/* db[c] += sum over the (M, C) channels-last dy (a conv's bias gradient, op_conv2d.cu). */
+/* db[c] += sum of dy over (N, HW), either layout: the bias gradients of conv and linear (HW =
+ * 1). Twins: the db loops in core/ops/conv2d.c and core/ops/linear.c. */
 template <typename T>
-static al_status channel_sum_nhwc(al_ctx *ctx, int n, int c, int hw, const T *dy, float *db) {
+static al_status channel_sum(al_ctx *ctx, int n, int c, int hw, int nhwc, const T *dy, float *db) {
     AL_ASSERT(n >= 1 && c >= 1 && hw >= 1, "channel sum n=%d c=%d hw=%d", n, c, hw);
     red_ws w;
-    AL_TRY(red_take(ctx, n, c, hw, 1, &w));
-    red_partial<T, RED_SUM>(ctx, n, c, hw, 1, w.r, (const T *)NULL, dy, (const float *)NULL,
-                            (const float *)NULL, w.part);
+    AL_TRY(red_take(ctx, n, c, hw, nhwc, &w));
+    red_partial<T, RED_SUM>(ctx, n, c, hw, w.r, (const T *)NULL, dy, (const float *)NULL, w.part);
     grad_final_kernel<<<(unsigned)AL_CEIL_DIV(c, AL_BLOCK), AL_BLOCK, 0, al_stream_of(ctx)>>>(
         (size_t)n * hw, c, w.r.slices, 1, 0, w.part, (const float *)NULL, (const float *)NULL,
         (float *)NULL, db, (float *)NULL);
@@ -364,13 +358,13 @@ static al_status channel_sum_nhwc(al_ctx *ctx, int n, int c, int hw, const T *dy
     return AL_OK;
 }
 
-al_status al_channel_sum_add_nhwc_cuda(al_ctx *ctx, int n, int c, int hw, const float *dy,
-                                       float *db) {
-    return channel_sum_nhwc(ctx, n, c, hw, dy, db);
+al_status al_channel_sum_add_cuda(al_ctx *ctx, int n, int c, int hw, int nhwc, const float *dy,
+                                  float *db) {
+    return channel_sum(ctx, n, c, hw, nhwc, dy, db);
 }
-al_status al_channel_sum_add_nhwc_bf16_cuda(al_ctx *ctx, int n, int c, int hw, const al_bf16 *dy,
-                                            float *db) {
-    return channel_sum_nhwc(ctx, n, c, hw, dy, db);
+al_status al_channel_sum_add_bf16_cuda(al_ctx *ctx, int n, int c, int hw, int nhwc,
+                                       const al_bf16 *dy, float *db) {
+    return channel_sum(ctx, n, c, hw, nhwc, dy, db);
 }
 
 template <typename T>

@@ -240,20 +240,17 @@ done:
     return st;
 }
 
-/* The plan's largest workspace; channels last adds the OHWI weight gradient (converted into
- * the OIHW dw after cuDNN) and the bias reduction's partials. al_ctx_scratch aligns each
- * start to 64 bytes. */
+/* The plan's largest workspace, plus (bf16 or channels last) the weight gradient in the
+ * plan's format, converted into the fp32 OIHW dw after cuDNN; or the bias gradient's
+ * partials, if larger. al_ctx_scratch aligns each start to 64 bytes. */
 static size_t scratch_bytes(const al_ctx *ctx, const al_conv2d_desc *d, int bf16) {
     al_conv_plan *p = NULL;
     if (get_plan(ctx, d, bf16, CONV_WS_LIMIT, &p) != AL_OK) return 0; /* re-raised at the call */
     size_t ws = AL_MAX(p->ws_fwd, AL_MAX(p->ws_bwd_data, p->ws_bwd_filter)) + 64;
-    if (d->nhwc) {
-        const al_bn_desc sum = {d->n, d->c_out, d->h_out * d->w_out, 0, 0, 0, 0, 1};
-        const size_t wn = (size_t)d->c_out * d->c_in * d->kh * d->kw;
-        ws = AL_MAX(ws + wn * (bf16 ? sizeof(al_bf16) : sizeof(float)) + 64,
-                    al_bn_scratch_bytes_cuda(&sum));
-    }
-    return ws;
+    if (bf16 || d->nhwc)
+        ws += (size_t)d->c_out * d->c_in * d->kh * d->kw * (bf16 ? sizeof(al_bf16) : sizeof(float)) + 64;
+    const al_bn_desc sum = {d->n, d->c_out, d->h_out * d->w_out, 0, 0, 0, 0, d->nhwc};
+    return AL_MAX(ws, al_bn_scratch_bytes_cuda(&sum));
 }
 
 extern "C" size_t al_conv2d_scratch_bytes_cuda(const al_ctx *ctx, const al_conv2d_desc *d) {
@@ -312,14 +309,11 @@ done:
     return st;
 }
 
-/* dw (fp32) += the weight gradient: cuDNN adds into it directly for fp32 (beta = 1); for bf16
- * it writes the bf16 gradient into dw_tmp (beta = 0) and a cast kernel adds that into dw. */
 static al_status conv_bwd(al_ctx *ctx, const al_conv2d_desc *d, int bf16, const void *x,
                           const void *w, const void *dy, void *dx, int dx_accum, float *dw,
-                          float *db, al_bf16 *dw_tmp) {
+                          float *db) {
     al_cuda_state *s = al_cst(ctx);
     if (!dx && !dw && !db) return AL_OK;
-    AL_ASSERT(!bf16 || !dw || dw_tmp, "bf16 conv backward: dw without dw_tmp");
     al_conv_plan *p;
     const size_t avail = al_scratch_avail(ctx);
     AL_TRY(get_plan(ctx, d, bf16, AL_MIN(avail, CONV_WS_LIMIT), &p));
@@ -338,12 +332,12 @@ static al_status conv_bwd(al_ctx *ctx, const al_conv2d_desc *d, int bf16, const 
     }
     if (dw) {
         /* fp32 NCHW: dw += (beta = 1). Otherwise cuDNN writes the gradient in the plan's type
-         * and filter layout into a temporary (beta = 0: bf16 -> dw_tmp, channels last -> ctx
-         * scratch), which al_convert_cuda adds into the fp32 OIHW dw. */
+         * and filter layout into ctx scratch (beta = 0), and al_convert_cuda adds it into the
+         * fp32 OIHW dw (bf16 -> fp32 as autocast does, OHWI -> OIHW). */
         const size_t wn = (size_t)d->c_out * d->c_in * d->kh * d->kw;
-        void *tmp = d->nhwc ? al_ctx_scratch(ctx, wn * (bf16 ? sizeof(al_bf16) : sizeof(float)))
-                    : bf16  ? (void *)dw_tmp
-                            : NULL;
+        void *tmp = bf16 || d->nhwc
+                        ? al_ctx_scratch(ctx, wn * (bf16 ? sizeof(al_bf16) : sizeof(float)))
+                        : NULL;
         const size_t avail_f = al_scratch_avail(ctx);
         if (p->ws_bwd_filter > avail_f) AL_CHECK(pick_bwd_filter(ctx, p, avail_f));
         void *ws = p->ws_bwd_filter ? al_ctx_scratch(ctx, p->ws_bwd_filter) : NULL;
@@ -359,17 +353,12 @@ static al_status conv_bwd(al_ctx *ctx, const al_conv2d_desc *d, int bf16, const 
     }
     AL_CUDA_CHECK(cudaGetLastError());
     if (s->sync_check) AL_CUDA_CHECK(cudaStreamSynchronize(s->stream));
-    if (db) {
-        const int hw = d->h_out * d->w_out;
-        if (d->nhwc && bf16)
-            AL_CHECK(al_channel_sum_add_nhwc_bf16_cuda(ctx, d->n, d->c_out, hw, (const al_bf16 *)dy, db));
-        else if (d->nhwc)
-            AL_CHECK(al_channel_sum_add_nhwc_cuda(ctx, d->n, d->c_out, hw, (const float *)dy, db));
-        else if (bf16)
-            AL_CHECK(al_channel_sum_add_bf16_cuda(ctx, d->n, d->c_out, hw, (const al_bf16 *)dy, db));
-        else
-            AL_CHECK(al_channel_sum_add_cuda(ctx, d->n, d->c_out, hw, (const float *)dy, db));
-    }
+    if (db && bf16)
+        AL_CHECK(al_channel_sum_add_bf16_cuda(ctx, d->n, d->c_out, d->h_out * d->w_out, d->nhwc,
+                                              (const al_bf16 *)dy, db));
+    else if (db)
+        AL_CHECK(al_channel_sum_add_cuda(ctx, d->n, d->c_out, d->h_out * d->w_out, d->nhwc,
+                                         (const float *)dy, db));
 done:
     al_ctx_scratch_release(ctx, mark);
     return st;
@@ -383,7 +372,7 @@ extern "C" al_status al_conv2d_forward_cuda(al_ctx *ctx, const al_conv2d_desc *d
 extern "C" al_status al_conv2d_backward_cuda(al_ctx *ctx, const al_conv2d_desc *d, const float *x,
                                              const float *w, const float *dy, float *dx,
                                              int dx_accum, float *dw, float *db) {
-    return conv_bwd(ctx, d, 0, x, w, dy, dx, dx_accum, dw, db, NULL);
+    return conv_bwd(ctx, d, 0, x, w, dy, dx, dx_accum, dw, db);
 }
 
 extern "C" al_status al_conv2d_forward_bf16_cuda(al_ctx *ctx, const al_conv2d_desc *d,
@@ -395,6 +384,6 @@ extern "C" al_status al_conv2d_forward_bf16_cuda(al_ctx *ctx, const al_conv2d_de
 extern "C" al_status al_conv2d_backward_bf16_cuda(al_ctx *ctx, const al_conv2d_desc *d,
                                                   const al_bf16 *x, const al_bf16 *w,
                                                   const al_bf16 *dy, al_bf16 *dx, int dx_accum,
-                                                  float *dw, float *db, al_bf16 *dw_tmp) {
-    return conv_bwd(ctx, d, 1, x, w, dy, dx, dx_accum, dw, db, dw_tmp);
+                                                  float *dw, float *db) {
+    return conv_bwd(ctx, d, 1, x, w, dy, dx, dx_accum, dw, db);
 }

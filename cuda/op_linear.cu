@@ -58,6 +58,6 @@ extern "C" al_status al_linear_backward_cuda(al_ctx *ctx, int n, int in, int out
                                   out, &one, dw, in));
         AL_LAUNCH_CHECK(ctx);
     }
-    if (db) AL_TRY(al_channel_sum_add_cuda(ctx, n, out, 1, dy, db));
+    if (db) AL_TRY(al_channel_sum_add_cuda(ctx, n, out, 1, 0, dy, db));
     return AL_OK;
 }

@@ -98,13 +98,13 @@ al_status al_bn_backward_bf16_cuda(al_ctx *ctx, const al_bn_desc *d, const al_bf
 /* Workspace bytes of the bf16 plan (as al_conv2d_scratch_bytes). */
 size_t al_conv2d_scratch_bytes_bf16_cuda(const al_ctx *ctx, const al_conv2d_desc *d);
 /* w: the bf16 shadow of the weights; b (fp32) or NULL. dw / db: fp32 gradients, added (+=);
- * dw_tmp: bf16 scratch of c_out*c_in*kh*kw elements (cuDNN writes the bf16 weight gradient
- * there, then it is added into dw). */
+ * cuDNN writes the bf16 weight gradient into ctx scratch (counted by
+ * al_conv2d_scratch_bytes_bf16_cuda), from where it is added into dw. */
 al_status al_conv2d_forward_bf16_cuda(al_ctx *ctx, const al_conv2d_desc *d, const al_bf16 *x,
                                       const al_bf16 *w, const float *b, al_bf16 *y);
 al_status al_conv2d_backward_bf16_cuda(al_ctx *ctx, const al_conv2d_desc *d, const al_bf16 *x,
                                        const al_bf16 *w, const al_bf16 *dy, al_bf16 *dx,
-                                       int dx_accum, float *dw, float *db, al_bf16 *dw_tmp);
+                                       int dx_accum, float *dw, float *db);
 #endif
 
 #ifdef __cplusplus
