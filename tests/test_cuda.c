@@ -5,9 +5,9 @@
  * executor's CPU twin and the fp32 model. Without a usable GPU: "skipped: no GPU", 77.
  *
  * Conventions:
- * - Every device output sits between sentinel guards (GUARD_BYTES of a NaN-payload pattern on
- *   each side, style rule 23); '=' outputs start filled with that NaN pattern, so a kernel
- *   that reads an output it should only write shows up as NaN.
+ * - Every device output sits between sentinel guards (tests/harness/devbuf.h: a NaN-payload
+ *   pattern on each side, style rule 23); '=' outputs start filled with that NaN pattern, so
+ *   a kernel that reads an output it should only write shows up as NaN.
  * - Tolerances are derived, never picked by eye (style rule 22). A float sum of K terms each
  *   bounded by B carries rounding ~ eps*sqrt(K) relative to partial sums of size ~sqrt(K)*B:
  *   tol_sum(K, B) = al_tol_f32(K) * sqrt(K) * B (= 8 eps K B). TF32 rounds every input to a
@@ -32,119 +32,19 @@
 #include "core/optim.h"
 #include "core/rng.h"
 #include "harness/check.h"
+#include "harness/devbuf.h"
 #include "losses/loss.h"
 
 #define EPS_TF32 9.765625e-4 /* 2^-10: TF32 keeps 10 explicit mantissa bits */
-#define GUARD_BYTES 256
-#define N_TRACK 512
-
-static const uint8_t SENT[4] = {0xAD, 0xDE, 0xC0, 0x7F}; /* little-endian 0x7FC0DEAD: a NaN */
-
 static al_ctx cpu, gpu;
 
-/* ---------------------------------------------------------------- test memory */
-
-typedef struct {
-    void *base;
-    size_t n_bytes;
-} dev_rec;
-static dev_rec g_dev[N_TRACK];
-static int g_n_dev;
-static void *g_host[N_TRACK];
-static int g_n_host;
-
-static void *hnew(size_t n_bytes) {
-    AL_ASSERT(g_n_host < N_TRACK, "too many host buffers in one case");
-    void *p = calloc(1, n_bytes ? n_bytes : 1);
-    AL_ASSERT(p, "out of host memory (%zu bytes)", n_bytes);
-    g_host[g_n_host++] = p;
-    return p;
-}
-static float *hf(size_t n) { return hnew(n * sizeof(float)); }
-static float *hrand(size_t n, uint64_t id, float lo, float hi) {
-    float *p = hf(n);
-    al_test_fill(p, n, id, lo, hi);
-    return p;
-}
-static float *hcopy(const float *src, size_t n) {
-    float *p = hf(n);
-    memcpy(p, src, n * sizeof(float));
-    return p;
-}
-
-/* Device buffer of n_bytes between guards; filled from src_host, or with the NaN pattern. */
-static void *dnew(size_t n_bytes, const void *src_host) {
-    AL_ASSERT(g_n_dev < N_TRACK, "too many device buffers in one case");
-    const size_t tot = n_bytes + 2 * GUARD_BYTES;
-    uint8_t *h = malloc(tot);
-    AL_ASSERT(h, "out of host memory");
-    for (size_t i = 0; i < tot; i++) h[i] = SENT[i & 3];
-    if (src_host && n_bytes) memcpy(h + GUARD_BYTES, src_host, n_bytes);
-    void *base = NULL;
-    al_status st = al_dev_alloc(&gpu, &base, tot, "test buffer");
-    AL_ASSERT(st == AL_OK, "device alloc: %s", al_errmsg());
-    st = al_copy_to_dev(&gpu, base, h, tot);
-    AL_ASSERT(st == AL_OK, "copy to device: %s", al_errmsg());
-    free(h);
-    g_dev[g_n_dev].base = base;
-    g_dev[g_n_dev].n_bytes = n_bytes;
-    g_n_dev++;
-    return (uint8_t *)base + GUARD_BYTES;
-}
-static float *dnewf(size_t n, const float *src) { return dnew(n * sizeof(float), src); }
-
-/* Copy a dnew buffer back (n_bytes from its start) and check both guards byte for byte. */
-static int dget(const char *what, const void *d, void *h_out, size_t n_bytes) {
-    const uint8_t *base = (const uint8_t *)d - GUARD_BYTES;
-    size_t cap = 0;
-    for (int i = 0; i < g_n_dev; i++)
-        if (g_dev[i].base == base) cap = g_dev[i].n_bytes;
-    AL_ASSERT(cap >= n_bytes, "%s: not a test buffer or too short", what);
-    const size_t tot = cap + 2 * GUARD_BYTES;
-    uint8_t *h = malloc(tot);
-    AL_ASSERT(h, "out of host memory");
-    al_status st = al_copy_to_host(&gpu, h, base, tot);
-    if (st != AL_OK) {
-        fprintf(stderr, "  %s: copy to host failed: %s\n", what, al_errmsg());
-        free(h);
-        return 1;
-    }
-    int bad = 0;
-    for (size_t i = 0; i < tot; i++) {
-        if (i == GUARD_BYTES) i += cap;
-        if (i < tot && h[i] != SENT[i & 3]) {
-            const int before = i < GUARD_BYTES;
-            fprintf(stderr, "  %s: guard byte %s%zu overwritten\n", what, before ? "-" : "+",
-                    before ? GUARD_BYTES - i : i - GUARD_BYTES - cap);
-            bad = 1;
-            break;
-        }
-    }
-    memcpy(h_out, h + GUARD_BYTES, n_bytes);
-    free(h);
-    return bad;
-}
-
-static int dcheck(const char *what, const float *d, const float *ref, size_t n, double atol,
-                  double rtol) {
-    float *h = hf(n);
-    if (dget(what, d, h, n * sizeof(float))) return 1;
-    return al_check_close(what, h, ref, n, atol, rtol);
-}
-
-/* Bytes must match exactly (n_elems16 16-bit words: bf16 values, or float halves). */
+/* Test memory: tests/harness/devbuf.h (guarded device buffers, tracked host buffers). */
 static int dcheck_bytes_b(const char *what, const void *d, const void *ref, size_t n_elems16) {
-    const size_t nb = n_elems16 * 2;
-    uint8_t *h = hnew(nb);
-    if (dget(what, d, h, nb)) return 1;
-    return al_check_bytes(what, h, ref, nb);
+    return dcheck_bytes(what, d, ref, n_elems16 * 2); /* 16-bit words: bf16 or float halves */
 }
 
 static void case_cleanup(void) {
-    (void)al_sync(&gpu);
-    for (int i = 0; i < g_n_dev; i++) al_dev_free(&gpu, g_dev[i].base);
-    for (int i = 0; i < g_n_host; i++) free(g_host[i]);
-    g_n_dev = g_n_host = 0;
+    devbuf_release();
     gpu.precision = AL_FP32;
     gpu.deterministic = 1;
 }
@@ -1370,6 +1270,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "context init failed: %s\n", al_errmsg());
         return 1;
     }
+    devbuf_use(&gpu);
     gpu.deterministic = 1;
     static const al_case cases[] = {
         {"ctx", run_case_ctx},
