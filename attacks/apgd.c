@@ -284,18 +284,13 @@ done:
 static al_status validate(const al_model *m, const al_apgd_spec *s, const al_apgd_ws *ws,
                           const float *x, const float *x_adv, const int32_t *y, int n) {
     const char *fn = "al_apgd_run";
-    if (!m->setup_done) return AL_FAIL(AL_ERR_VALUE, "%s: model %s is not set up", fn, m->arch);
-    if (n < 1 || n > m->max_batch)
-        return AL_FAIL(AL_ERR_VALUE, "%s: n=%d outside [1, %d] (model max_batch)", fn, n,
-                       m->max_batch);
+    AL_TRY(al_attack_check_io(fn, m, n, x, y, x_adv));
     if (ws && (n > ws->max_batch || ws->k != m->num_classes ||
                ws->d != (size_t)m->in_c * m->in_h * m->in_w || s->n_iter > ws->n_iter_cap))
         return AL_FAIL(AL_ERR_VALUE,
                        "%s: workspace (batch %d, k %d, d %zu, n_iter cap %d) does not fit n=%d, "
                        "n_iter=%d of model %s",
                        fn, ws->max_batch, ws->k, ws->d, ws->n_iter_cap, n, s->n_iter, m->arch);
-    if (!x || !x_adv || !y) return AL_FAIL(AL_ERR_VALUE, "%s: x, y and x_adv are required", fn);
-    if (x == x_adv) return AL_FAIL(AL_ERR_VALUE, "%s: x_adv must not alias x", fn);
     if (s->norm != AL_LINF && s->norm != AL_L2)
         return AL_FAIL(AL_ERR_VALUE, "%s: spec.norm %d is not linf|l2", fn, (int)s->norm);
     if (!(s->eps > 0.0f) || !isfinite(s->eps))

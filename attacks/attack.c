@@ -118,21 +118,27 @@ al_cuda_graph_info al_attack_ws_graph_info(const al_attack_ws *ws) {
 
 /* ---------------------------------------------------------------- pieces */
 
-static al_status validate(const al_model *m, const al_attack_spec *s, const al_attack_ws *ws,
-                          const float *x, const float *x_adv, const int32_t *y, int n) {
-    const char *fn = "al_attack_run";
+al_status al_attack_check_io(const char *fn, const al_model *m, int n, const float *x,
+                             const int32_t *y, const float *x_adv) {
     if (!m->setup_done) return AL_FAIL(AL_ERR_VALUE, "%s: model %s is not set up", fn, m->arch);
     if (n < 1 || n > m->max_batch)
         return AL_FAIL(AL_ERR_VALUE, "%s: n=%d outside [1, %d] (model max_batch)", fn, n,
                        m->max_batch);
+    if (!x || !x_adv || !y) return AL_FAIL(AL_ERR_VALUE, "%s: x, y and x_adv are required", fn);
+    if (x == x_adv) return AL_FAIL(AL_ERR_VALUE, "%s: x_adv must not alias x", fn);
+    return AL_OK;
+}
+
+static al_status validate(const al_model *m, const al_attack_spec *s, const al_attack_ws *ws,
+                          const float *x, const float *x_adv, const int32_t *y, int n) {
+    const char *fn = "al_attack_run";
+    AL_TRY(al_attack_check_io(fn, m, n, x, y, x_adv));
     if (ws && (n > ws->max_batch || ws->k != m->num_classes ||
                ws->d != (size_t)m->in_c * m->in_h * m->in_w))
         return AL_FAIL(AL_ERR_VALUE,
                        "%s: workspace (batch %d, k %d, d %zu) does not fit n=%d of "
                        "model %s",
                        fn, ws->max_batch, ws->k, ws->d, n, m->arch);
-    if (!x || !x_adv || !y) return AL_FAIL(AL_ERR_VALUE, "%s: x, y and x_adv are required", fn);
-    if (x == x_adv) return AL_FAIL(AL_ERR_VALUE, "%s: x_adv must not alias x", fn);
     if (s->type != AL_ATTACK_FGSM && s->type != AL_ATTACK_PGD)
         return AL_FAIL(AL_ERR_VALUE, "%s: spec.type %d is not fgsm|pgd", fn, (int)s->type);
     if (s->norm != AL_LINF && s->norm != AL_L2)

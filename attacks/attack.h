@@ -134,6 +134,12 @@ al_status al_attack_run(al_ctx *ctx, al_model *m, const al_attack_spec *spec, al
                         const float *x, const int32_t *y, int n, uint64_t seed, uint64_t stream,
                         float *x_adv, uint8_t *success, int *n_success);
 
+/* The checks every attack entry point (al_attack_run, al_apgd_run, al_fab_run, al_square_run)
+ * makes of its model and buffers first: the model is set up, 1 <= n <= its max_batch, x, y
+ * and x_adv are given and x_adv is not x. AL_ERR_VALUE with a message starting "fn: ". */
+al_status al_attack_check_io(const char *fn, const al_model *m, int n, const float *x,
+                             const int32_t *y, const float *x_adv);
+
 /* ---- random start, per element (AL_HOSTDEV so a CUDA kernel can draw the identical start) ----
  * Index of element j of example i in restart r for a batch of n examples of d floats. L2
  * radii use word AL_ATTACK_RADIUS_WORD + r*n + i of the same stream (disjoint from the

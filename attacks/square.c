@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attacks/attack.h"
 #include "attacks/square_elem.h"
 #include "core/cuda_api.h"
 #include "core/rng.h"
@@ -473,13 +474,8 @@ static al_status square_once(al_ctx *ctx, al_model *m, const al_square_spec *s, 
 static al_status validate(const al_model *m, const al_square_spec *s, const float *x,
                           const int32_t *y, int n, const float *x_adv) {
     const char *fn = "al_square_run";
-    if (!m->setup_done) return AL_FAIL(AL_ERR_VALUE, "%s: model %s is not set up", fn, m->arch);
-    if (n < 1 || n > m->max_batch)
-        return AL_FAIL(AL_ERR_VALUE, "%s: n=%d outside [1, %d] (model max_batch)", fn, n,
-                       m->max_batch);
-    if (!s || !x || !y || !x_adv)
-        return AL_FAIL(AL_ERR_VALUE, "%s: spec, x, y and x_adv are required", fn);
-    if (x == x_adv) return AL_FAIL(AL_ERR_VALUE, "%s: x_adv must not alias x", fn);
+    AL_TRY(al_attack_check_io(fn, m, n, x, y, x_adv));
+    if (!s) return AL_FAIL(AL_ERR_VALUE, "%s: spec is required", fn);
     if (m->num_classes < 2)
         return AL_FAIL(AL_ERR_VALUE, "%s: model %s has %d classes (need >= 2)", fn, m->arch,
                        m->num_classes);

@@ -12,7 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attacks/apgd.h"
 #include "attacks/attack.h"
+#include "attacks/fab.h"
+#include "attacks/square.h"
 #include "core/ctx.h"
 #include "core/model.h"
 #include "harness/check.h"
@@ -558,6 +561,80 @@ static int case_bad_spec(void) {
     return 0;
 }
 
+/* The input checks every attack entry point shares (al_attack_check_io): each refuses a bad n,
+ * a missing buffer and x_adv aliasing x with AL_ERR_VALUE and a message naming itself, and
+ * leaves x_adv untouched. */
+enum { ENTRY_PGD, ENTRY_APGD, ENTRY_FAB, ENTRY_SQUARE, N_ENTRY };
+static const char *const ENTRY_NAME[N_ENTRY] = {"al_attack_run", "al_apgd_run", "al_fab_run",
+                                                "al_square_run"};
+
+static al_status run_entry(fixture *f, int e, const float *x, const int32_t *y, int n,
+                           float *xa, uint8_t *succ) {
+    switch (e) {
+    case ENTRY_PGD: {
+        const al_attack_spec s = al_attack_spec_make(AL_ATTACK_PGD, AL_LINF, 0.1f, 0.01f, 2);
+        return al_attack_run(&f->ctx, f->m, &s, NULL, x, y, n, 1, 1, xa, succ, NULL);
+    }
+    case ENTRY_APGD: {
+        al_apgd_spec s = al_apgd_spec_default(AL_APGD_CE, AL_LINF, 0.1f);
+        s.n_iter = 2;
+        return al_apgd_run(&f->ctx, f->m, &s, NULL, x, y, n, 1, 1, xa, succ, NULL, NULL);
+    }
+    case ENTRY_FAB: {
+        al_fab_spec s = al_fab_spec_default(AL_LINF, 0.1f);
+        s.n_iter = 2;
+        return al_fab_run(&f->ctx, f->m, &s, x, y, n, 1, 1, xa, succ);
+    }
+    default: {
+        al_square_spec s = al_square_spec_default(AL_LINF, 0.1f);
+        s.n_queries = 2;
+        return al_square_run(&f->ctx, f->m, &s, x, y, n, 1, 1, xa, succ);
+    }
+    }
+}
+
+static int case_entry_checks(void) {
+    fixture f;
+    if (fixture_init(&f)) return 1;
+    uint8_t succ[NB];
+    for (int e = 0; e < N_ENTRY; e++) {
+        const struct {
+            const float *x;
+            const int32_t *y;
+            int n;
+            float *xa;
+            const char *what, *needle;
+        } bad[] = {
+            {f.x, f.y, 0, g_xa, "n = 0", "n=0 outside"},
+            {f.x, f.y, NB + 1, g_xa, "n > max_batch", "max_batch"},
+            {NULL, f.y, NB, g_xa, "x NULL", "required"},
+            {f.x, NULL, NB, g_xa, "y NULL", "required"},
+            {f.x, f.y, NB, NULL, "x_adv NULL", "required"},
+            {f.x, f.y, NB, f.x, "x_adv = x", "must not alias x"},
+        };
+        for (size_t b = 0; b < AL_ARRAY_LEN(bad); b++) {
+            for (size_t i = 0; i < NB * DX; i++) g_xa[i] = -7.0f;
+            al_clear_error();
+            const al_status st = run_entry(&f, e, bad[b].x, bad[b].y, bad[b].n, bad[b].xa, succ);
+            const char *msg = al_errmsg();
+            AL_EXPECT(st == AL_ERR_VALUE, "%s with %s: %s (%s)", ENTRY_NAME[e], bad[b].what,
+                      al_status_str(st), msg);
+            AL_EXPECT(strncmp(msg, ENTRY_NAME[e], strlen(ENTRY_NAME[e])) == 0 &&
+                          strstr(msg, bad[b].needle) != NULL,
+                      "%s with %s: message '%s' lacks the entry point or '%s'", ENTRY_NAME[e],
+                      bad[b].what, msg, bad[b].needle);
+            for (size_t i = 0; i < NB * DX; i++)
+                AL_EXPECT(g_xa[i] == -7.0f, "%s with %s wrote x_adv", ENTRY_NAME[e], bad[b].what);
+        }
+        /* the same call with good inputs runs */
+        al_clear_error();
+        const al_status st = run_entry(&f, e, f.x, f.y, NB, g_xa, succ);
+        AL_EXPECT(st == AL_OK, "%s with good inputs: %s", ENTRY_NAME[e], al_errmsg());
+    }
+    fixture_fini(&f);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     static const al_case cases[] = {
         {"step_linf", case_step_linf},
@@ -572,6 +649,7 @@ int main(int argc, char **argv) {
         {"eps_zero", case_eps_zero},
         {"determinism_and_grads", case_determinism_and_grads},
         {"bad_spec", case_bad_spec},
+        {"entry_checks", case_entry_checks},
     };
     return al_run_cases(cases, (int)AL_ARRAY_LEN(cases), argc, argv);
 }
