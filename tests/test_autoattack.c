@@ -16,52 +16,17 @@
 
 #include "attacks/autoattack.h"
 #include "core/log.h"
+#include "harness/attack_fixture.h"
 #include "harness/check.h"
 #include "losses/loss.h"
 
-enum { NB = 16, K = 10, IMG = 28 };
-static const size_t DX = (size_t)IMG * IMG;
+enum { NB = AL_FIX_NB, K = AL_FIX_K, IMG = AL_FIX_IMG };
+static const size_t DX = AL_FIX_DX;
 
-typedef struct fixture {
-    al_ctx ctx;
-    al_model *m;
-    float x[NB * IMG * IMG];
-    int32_t y[NB];
-} fixture;
-
-/* As test_apgd.c: seeded smallcnn, saturated pixels, points 3 and 7 misclassified. */
-static int fixture_init(fixture *f) {
-    memset(f, 0, sizeof *f);
-    AL_EXPECT(al_ctx_init(&f->ctx, AL_DEV_CPU, 0, 1, 7) == AL_OK, "%s", al_errmsg());
-    AL_EXPECT(al_model_create("smallcnn", K, 1, IMG, &f->m) == AL_OK, "%s", al_errmsg());
-    AL_EXPECT(al_model_setup(&f->ctx, f->m, NB, 1) == AL_OK, "%s", al_errmsg());
-    AL_EXPECT(al_model_init_params(&f->ctx, f->m, 1234) == AL_OK, "%s", al_errmsg());
-    int w = al_model_find_param(f->m, "classifier.fc3.weight");
-    int b = al_model_find_param(f->m, "classifier.fc3.bias");
-    AL_EXPECT(w >= 0 && b >= 0, "smallcnn has no classifier.fc3");
-    al_test_fill(al_param_data(f->m, w), f->m->params[w].n_elems, 50, -1.0f, 1.0f);
-    al_test_fill(al_param_data(f->m, b), f->m->params[b].n_elems, 51, -0.1f, 0.1f);
-    al_test_fill(f->x, NB * DX, 52, 0.0f, 1.0f);
-    for (size_t i = 0; i < NB * DX; i++) {
-        if (f->x[i] < 0.2f)
-            f->x[i] = 0.0f;
-        else if (f->x[i] > 0.85f)
-            f->x[i] = 1.0f;
-    }
-    AL_EXPECT(al_model_forward_eval(&f->ctx, f->m, f->x, NB, 0) == AL_OK, "%s", al_errmsg());
-    const float *z = al_model_logits(f->m, 0);
-    for (int i = 0; i < NB; i++) {
-        int a = 0;
-        for (int j = 1; j < K; j++)
-            if (z[i * K + j] > z[i * K + a]) a = j;
-        f->y[i] = (i == 3 || i == 7) ? (a + 1) % K : a;
-    }
-    return 0;
-}
-static void fixture_fini(fixture *f) {
-    al_model_destroy(&f->ctx, f->m);
-    al_ctx_fini(&f->ctx);
-}
+/* the shared seeded smallcnn (tests/harness/attack_fixture.h) */
+typedef al_attack_fixture fixture;
+static int fixture_init(fixture *f) { return al_attack_fixture_init(f, 1); }
+static void fixture_fini(fixture *f) { al_attack_fixture_fini(f); }
 
 /* A small, fast custom spec: APGD-CE, APGD-DLR, APGD-T (3 targets), 10 iterations each, 1
  * restart, batches of 6 (so every attack has 2-3 batches). */
