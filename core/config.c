@@ -684,6 +684,7 @@ static al_rand_init method_rand_init(al_method m) {
 }
 
 void al_config_apply_ctx(const al_config *cfg, al_ctx *ctx) {
+    ctx->deterministic = cfg->run.deterministic;
     ctx->precision = cfg->run.precision;
     ctx->layout = cfg->run.layout;
     ctx->cuda_graphs = cfg->run.cuda_graphs;

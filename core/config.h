@@ -130,8 +130,8 @@ typedef enum al_ms_backward { AL_CFG_E_MS_BACKWARD(AL_CFG_ENUM_CONST_) } al_ms_b
 #define AL_CFG_ETYPE_MS_BACKWARD al_ms_backward
 /* Every enum list, for config.c's string tables. */
 #define AL_CFG_ENUMS(L)                                                                            \
-    L(DEVICE) L(PRECISION) L(LAYOUT) L(AUGMENT) L(METHOD) L(SCHEDULE) L(BN_MODE) L(NORM) L(RINIT)            \
-    L(RINIT_EVAL) L(EVAL_ATTACK) L(LOSS) L(ANCRA_STRATEGY) L(ANCRA_MASK) L(DRSL_VARIANT) L(MS_BACKWARD) L(AA_VERSION)
+    L(DEVICE) L(PRECISION) L(LAYOUT) L(AUGMENT) L(METHOD) L(SCHEDULE) L(BN_MODE) L(NORM)          \
+    L(RINIT) L(RINIT_EVAL) L(EVAL_ATTACK) L(LOSS) L(ANCRA_STRATEGY) L(ANCRA_MASK) L(DRSL_VARIANT) L(MS_BACKWARD) L(AA_VERSION)
 
 /* ======================================================================================
  * THE SCHEMA. Row: X(S, key, TYPE, ENUM-LIST|NONE, "default (config syntax)", min, max, help)
@@ -349,7 +349,8 @@ al_status al_config_set(al_config *cfg, const char *assignment);
  * resolved. Errors: AL_ERR_VALUE, "config: train.nesterov = 1 requires train.momentum > 0". */
 al_status al_config_validate(al_config *cfg);
 /* The run's execution settings into an initialised context, before any model setup:
- * run.precision, run.layout, run.cuda_graphs (the backend, threads and seed go to al_ctx_init). */
+ * run.deterministic, run.precision, run.layout, run.cuda_graphs (the backend, threads and seed
+ * go to al_ctx_init). */
 void al_config_apply_ctx(const al_config *cfg, al_ctx *ctx);
 
 /* The usual sequence: defaults, then `path` (may be NULL), then each of `sets` in order (so

@@ -250,7 +250,6 @@ static al_status setup(trainer *t, const char *resume, int64_t *step) {
     const al_config *cfg = t->cfg;
     al_status st;
     AL_TRY(al_ctx_init(&t->ctx, cfg->run.device, 0, cfg->run.threads, (uint64_t)cfg->run.seed));
-    t->ctx.deterministic = cfg->run.deterministic;
     al_config_apply_ctx(cfg, &t->ctx);
     if (!cfg->data.dataset[0])
         return AL_FAIL(AL_ERR_CONFIG, "config: data.dataset is required (path to a dataset .h5)");

@@ -498,7 +498,6 @@ static int run(int argc, char **argv, int is_eval) {
     float *adv = NULL;
     int ds_open = 0;
     AL_CHECK(al_ctx_init(&ctx, cfg.run.device, 0, cfg.run.threads, (uint64_t)cfg.run.seed));
-    ctx.deterministic = cfg.run.deterministic;
     al_config_apply_ctx(&cfg, &ctx);
     AL_CHECK(al_checkpoint_create_model(ckpt, &m));
     AL_CHECK(al_dataset_open(&ds, cfg.data.dataset, cfg.data.test_split));

@@ -27,8 +27,9 @@ static void usage(FILE *f) {
                "pgd_at_step,pgd_eval]\n"
                "                    [--steps-train 10] [--steps-eval 20] [--min-time 2] [--warmup 2]\n"
                "                    [--threads T] [--device cpu|cuda] [--precision fp32|tf32|bf16]\n"
-               "                    [--layout nchw|nhwc] [--graphs 1|0]   (cuda: activation layout; PGD\n"
-               "                    iterations replayed as a CUDA graph)\n"
+               "                    [--layout nchw|nhwc] [--graphs 1|0] [--deterministic 1|0]\n"
+               "                    (cuda: activation layout; PGD iterations replayed as a CUDA graph;\n"
+               "                    deterministic cuDNN algorithms only, as run.deterministic)\n"
                "  Prints one JSON line per phase: median/p10/p90 ms per iteration, img/s, GFLOP/s.\n");
 }
 
@@ -80,7 +81,8 @@ static al_status phase_once(bench *b, const char *phase, int steps_train, int st
 int al_cmd_bench(int argc, char **argv) {
     const char *arch = "smallcnn", *phases = "fwdbwd,attack_step,pgd_at_step,pgd_eval";
     int batch = 128, threads = 0, steps_train = 10, steps_eval = 20;
-    al_config run; /* --device, --precision, --layout, --graphs: the run.* keys, parsed as the config's */
+    al_config run; /* --device, --precision, --layout, --graphs, --deterministic: the run.* keys,
+                    * parsed and defaulted as the config's */
     al_config_defaults(&run);
     double min_time = 2.0, warmup = 2;
     for (int i = 1; i < argc; i++) {
@@ -104,7 +106,7 @@ int al_cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--min-time")) min_time = strtod(v, &end);
         else if (!strcmp(a, "--warmup")) warmup = strtod(v, &end);
         else if (!strcmp(a, "--device") || !strcmp(a, "--precision") || !strcmp(a, "--layout") ||
-                 !strcmp(a, "--graphs")) {
+                 !strcmp(a, "--graphs") || !strcmp(a, "--deterministic")) {
             char kv[128];
             snprintf(kv, sizeof kv, "run.%s=%s", !strcmp(a, "--graphs") ? "cuda_graphs" : a + 2, v);
             if (al_config_set(&run, kv) != AL_OK) {
@@ -183,12 +185,14 @@ int al_cmd_bench(int argc, char **argv) {
         qsort(times, (size_t)nt, sizeof(double), cmp_d);
         double med = times[nt / 2];
         printf("{\"bench\":\"%s\",\"impl\":\"advlab\",\"arch\":\"%s\",\"batch\":%d,\"threads\":%d,"
-               "\"device\":\"%s\",\"precision\":\"%s\",\"layout\":\"%s\",\"graphs\":%d,\"blas\":\"%s\",\"median_ms\":%.4f,\"p10_ms\":%.4f,\"p90_ms\":%.4f,\"repeats\":%d,"
+               "\"device\":\"%s\",\"precision\":\"%s\",\"layout\":\"%s\",\"graphs\":%d,"
+               "\"deterministic\":%d,\"blas\":\"%s\",\"median_ms\":%.4f,\"p10_ms\":%.4f,"
+               "\"p90_ms\":%.4f,\"repeats\":%d,"
                "\"img_per_s\":%.2f,\"gflops\":%.2f}\n",
                ph, arch, batch, B.ctx.n_threads, cuda ? "cuda" : "cpu",
                al_config_enum_name("run.precision", run.run.precision),
                al_config_enum_name("run.layout", run.run.layout), cuda && run.run.cuda_graphs,
-               al_blas_core(), 1e3 * med,
+               cuda ? run.run.deterministic : 1 /* the CPU always is */, al_blas_core(), 1e3 * med,
                1e3 * times[nt / 10], 1e3 * times[(nt * 9) / 10], nt, batch / med, flops / med * 1e-9);
         fflush(stdout);
     }

@@ -354,7 +354,6 @@ int al_cmd_meansparse(int argc, char **argv) {
     FILE *rep = NULL;
     double *sw_clean = NULL, *sw_rob = NULL;
     AL_CHECK(al_ctx_init(&ctx, cfg.run.device, 0, cfg.run.threads, (uint64_t)cfg.run.seed));
-    ctx.deterministic = cfg.run.deterministic;
     al_config_apply_ctx(&cfg, &ctx);
 
     /* ---- the base model, and a refusal of checkpoints that already carry MeanSparse */
