@@ -161,6 +161,11 @@ static __device__ __forceinline__ void al_st(al_bf16 *p, size_t i, float v) {
     p[i] = al_f32_to_bf16(v);
 }
 
+/* The channel of element i of an (N, C, HW) tensor, NCHW or channels last (nhwc). */
+static __device__ __forceinline__ int al_chan_index(size_t i, int c_total, int hw, int nhwc) {
+    return nhwc ? (int)(i % (size_t)c_total) : (int)((i / (size_t)hw) % (size_t)c_total);
+}
+
 /* ---------------------------------------------------------------- launch helpers */
 
 #define AL_BLOCK 256

@@ -12,8 +12,9 @@
  * (one block per channel would leave most SMs idle for the large early layers: 64 blocks for
  * PreActResNet-18's first stage): a partial pass of about RED_BLOCKS blocks, each summing a
  * fixed slice of the channel's values into double partials with a fixed-order block tree,
- * then one thread per channel adds its slices in slice order, then an elementwise pass
- * normalises (or forms dx). NCHW: block (c, slice) walks the contiguous HW runs of a range
+ * then one thread per channel adds its slices in slice order into per-channel constants,
+ * then an elementwise pass normalises (or forms dx). Eval mode forms the same constants from
+ * the running statistics, so both modes share that pass (no per-element square root). NCHW: block (c, slice) walks the contiguous HW runs of a range
  * of images. Channels last: blocks of 32 channels x 16 rows read whole 32-channel rows
  * (coalesced) of a range of rows. Either way the result is bitwise reproducible (no atomics)
  * and differs from the CPU only in summation order. The same split sums give the conv and
@@ -22,32 +23,6 @@
  * buffer, which always holds them). gamma/beta NULL act as 1/0, as in the twin. */
 #include "core/ops/batchnorm.h"
 #include "cuda/cuda_base.cuh"
-
-/* Eval-mode forward: elementwise with the running statistics. Grid-stride over N*C*HW;
- * threads 0..C-1 also write save_mean/save_invstd. */
-template <typename T>
-static __global__ void bn_eval_fwd_kernel(size_t n_elems, int c_total, int hw, int nhwc, float eps,
-                                          const T *__restrict__ x,
-                                          const float *__restrict__ gamma,
-                                          const float *__restrict__ beta,
-                                          const float *__restrict__ running_mean,
-                                          const float *__restrict__ running_var,
-                                          T *__restrict__ y, float *__restrict__ save_mean,
-                                          float *__restrict__ save_invstd) {
-    const size_t tid = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-    if (tid < (size_t)c_total) {
-        const int c = (int)tid;
-        if (save_mean) save_mean[c] = running_mean[c];
-        if (save_invstd) save_invstd[c] = (float)(1.0 / sqrt((double)running_var[c] + (double)eps));
-    }
-    for (size_t i = tid; i < n_elems; i += (size_t)gridDim.x * blockDim.x) {
-        const int c = nhwc ? (int)(i % (size_t)c_total) : (int)((i / (size_t)hw) % (size_t)c_total);
-        const double invstd = 1.0 / sqrt((double)running_var[c] + (double)eps);
-        const float scale = (float)((gamma ? (double)gamma[c] : 1.0) * invstd);
-        const float shift = beta ? beta[c] : 0.0f;
-        al_st(y, i, (al_ld(x, i) - running_mean[c]) * scale + shift);
-    }
-}
 
 /* ---------------------------------------------------------------- split reductions */
 #define RED_BLOCKS 1024 /* partial-pass blocks aimed at (several per SM on a 132-SM H100) */
@@ -227,17 +202,31 @@ static __global__ void stats_final_kernel(size_t m, int c_total, size_t c_stride
     coef[2 * c_total + c] = beta ? beta[c] : 0.0f;
 }
 
-static __device__ __forceinline__ int chan(size_t i, int c_total, int hw, int nhwc) {
-    return nhwc ? (int)(i % (size_t)c_total) : (int)((i / (size_t)hw) % (size_t)c_total);
+/* Eval forward: the same coef from the running statistics (and the saved statistics). */
+static __global__ void eval_coef_kernel(int c_total, float eps, const float *__restrict__ gamma,
+                                        const float *__restrict__ beta,
+                                        const float *__restrict__ running_mean,
+                                        const float *__restrict__ running_var,
+                                        float *__restrict__ save_mean,
+                                        float *__restrict__ save_invstd, float *__restrict__ coef) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= c_total) return;
+    const double invstd = 1.0 / sqrt((double)running_var[c] + (double)eps);
+    if (save_mean) save_mean[c] = running_mean[c];
+    if (save_invstd) save_invstd[c] = (float)invstd;
+    coef[c] = running_mean[c];
+    coef[c_total + c] = (float)((gamma ? (double)gamma[c] : 1.0) * invstd);
+    coef[2 * c_total + c] = beta ? beta[c] : 0.0f;
 }
 
+/* y = (x - coef[0][c]) * coef[1][c] + coef[2][c], either mode */
 template <typename T>
 static __global__ void norm_kernel(size_t n_elems, int c_total, int hw, int nhwc,
                                    const T *__restrict__ x, const float *__restrict__ coef,
                                    T *__restrict__ y) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n_elems;
          i += (size_t)gridDim.x * blockDim.x) {
-        const int c = chan(i, c_total, hw, nhwc);
+        const int c = al_chan_index(i, c_total, hw, nhwc);
         al_st(y, i, (al_ld(x, i) - coef[c]) * coef[c_total + c] + coef[2 * c_total + c]);
     }
 }
@@ -275,7 +264,7 @@ static __global__ void dx_kernel(size_t n_elems, int c_total, int hw, int nhwc, 
                                  T *__restrict__ dx) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n_elems;
          i += (size_t)gridDim.x * blockDim.x) {
-        const int c = chan(i, c_total, hw, nhwc);
+        const int c = al_chan_index(i, c_total, hw, nhwc);
         const float v = coef[c] * al_ld(dy, i) + coef[c_total + c] * (al_ld(x, i) - save_mean[c]) +
                         coef[2 * c_total + c];
         al_st(dx, i, dx_accum ? al_ld(dx, i) + v : v);
@@ -300,30 +289,12 @@ static al_status red_take(al_ctx *ctx, int n, int c, int hw, int nhwc, red_ws *w
 }
 
 template <typename T>
-static al_status bn_fwd_train(al_ctx *ctx, const al_bn_desc *d, const T *x, const float *gamma,
-                              const float *beta, float *running_mean, float *running_var, T *y,
-                              float *save_mean, float *save_invstd) {
-    const size_t m = (size_t)d->n * d->hw, ne = m * (size_t)d->c;
-    red_ws w;
-    AL_TRY(red_take(ctx, d->n, d->c, d->hw, d->nhwc, &w));
-    cudaStream_t st = al_stream_of(ctx);
-    red_partial<T, RED_STATS>(ctx, d->n, d->c, d->hw, w.r, x, (const T *)NULL, (const float *)NULL,
-                              w.part);
-    stats_final_kernel<T><<<(unsigned)AL_CEIL_DIV(d->c, AL_BLOCK), AL_BLOCK, 0, st>>>(
-        m, d->c, d->nhwc ? 1 : (size_t)d->hw, w.r.slices, d->eps, d->momentum,
-        d->update_running ? 1 : 0, w.part, x, gamma, beta, running_mean, running_var, save_mean,
-        save_invstd, w.coef);
-    norm_kernel<T><<<al_grid(ctx, ne, AL_BLOCK), AL_BLOCK, 0, st>>>(ne, d->c, d->hw, d->nhwc, x,
-                                                                     w.coef, y);
-    al_ctx_scratch_release(ctx, w.mark);
-    AL_LAUNCH_CHECK(ctx);
-    return AL_OK;
-}
-
-template <typename T>
-static al_status bn_bwd_split(al_ctx *ctx, const al_bn_desc *d, const T *x, const float *gamma,
-                              const float *save_mean, const float *save_invstd, const T *dy, T *dx,
-                              int dx_accum, float *dgamma, float *dbeta) {
+static al_status bn_bwd(al_ctx *ctx, const al_bn_desc *d, const T *x, const float *gamma,
+                        const float *save_mean, const float *save_invstd, const T *dy, T *dx,
+                        int dx_accum, float *dgamma, float *dbeta) {
+    AL_ASSERT(d->n >= 1 && d->c >= 1 && d->hw >= 1 && x && dy && save_mean && save_invstd,
+              "bn backward n=%d c=%d hw=%d", d->n, d->c, d->hw);
+    if (!dx && !dgamma && !dbeta) return AL_OK;
     const size_t m = (size_t)d->n * d->hw, ne = m * (size_t)d->c;
     const int have_sums = dgamma || dbeta || (dx && d->use_batch_stats);
     red_ws w;
@@ -367,47 +338,43 @@ al_status al_channel_sum_add_bf16_cuda(al_ctx *ctx, int n, int c, int hw, int nh
     return channel_sum(ctx, n, c, hw, nhwc, dy, db);
 }
 
+/* Forward: coef from the batch (train: split sums, then the statistics and running update)
+ * or from the running statistics (eval), then one elementwise pass. */
 template <typename T>
 static al_status bn_fwd(al_ctx *ctx, const al_bn_desc *d, const T *x, const float *gamma,
                         const float *beta, float *running_mean, float *running_var, T *y,
                         float *save_mean, float *save_invstd) {
     AL_ASSERT(d->n >= 1 && d->c >= 1 && d->hw >= 1 && x && y, "bn forward n=%d c=%d hw=%d", d->n,
               d->c, d->hw);
-    const size_t m = (size_t)d->n * d->hw;
+    const size_t m = (size_t)d->n * d->hw, ne = m * (size_t)d->c;
+    if (d->use_batch_stats && m < 2)
+        return AL_FAIL(AL_ERR_VALUE,
+                       "al_bn_forward_cuda: batch statistics need more than 1 value per channel "
+                       "(N*HW = %zu; PyTorch refuses this too)",
+                       m);
+    if (!d->use_batch_stats || d->update_running)
+        AL_ASSERT(running_mean && running_var, "bn %s needs running stats",
+                  d->use_batch_stats ? "update" : "eval");
+    red_ws w;
+    AL_TRY(red_take(ctx, d->n, d->c, d->hw, d->nhwc, &w));
     cudaStream_t st = al_stream_of(ctx);
+    const unsigned gc = (unsigned)AL_CEIL_DIV(d->c, AL_BLOCK);
     if (d->use_batch_stats) {
-        if (m < 2)
-            return AL_FAIL(AL_ERR_VALUE,
-                           "al_bn_forward_cuda: batch statistics need more than 1 value per "
-                           "channel (N*HW = %zu; PyTorch refuses this too)",
-                           m);
-        if (d->update_running)
-            AL_ASSERT(running_mean && running_var, "bn update needs running stats");
-        return bn_fwd_train(ctx, d, x, gamma, beta, running_mean, running_var, y, save_mean,
-                            save_invstd);
+        red_partial<T, RED_STATS>(ctx, d->n, d->c, d->hw, w.r, x, (const T *)NULL,
+                                  (const float *)NULL, w.part);
+        stats_final_kernel<T><<<gc, AL_BLOCK, 0, st>>>(
+            m, d->c, d->nhwc ? 1 : (size_t)d->hw, w.r.slices, d->eps, d->momentum,
+            d->update_running ? 1 : 0, w.part, x, gamma, beta, running_mean, running_var,
+            save_mean, save_invstd, w.coef);
     } else {
-        AL_ASSERT(running_mean && running_var, "bn eval needs running stats");
-        const size_t ne = m * (size_t)d->c;
-        unsigned grid = al_grid(ctx, ne, AL_BLOCK);
-        const unsigned need_c = (unsigned)AL_CEIL_DIV((size_t)d->c, (size_t)AL_BLOCK);
-        if (grid < need_c) grid = need_c; /* threads 0..C-1 write the saved statistics */
-        bn_eval_fwd_kernel<T><<<grid, AL_BLOCK, 0, st>>>(ne, d->c, d->hw, d->nhwc, d->eps, x, gamma,
-                                                         beta, running_mean, running_var, y,
-                                                         save_mean, save_invstd);
+        eval_coef_kernel<<<gc, AL_BLOCK, 0, st>>>(d->c, d->eps, gamma, beta, running_mean,
+                                                   running_var, save_mean, save_invstd, w.coef);
     }
+    norm_kernel<T><<<al_grid(ctx, ne, AL_BLOCK), AL_BLOCK, 0, st>>>(ne, d->c, d->hw, d->nhwc, x,
+                                                                     w.coef, y);
+    al_ctx_scratch_release(ctx, w.mark);
     AL_LAUNCH_CHECK(ctx);
     return AL_OK;
-}
-
-template <typename T>
-static al_status bn_bwd(al_ctx *ctx, const al_bn_desc *d, const T *x, const float *gamma,
-                        const float *save_mean, const float *save_invstd, const T *dy, T *dx,
-                        int dx_accum, float *dgamma, float *dbeta) {
-    AL_ASSERT(d->n >= 1 && d->c >= 1 && d->hw >= 1 && x && dy && save_mean && save_invstd,
-              "bn backward n=%d c=%d hw=%d", d->n, d->c, d->hw);
-    if (!dx && !dgamma && !dbeta) return AL_OK;
-    return bn_bwd_split(ctx, d, x, gamma, save_mean, save_invstd, dy, dx, dx_accum, dgamma,
-                        dbeta);
 }
 
 extern "C" al_status al_bn_forward_cuda(al_ctx *ctx, const al_bn_desc *d, const float *x,

@@ -269,8 +269,7 @@ static __global__ void bias_add_kernel(size_t n_elems, int c_total, int hw, int 
                                        const float *__restrict__ b, T *__restrict__ y) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n_elems;
          i += (size_t)gridDim.x * blockDim.x) {
-        const int c = nhwc ? (int)(i % (size_t)c_total) : (int)((i / (size_t)hw) % (size_t)c_total);
-        al_st(y, i, al_ld(y, i) + b[c]);
+        al_st(y, i, al_ld(y, i) + b[al_chan_index(i, c_total, hw, nhwc)]);
     }
 }
 
