@@ -26,17 +26,13 @@
 #include "core/model.h"
 #include "core/ops/bf16.h"
 #include "harness/check.h"
+#include "harness/devbuf.h"
 
 static al_ctx gpu, cpu;
 
 #define OK(call) AL_TEST_OK(call)
 
-static void *dev_bytes(const void *h, size_t bytes) {
-    void *d = NULL;
-    AL_ASSERT(al_dev_alloc(&gpu, &d, bytes, "test buffer") == AL_OK, "alloc: %s", al_errmsg());
-    if (h) AL_ASSERT(al_copy_to_dev(&gpu, d, h, bytes) == AL_OK, "copy: %s", al_errmsg());
-    return d;
-}
+/* Test memory: tests/harness/devbuf.h (guarded device buffers, tracked host buffers). */
 
 /* ---------------------------------------------------------------- convert */
 
@@ -44,17 +40,14 @@ static size_t esize(int fmt) { return fmt & AL_FMT_BF16 ? sizeof(al_bf16) : size
 
 /* n values of format fmt from the fill stream id (bf16: the rounded fill). */
 static void *host_fill(int fmt, size_t n, uint64_t id) {
-    float *f = malloc(n * sizeof(float));
-    void *h = malloc(n * esize(fmt));
-    AL_ASSERT(f && h, "out of host memory");
-    al_test_fill(f, n, id, -2, 2);
+    float *f = hrand(n, id, -2, 2);
+    void *h = hnew(n * esize(fmt));
     for (size_t i = 0; i < n; i++) {
         if (fmt & AL_FMT_BF16)
             ((al_bf16 *)h)[i] = al_f32_to_bf16(f[i]);
         else
             ((float *)h)[i] = f[i];
     }
-    free(f);
     return h;
 }
 
@@ -68,34 +61,22 @@ static int case_convert(void) {
             for (int df = 0; df < 4; df++)
                 for (int acc = 0; acc < 2; acc++) {
                     void *hs = host_fill(sf, ne, 1 + sh), *hd = host_fill(df, ne, 100 + sh);
-                    void *got = malloc(ne * esize(df));
-                    AL_ASSERT(got, "out of host memory");
-                    void *ds = dev_bytes(hs, ne * esize(sf)), *dd = dev_bytes(hd, ne * esize(df));
+                    void *ds = dnew(ne * esize(sf), hs), *dd = dnew(ne * esize(df), hd);
                     OK(al_convert(&gpu, n, c, hw, ds, sf, dd, df, acc));
-                    OK(al_copy_to_host(&gpu, got, dd, ne * esize(df)));
                     OK(al_convert(&cpu, n, c, hw, hs, sf, hd, df, acc));
                     char lab[128];
                     snprintf(lab, sizeof lab, "convert %dx%dx%d fmt %d -> %d%s", n, c, hw, sf, df,
                              acc ? " (+=)" : "");
-                    const int b = al_check_bytes(lab, got, hd, ne * esize(df));
-                    if (b) bad = 1;
+                    bad |= dcheck_bytes(lab, dd, hd, ne * esize(df));
                     checked++;
-                    al_dev_free(&gpu, ds);
-                    al_dev_free(&gpu, dd);
-                    free(hs);
-                    free(hd);
-                    free(got);
+                    devbuf_release(); /* 160 conversions: more buffers than one case tracks */
                 }
     }
     /* the layout really changes: NCHW -> NHWC of a (1, 2, 3) ramp is 0 3 1 4 2 5 */
     const float ramp[6] = {0, 1, 2, 3, 4, 5}, want[6] = {0, 3, 1, 4, 2, 5};
-    float out[6];
-    float *dr = dev_bytes(ramp, sizeof ramp), *dn = dev_bytes(NULL, sizeof ramp);
+    float *dr = dnew(sizeof ramp, ramp), *dn = dnew(sizeof ramp, NULL);
     OK(al_convert(&gpu, 1, 2, 3, dr, 0, dn, AL_FMT_NHWC, 0));
-    OK(al_copy_to_host(&gpu, out, dn, sizeof out));
-    bad |= al_check_bytes("NCHW -> NHWC of a ramp", out, want, sizeof want);
-    al_dev_free(&gpu, dr);
-    al_dev_free(&gpu, dn);
+    bad |= dcheck_bytes("NCHW -> NHWC of a ramp", dn, want, sizeof want);
     fprintf(stderr, "  %d conversions checked against the CPU twin\n", checked);
     return bad;
 }
@@ -131,9 +112,9 @@ static int close_rel(const char *what, const float *got, const float *ref, size_
     return 0;
 }
 
+/* a copy of device memory the model owns (test buffers go through dget, which checks guards) */
 static float *to_host(const float *d, size_t n) {
-    float *h = malloc(n * sizeof(float));
-    AL_ASSERT(h, "out of host memory");
+    float *h = hf(n);
     AL_ASSERT(al_copy_to_host(&gpu, h, d, n * sizeof(float)) == AL_OK, "copy: %s", al_errmsg());
     return h;
 }
@@ -146,19 +127,16 @@ static int model_pair(const char *arch, int in_c, int size, int n, al_precision 
     char lab[160];
     al_model *m[2];
     float *x, *dlog, *dx[2];
-    float *hx = malloc(nd * sizeof(float)), *hd = malloc((size_t)n * k * sizeof(float));
-    AL_ASSERT(hx && hd, "out of host memory");
-    al_test_fill(hx, nd, 7, 0, 1);
-    al_test_fill(hd, (size_t)n * k, 8, -1, 1);
-    x = dev_bytes(hx, nd * sizeof(float));
-    dlog = dev_bytes(hd, (size_t)n * k * sizeof(float));
+    float *hx = hrand(nd, 7, 0, 1), *hd = hrand((size_t)n * k, 8, -1, 1);
+    x = dnewf(nd, hx);
+    dlog = dnewf((size_t)n * k, hd);
     gpu.precision = prec;
     for (int j = 0; j < 2; j++) {
         gpu.layout = j ? AL_NHWC : AL_NCHW;
         OK(al_model_create(arch, k, in_c, size, &m[j]));
         OK(al_model_setup(&gpu, m[j], n, 1));
         OK(al_model_init_params(&gpu, m[j], 5));
-        dx[j] = dev_bytes(NULL, nd * sizeof(float));
+        dx[j] = dnewf(nd, NULL);
     }
     gpu.layout = AL_NCHW;
     gpu.precision = AL_FP32;
@@ -174,7 +152,6 @@ static int model_pair(const char *arch, int in_c, int size, int n, al_precision 
             if (zero) al_test_fill(hp + p->offset, p->n_elems, 50 + (uint64_t)i, -0.2f, 0.2f);
         }
         for (int j = 0; j < 2; j++) OK(al_copy_to_dev(&gpu, m[j]->data, hp, np * sizeof(float)));
-        free(hp);
     }
     int bad = 0, n_nhwc = 0;
     for (int b = 0; b < m[1]->n_bufs; b++) {
@@ -197,7 +174,8 @@ static int model_pair(const char *arch, int in_c, int size, int n, al_precision 
         OK(al_model_forward(&gpu, m[j], x, n, &o));
         h[j][0] = to_host(al_model_logits(m[j], 0), (size_t)n * k);
         OK(al_model_backward(&gpu, m[j], 0, dlog, NULL, AL_BWD_WEIGHTS | AL_BWD_INPUT, dx[j]));
-        h[j][1] = to_host(dx[j], nd);
+        h[j][1] = hf(nd);
+        bad |= dget("input gradient", dx[j], h[j][1], nd * sizeof(float));
         h[j][2] = to_host(m[j]->grads, np);
         OK(al_model_forward_eval(&gpu, m[j], x, n, 0));
         h[j][3] = to_host(al_model_logits(m[j], 0), (size_t)n * k);
@@ -224,17 +202,8 @@ static int model_pair(const char *arch, int in_c, int size, int n, al_precision 
             bad = 1;
         }
     }
-    for (int j = 0; j < 2; j++) {
-        for (int q = 0; q < 4; q++) free(h[j][q]);
-        al_dev_free(&gpu, dx[j]);
-        al_model_destroy(&gpu, m[j]);
-    }
-    free(p0);
-    free(p1);
-    al_dev_free(&gpu, x);
-    al_dev_free(&gpu, dlog);
-    free(hx);
-    free(hd);
+    for (int j = 0; j < 2; j++) al_model_destroy(&gpu, m[j]);
+    devbuf_release();
     return bad;
 }
 
@@ -257,19 +226,17 @@ static int case_attack(void) {
     al_model *m[2];
     al_attack_ws ws[2];
     float *xa[2];
-    float *hx = malloc(nd * sizeof(float));
-    int32_t hy[4] = {1, 4, 7, 9};
-    AL_ASSERT(hx, "out of host memory");
-    al_test_fill(hx, nd, 9, 0, 1);
-    float *x = dev_bytes(hx, nd * sizeof(float));
-    int32_t *y = dev_bytes(hy, sizeof hy);
+    float *hx = hrand(nd, 9, 0, 1);
+    const int32_t hy[4] = {1, 4, 7, 9};
+    float *x = dnewf(nd, hx);
+    int32_t *y = dnew(sizeof hy, hy);
     gpu.layout = AL_NHWC;
     for (int j = 0; j < 2; j++) {
         OK(al_model_create("wrn-10-1", k, 3, 28, &m[j]));
         OK(al_model_setup(&gpu, m[j], n, 1));
         OK(al_model_init_params(&gpu, m[j], 3));
         OK(al_attack_ws_init(&gpu, &ws[j], m[j], n));
-        xa[j] = dev_bytes(NULL, nd * sizeof(float));
+        xa[j] = dnewf(nd, NULL);
     }
     gpu.layout = AL_NCHW;
     al_attack_spec s = al_attack_spec_make(AL_ATTACK_PGD, AL_LINF, 0.1f, 0.025f, 5);
@@ -284,7 +251,9 @@ static int case_attack(void) {
     const uint64_t launches = al_attack_ws_graph_info(&ws[1]).launches;
     int bad = 0;
     AL_EXPECT(launches == 4, "NHWC PGD-5: %llu graph launches (want 4)", (unsigned long long)launches);
-    float *a = to_host(xa[0], nd), *b = to_host(xa[1], nd);
+    float *a = hf(nd), *b = hf(nd);
+    bad |= dget("x_adv eager", xa[0], a, nd * sizeof(float));
+    bad |= dget("x_adv graph", xa[1], b, nd * sizeof(float));
     bad |= al_check_bytes("NHWC PGD-5 x_adv, eager vs graph", b, a, nd * sizeof(float));
     AL_EXPECT(memcmp(a, hx, nd * sizeof(float)) != 0, "the attack moved nothing");
     const size_t np = m[0]->n_param_floats;
@@ -292,16 +261,9 @@ static int case_attack(void) {
     bad |= al_check_bytes("NHWC PGD-5 BN running stats, eager vs graph", p1, p0, np * sizeof(float));
     for (int j = 0; j < 2; j++) {
         al_attack_ws_fini(&gpu, &ws[j]);
-        al_dev_free(&gpu, xa[j]);
         al_model_destroy(&gpu, m[j]);
     }
-    free(a);
-    free(b);
-    free(p0);
-    free(p1);
-    free(hx);
-    al_dev_free(&gpu, x);
-    al_dev_free(&gpu, y);
+    devbuf_release();
     return bad;
 }
 
@@ -312,6 +274,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "context init failed: %s\n", al_errmsg());
         return 1;
     }
+    devbuf_use(&gpu);
     gpu.deterministic = 1;
     static const al_case cases[] = {
         {"convert", case_convert},
